@@ -1,0 +1,103 @@
+// Differentiable ops. Each op's forward, backward and the note on its second derivative sit side by
+// side in autograd/ops_*.cpp. Every backward is written with these same ops, so gradients of any order
+// are exact. Broadcasting follows numpy (ranks aligned on the right); shapes have rank <= 4 and a
+// leading dimension may be a task dimension. Mismatches throw naming the op and both shapes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "autograd/random.h"
+#include "autograd/tensor.h"
+
+namespace metatape {
+
+// ---- elementwise, broadcasting --------------------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor affine(const Tensor& x, double alpha, double beta);  // alpha * x + beta
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double p);
+Tensor square(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor leaky_relu(const Tensor& x, double slope = 0.01);
+Tensor elu(const Tensor& x, double alpha = 1.0);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor softplus(const Tensor& x);
+Tensor gelu(const Tensor& x);  // tanh approximation
+Tensor clamp(const Tensor& x, double lo, double hi);
+// mask: same dtype as a and b, nonzero = take a. The mask is a constant (no gradient).
+Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
+// Inverted dropout: zeroes each element with probability p and scales the rest by 1 / (1 - p). The
+// identity when training is false or p == 0.
+Tensor dropout(const Tensor& x, double p, Generator& gen, bool training = true);
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& x);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+
+// ---- reductions -----------------------------------------------------------------------------------
+Tensor sum(const Tensor& x);                                  // all elements, rank 0
+Tensor sum(const Tensor& x, int axis, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, int axis, bool keepdim = false);
+Tensor max(const Tensor& x, int axis, bool keepdim = false);  // gradient to the first maximum
+// Sums x down to `shape` (which must broadcast to x's shape), and its inverse.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+Tensor expand(const Tensor& x, const Shape& shape);
+
+// ---- linear algebra -------------------------------------------------------------------------------
+// op(a) op(b) over the last two dims; rank 2 or 3, a rank-2 operand is shared across the batch.
+Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x W^T + b as one op. x (rows, in) or (tasks, rows, in); W (out, in) or (tasks, out, in);
+// b undefined, or broadcastable to the output: (out) or (tasks, 1, out).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// out[i, j] = |a_i - b_j|^2; a (n, d), b (m, d), or batched (tasks, n, d) and (tasks, m, d).
+Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);
+// out[i, j] = <a_i, b_j> / (|a_i| |b_j|), each norm computed as sqrt(|v|^2 + eps).
+Tensor cosine_similarity(const Tensor& a, const Tensor& b, double eps = 1e-12);
+
+// ---- shape ----------------------------------------------------------------------------------------
+Tensor reshape(const Tensor& x, const Shape& shape);  // shares storage
+Tensor transpose(const Tensor& x);                    // swaps the last two dims
+Tensor concat(const std::vector<Tensor>& parts, int axis);
+Tensor slice(const Tensor& x, int axis, std::int64_t start, std::int64_t end);  // [start, end)
+Tensor index_select(const Tensor& x, const Tensor& index);  // rows of axis 0, index i64
+// The adjoint of index_select: a tensor of `rows` rows, zero except rows index[r] += src[r].
+Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows);
+// The adjoint of slice: zeros of `full` shape with x placed at [start, start + x.dim(axis)).
+Tensor pad_axis(const Tensor& x, const Shape& full, int axis, std::int64_t start);
+
+// ---- softmax and losses (the class axis is the last one) ------------------------------------------
+Tensor softmax(const Tensor& x);
+Tensor log_softmax(const Tensor& x);
+// Mean over rows of -log softmax(logits)[label]; logits (rows, classes), labels i64 (rows). One fused
+// op: its backward (softmax - one_hot) / rows is written with differentiable ops.
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+// Mean over rows of -log_probs[row, label].
+Tensor nll(const Tensor& log_probs, const Tensor& labels);
+Tensor mse(const Tensor& prediction, const Tensor& target);
+
+// ---- not differentiable ---------------------------------------------------------------------------
+Tensor one_hot(const Tensor& labels, std::int64_t classes, DType dtype = DType::f32);
+Tensor argmax(const Tensor& x, int axis);  // i64
+Tensor greater(const Tensor& a, const Tensor& b);  // 1 where a > b, else 0 (dtype of a)
+
+}  // namespace metatape
