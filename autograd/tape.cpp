@@ -150,9 +150,13 @@ class Walk {
       const Node& node = *tape.nodes[static_cast<std::size_t>(i)];
       if (node.released || !node.output.defined()) continue;
       for (const Tensor& in : node.inputs) {
-        const TensorImpl* t = in.impl();
-        const bool cut = t->producer_op != nullptr && t->producer.expired() && t->requires_grad;
-        if (t->reach_epoch == epoch_ || cut) {
+        TensorImpl* t = in.impl();
+        // A tensor whose producer was released may have led to a requested input: let the gradient
+        // reach it so accumulate() reports the released scope instead of silently dropping the path.
+        if (t->producer_op != nullptr && t->producer.expired() && t->requires_grad) {
+          t->reach_epoch = epoch_;
+        }
+        if (t->reach_epoch == epoch_) {
           node.output.impl()->reach_epoch = epoch_;
           break;
         }
