@@ -9,8 +9,8 @@
 namespace metatape::kernels::cpu {
 namespace {
 
-template <class T>
-T apply_unary(UnaryOp op, T x, T a, T b) {
+template <UnaryOp op, class T>
+inline T apply_unary(T x, T a, T b) {
   switch (op) {
     case UnaryOp::affine: return a * x + b;
     case UnaryOp::exp: return std::exp(x);
@@ -38,8 +38,8 @@ T apply_unary(UnaryOp op, T x, T a, T b) {
   return x;
 }
 
-template <class T>
-T apply_binary(BinaryOp op, T a, T b) {
+template <BinaryOp op, class T>
+inline T apply_binary(T a, T b) {
   switch (op) {
     case BinaryOp::add: return a + b;
     case BinaryOp::sub: return a - b;
@@ -108,35 +108,74 @@ void convert(const View& src, const View& dst) {
   }
 }
 
+// The op is a template parameter so each loop is specialised (and vectorised) for one op.
+template <UnaryOp op, class T>
+void unary_loop(const T* __restrict in, T* __restrict y, std::int64_t n, T a, T b) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = apply_unary<op>(in[i], a, b);
+}
+
+template <class T>
+void unary_typed(UnaryOp op, const T* in, T* y, std::int64_t n, T a, T b) {
+  switch (op) {
+#define METATAPE_UNARY_CASE(name) \
+  case UnaryOp::name: return unary_loop<UnaryOp::name>(in, y, n, a, b);
+    METATAPE_UNARY_CASE(affine) METATAPE_UNARY_CASE(exp) METATAPE_UNARY_CASE(log)
+    METATAPE_UNARY_CASE(sqrt) METATAPE_UNARY_CASE(square) METATAPE_UNARY_CASE(abs)
+    METATAPE_UNARY_CASE(sign) METATAPE_UNARY_CASE(pow) METATAPE_UNARY_CASE(relu)
+    METATAPE_UNARY_CASE(leaky_relu) METATAPE_UNARY_CASE(elu) METATAPE_UNARY_CASE(tanh)
+    METATAPE_UNARY_CASE(sigmoid) METATAPE_UNARY_CASE(softplus) METATAPE_UNARY_CASE(gelu)
+    METATAPE_UNARY_CASE(step) METATAPE_UNARY_CASE(in_range) METATAPE_UNARY_CASE(clamp)
+    METATAPE_UNARY_CASE(reciprocal)
+#undef METATAPE_UNARY_CASE
+  }
+}
+
 void unary(UnaryOp op, const View& x, const View& out, double alpha, double beta) {
   with_float_type(x.dtype, unary_op_name(op), [&](auto tag) {
     using T = decltype(tag);
-    const T* in = x.as<T>();
-    T* y = out.as<T>();
-    const T a = static_cast<T>(alpha);
-    const T b = static_cast<T>(beta);
-    const std::int64_t n = x.numel();
-    for (std::int64_t i = 0; i < n; ++i) y[i] = apply_unary(op, in[i], a, b);
+    unary_typed<T>(op, x.as<T>(), out.as<T>(), x.numel(), static_cast<T>(alpha),
+                   static_cast<T>(beta));
   });
+}
+
+// Fast paths (same shape, scalar right operand, row broadcast) are specialised per op so they
+// vectorise; anything else goes through the general four-deep broadcast loop. `a` may alias `out`.
+template <BinaryOp op, class T>
+void binary_typed(const View& a, const View& b, const View& out) {
+  const T* pa = a.as<T>();
+  const T* pb = b.as<T>();
+  T* po = out.as<T>();
+  const std::int64_t n = out.numel();
+  const std::int64_t cols = out.shape.last();
+  if (a.shape == out.shape && b.shape == out.shape) {
+    for (std::int64_t i = 0; i < n; ++i) po[i] = apply_binary<op>(pa[i], pb[i]);
+  } else if (a.shape == out.shape && b.numel() == 1) {
+    const T s = pb[0];
+    for (std::int64_t i = 0; i < n; ++i) po[i] = apply_binary<op>(pa[i], s);
+  } else if (a.shape == out.shape && b.numel() == cols && b.shape.last() == cols) {
+    for (std::int64_t r = 0; r < n / (cols == 0 ? 1 : cols); ++r) {
+      for (std::int64_t c = 0; c < cols; ++c) po[r * cols + c] = apply_binary<op>(pa[r * cols + c], pb[c]);
+    }
+  } else {
+    for_each_broadcast(out.shape, a.shape, b.shape, out.shape,
+                       [&](std::int64_t o, std::int64_t ia, std::int64_t ib, std::int64_t) {
+                         po[o] = apply_binary<op>(pa[ia], pb[ib]);
+                       });
+  }
 }
 
 void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   with_float_type(out.dtype, binary_op_name(op), [&](auto tag) {
     using T = decltype(tag);
-    const T* pa = a.as<T>();
-    const T* pb = b.as<T>();
-    T* po = out.as<T>();
-    const std::int64_t n = out.numel();
-    if (a.shape == out.shape && b.shape == out.shape) {
-      for (std::int64_t i = 0; i < n; ++i) po[i] = apply_binary(op, pa[i], pb[i]);
-    } else if (a.shape == out.shape && b.numel() == 1) {
-      const T s = pb[0];
-      for (std::int64_t i = 0; i < n; ++i) po[i] = apply_binary(op, pa[i], s);
-    } else {
-      for_each_broadcast(out.shape, a.shape, b.shape, out.shape,
-                         [&](std::int64_t o, std::int64_t ia, std::int64_t ib, std::int64_t) {
-                           po[o] = apply_binary(op, pa[ia], pb[ib]);
-                         });
+    switch (op) {
+      case BinaryOp::add: return binary_typed<BinaryOp::add, T>(a, b, out);
+      case BinaryOp::sub: return binary_typed<BinaryOp::sub, T>(a, b, out);
+      case BinaryOp::mul: return binary_typed<BinaryOp::mul, T>(a, b, out);
+      case BinaryOp::div: return binary_typed<BinaryOp::div, T>(a, b, out);
+      case BinaryOp::maximum: return binary_typed<BinaryOp::maximum, T>(a, b, out);
+      case BinaryOp::minimum: return binary_typed<BinaryOp::minimum, T>(a, b, out);
+      case BinaryOp::equal: return binary_typed<BinaryOp::equal, T>(a, b, out);
+      case BinaryOp::greater: return binary_typed<BinaryOp::greater, T>(a, b, out);
     }
   });
 }
