@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <unordered_map>
 
 #include "autograd/ops.h"
 
@@ -14,7 +15,6 @@ struct Tape {
   std::uint64_t next_seq = 1;
   std::size_t compact_at = 4096;
   int walking = 0;  // grad() in progress: no compaction, indices must stay put
-  std::uint64_t epoch = 0;
 };
 
 thread_local Tape tape;
@@ -44,33 +44,33 @@ std::string label(const TensorImpl& t) {
                         : "'" + t.name + "' " + t.shape.str();
 }
 
-// One backward walk; shared by grad() and backward(). Restores all scratch state when it leaves.
+// One backward walk; shared by grad() and backward(). Its scratch state (pending gradients, which
+// tensors were requested or reach a requested one) lives in the walk, not in the tensors, so threads
+// may differentiate through shared leaves (e.g. one model's parameters) at the same time.
 class Walk {
  public:
   Walk(bool requested_only, bool create_graph, bool retain_graph)
       : requested_only_(requested_only), create_(create_graph), retain_(retain_graph) {
-    epoch_ = ++tape.epoch;
+    slots_.reserve(64);
     ++tape.walking;
   }
-  ~Walk() {
-    for (TensorImpl* t : touched_) t->pending_grad.reset();
-    --tape.walking;
-  }
+  ~Walk() { --tape.walking; }
   Walk(const Walk&) = delete;
   Walk& operator=(const Walk&) = delete;
 
   void request(const Tensor& input, std::size_t position) {
-    TensorImpl* t = input.impl();
+    const TensorImpl* t = input.impl();
     if (!t->requires_grad) {
       fail("grad: input #" + std::to_string(position) + " (" + label(*t) +
            ") does not require grad; call requires_grad_() on it before the forward pass");
     }
-    t->request_epoch = epoch_;
-    t->reach_epoch = epoch_;
+    Slot& s = slots_[t];
+    s.requested = true;
+    s.reaches = true;
   }
 
   void seed(const Tensor& output, const Tensor& grad_output, std::size_t position) {
-    TensorImpl* t = output.impl();
+    const TensorImpl* t = output.impl();
     if (!t->requires_grad) {
       fail("grad: output #" + std::to_string(position) + " (" + label(*t) +
            ") does not require grad: nothing that requires grad was recorded into it "
@@ -97,19 +97,26 @@ class Walk {
     std::vector<bool> needs;
     for (std::ptrdiff_t i = start_; i >= 0 && outstanding_ > 0; --i) {
       const std::shared_ptr<Node> node = tape.nodes[static_cast<std::size_t>(i)];
-      TensorImpl* out = node->output.impl();
-      if (!out || !out->pending_grad) continue;
+      const TensorImpl* out = node->output.impl();
+      Slot* out_slot = out ? find(out) : nullptr;
+      if (!out_slot || !out_slot->pending) continue;
       --outstanding_;
       if (node->released) throw_freed(*node);
       needs.assign(node->inputs.size(), false);
       bool any = false;
       for (std::size_t j = 0; j < node->inputs.size(); ++j) {
         const TensorImpl* in = node->inputs[j].impl();
-        needs[j] = in->requires_grad && (!requested_only_ || in->reach_epoch == epoch_);
+        if (!in->requires_grad) continue;
+        if (requested_only_) {
+          const Slot* in_slot = find(in);
+          needs[j] = in_slot != nullptr && in_slot->reaches;
+        } else {
+          needs[j] = true;
+        }
         any = any || needs[j];
       }
       if (any) {
-        const Tensor g(out->pending_grad);
+        const Tensor g(out_slot->pending);
         std::vector<Tensor> grads;
         {
           GradModeGuard mode(create_);
@@ -125,8 +132,10 @@ class Walk {
           if (anomaly_mode) check_anomaly(node->op, grads[j], "gradient (backward)");
           accumulate(in.impl(), grads[j]);
         }
+        // accumulate() may have rehashed: look the output's slot up again.
+        out_slot = find(out);
       }
-      if (out->request_epoch != epoch_) out->pending_grad.reset();
+      if (!out_slot->requested) out_slot->pending.reset();
       if (!retain_) {
         node->released = true;
         node->inputs.clear();
@@ -135,37 +144,57 @@ class Walk {
     }
   }
 
-  // Leaves that received a gradient (for backward()).
-  std::vector<TensorImpl*> reached_leaves() const {
-    std::vector<TensorImpl*> leaves;
-    for (TensorImpl* t : touched_) {
-      if (t->producer_op == nullptr && t->pending_grad) leaves.push_back(t);
+  // The accumulated gradient of `t`, or an undefined tensor.
+  Tensor gradient_of(const TensorImpl* t) const {
+    const auto it = slots_.find(t);
+    return it == slots_.end() ? Tensor() : Tensor(it->second.pending);
+  }
+
+  // Leaves that received a gradient (for backward()), with it.
+  std::vector<std::pair<TensorImpl*, Tensor>> reached_leaves() const {
+    std::vector<std::pair<TensorImpl*, Tensor>> leaves;
+    for (const auto& [t, slot] : slots_) {
+      if (t->producer_op == nullptr && slot.pending) {
+        leaves.emplace_back(const_cast<TensorImpl*>(t), Tensor(slot.pending));
+      }
     }
     return leaves;
   }
 
  private:
+  struct Slot {
+    std::shared_ptr<TensorImpl> pending;
+    bool requested = false;
+    bool reaches = false;  // is, or was made from, a requested input
+  };
+
+  Slot* find(const TensorImpl* t) {
+    const auto it = slots_.find(t);
+    return it == slots_.end() ? nullptr : &it->second;
+  }
+
   void mark_reach() {
     for (std::ptrdiff_t i = 0; i <= start_; ++i) {
       const Node& node = *tape.nodes[static_cast<std::size_t>(i)];
       if (node.released || !node.output.defined()) continue;
       for (const Tensor& in : node.inputs) {
-        TensorImpl* t = in.impl();
+        const TensorImpl* t = in.impl();
         // A tensor whose producer was released may have led to a requested input: let the gradient
         // reach it so accumulate() reports the released scope instead of silently dropping the path.
-        if (t->producer_op != nullptr && t->producer.expired() && t->requires_grad) {
-          t->reach_epoch = epoch_;
-        }
-        if (t->reach_epoch == epoch_) {
-          node.output.impl()->reach_epoch = epoch_;
+        const bool cut = t->producer_op != nullptr && t->producer.expired() && t->requires_grad;
+        if (cut) slots_[t].reaches = true;
+        const Slot* s = cut ? nullptr : find(t);
+        if (cut || (s != nullptr && s->reaches)) {
+          slots_[node.output.impl()].reaches = true;
           break;
         }
       }
     }
   }
 
-  void accumulate(TensorImpl* t, const Tensor& g) {
-    if (t->producer_op != nullptr && t->request_epoch != epoch_) {
+  void accumulate(const TensorImpl* t, const Tensor& g) {
+    Slot& s = slots_[t];
+    if (t->producer_op != nullptr && !s.requested) {
       const std::shared_ptr<Node> node = t->producer.lock();
       if (!node) {
         fail(std::string("grad: backward through a released scope: ") + label(*t) + " was made by '" +
@@ -175,12 +204,11 @@ class Walk {
       }
       if (node->released) throw_freed(*node);
     }
-    if (!t->pending_grad) {
-      t->pending_grad = g.impl_ptr();
-      touched_.push_back(t);
+    if (!s.pending) {
+      s.pending = g.impl_ptr();
       if (t->producer_op != nullptr && !t->producer.expired()) ++outstanding_;
     } else {
-      t->pending_grad = add(Tensor(t->pending_grad), g).impl_ptr();
+      s.pending = add(Tensor(s.pending), g).impl_ptr();
     }
   }
 
@@ -193,10 +221,9 @@ class Walk {
   bool requested_only_;
   bool create_;
   bool retain_;
-  std::uint64_t epoch_ = 0;
   std::ptrdiff_t start_ = -1;
   std::ptrdiff_t outstanding_ = 0;
-  std::vector<TensorImpl*> touched_;
+  std::unordered_map<const TensorImpl*, Slot> slots_;
 };
 
 }  // namespace
@@ -264,9 +291,9 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   std::vector<Tensor> result;
   result.reserve(inputs.size());
   for (std::size_t j = 0; j < inputs.size(); ++j) {
-    TensorImpl* t = inputs[j].impl();
-    if (t->pending_grad) {
-      result.emplace_back(t->pending_grad);
+    const TensorImpl* t = inputs[j].impl();
+    if (Tensor g = walk.gradient_of(t); g.defined()) {
+      result.push_back(g);
     } else if (options.allow_unused) {
       result.push_back(Tensor::zeros(t->shape, t->dtype, t->device));
     } else {
@@ -282,9 +309,8 @@ void backward(const Tensor& output, const Tensor& grad_output, bool create_graph
   walk.seed(output, grad_output, 0);
   walk.run();
   GradModeGuard mode(create_graph);
-  for (TensorImpl* leaf : walk.reached_leaves()) {
+  for (auto& [leaf, g] : walk.reached_leaves()) {
     if (!leaf->requires_grad) continue;
-    const Tensor g(leaf->pending_grad);
     if (!leaf->grad) {
       leaf->grad = (create_graph ? g : g.copy()).impl_ptr();
     } else {

@@ -4,6 +4,9 @@
 // - Backward functions are written with differentiable ops: under create_graph their work is recorded
 //   on this same tape and can be differentiated again (second order and beyond). Without it, grad mode
 //   is off while they run and the same code runs plain kernels.
+// - Threads: each thread records on its own tape. grad() keeps its scratch state in the walk, so many
+//   threads may differentiate through the same leaves (one model's parameters) at once; backward()
+//   writes leaves' grad() and must not race with itself on shared leaves.
 // - Memory: a node that is the only holder of its output can never receive a gradient, so the tape
 //   drops such nodes (amortised compaction, newest first so releases cascade). Scopes release everything recorded inside them deterministically.
 #pragma once

@@ -52,11 +52,6 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;  // accumulated by backward() on leaves
   std::weak_ptr<Node> producer;      // the tape node that made this tensor, while it is alive
   const char* producer_op = nullptr; // set once recorded; stays when the node is released
-
-  // Scratch owned by grad() while it runs; empty otherwise.
-  std::shared_ptr<TensorImpl> pending_grad;
-  std::uint64_t reach_epoch = 0;
-  std::uint64_t request_epoch = 0;
 };
 
 class Tensor {

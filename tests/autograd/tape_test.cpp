@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <thread>
 
 #include "autograd/ops.h"
 #include "autograd/tape.h"
@@ -187,4 +188,34 @@ TEST_CASE("gradients of shared inputs accumulate across uses") {
   Tensor x = param({2.0}, Shape{1}, "x");
   const Tensor y = add(mul(x, x), mul(x, Tensor::full(Shape{1}, 3.0, DType::f64)));  // x^2 + 3x
   CHECK(grad({y}, {x})[0].item() == doctest::Approx(7.0));
+}
+
+TEST_CASE("threads differentiate through the same leaves at once and agree with one thread") {
+  Generator gen(8);
+  Tensor w = Tensor::uniform(Shape{16, 8}, -1, 1, gen, DType::f64).requires_grad_().set_name("w");
+  Tensor b = Tensor::uniform(Shape{16}, -1, 1, gen, DType::f64).requires_grad_().set_name("b");
+  const Tensor x = Tensor::uniform(Shape{32, 8}, -1, 1, gen, DType::f64);
+  auto inner_step_grad = [&]() {
+    GradOptions create;
+    create.create_graph = true;
+    TapeScope scope;
+    const auto g = grad({sum(square(tanh(linear(x, w, b))))}, {w, b}, create);
+    const Tensor adapted = sub(w, affine(g[0], 0.1, 0.0));
+    return grad({sum(square(linear(x, adapted, b)))}, {w, b});
+  };
+  const auto expected = inner_step_grad();
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(8, 0);
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) {
+        const auto got = inner_step_grad();
+        for (std::size_t k = 0; k < got.size(); ++k) {
+          if (got[k].to_vector<double>() != expected[k].to_vector<double>()) ++mismatches[static_cast<std::size_t>(t)];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) CHECK(m == 0);
 }
