@@ -102,6 +102,44 @@ void transpose_last2(const View& x, const View& out) {
   METATAPE_ROUTE("transpose", transpose_last2(x, out), &x, &out);
 }
 
+namespace {
+
+void check_update_views(const char* op, std::initializer_list<const View*> views) {
+  const View& first = **views.begin();
+  for (const View* v : views) {
+    if (v->numel() != first.numel() || v->dtype != first.dtype) {
+      fail(std::string(op) + ": buffers differ: " + first.shape.str() + " " + dtype_name(first.dtype) +
+           " and " + v->shape.str() + " " + dtype_name(v->dtype) +
+           " (parameters, gradients and optimizer state must match)");
+    }
+  }
+}
+
+}  // namespace
+
+void sgd_update(const View& theta, const View& grad, double lr, const View& out) {
+  check_update_views("sgd_update", {&theta, &grad, &out});
+  METATAPE_ROUTE("sgd_update", sgd_update(theta, grad, lr, out), &theta, &grad, &out);
+}
+void sgd_update_rates(const View& theta, const View& grad, const View& lr, const View& out) {
+  check_update_views("sgd_update", {&theta, &grad, &out});
+  if (lr.numel() != 1 && lr.numel() != theta.numel()) {
+    fail("sgd_update: " + std::to_string(lr.numel()) + " learning rates for " +
+         std::to_string(theta.numel()) + " parameters (give one rate or one per parameter)");
+  }
+  if (lr.dtype != theta.dtype) fail("sgd_update: learning rates must have the parameters' dtype");
+  METATAPE_ROUTE("sgd_update", sgd_update_rates(theta, grad, lr, out), &theta, &grad, &lr, &out);
+}
+void adam_update(const View& param, const View& grad, const View& m, const View& v, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
+                 bool decoupled) {
+  check_update_views("adam_update", {&param, &grad, &m, &v});
+  if (step < 1) fail("adam_update: step " + std::to_string(step) + " must be >= 1 (count from 1)");
+  METATAPE_ROUTE("adam_update",
+                 adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled),
+                 &param, &grad, &m, &v);
+}
+
 #undef METATAPE_ROUTE
 
 bool cuda_available() {
