@@ -1,0 +1,448 @@
+#include "tasks/families.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/error.h"
+#include "tasks/simulator.h"
+
+namespace metatape::tasks {
+
+std::shared_ptr<const PreparedMarket> PreparedMarket::make(Market market, const FeatureConfig& config) {
+  auto p = std::make_shared<PreparedMarket>();
+  p->feature_config = config;
+  p->warmup = config.warmup();
+  for (const Series& s : market.series) p->features.push_back(compute_features(s, config));
+  p->market = std::move(market);
+  return p;
+}
+
+std::int64_t TaskRequest::span() const {
+  const std::int64_t q_last = begin + (support_size - 1) * stride + 1 + effective_embargo() + (query_size - 1) * stride;
+  return q_last + horizon - begin + 1;
+}
+
+namespace {
+
+struct Layout {
+  std::vector<std::int64_t> support, query;
+  std::int64_t last_bar = 0;  // last bar any label reads
+};
+
+Layout make_layout(const PreparedMarket& m, const TaskRequest& q, std::int64_t min_begin, const std::string& family) {
+  auto bad = [&](const std::string& what) { fail(family + ": " + what); };
+  if (q.support_size < 1 || q.query_size < 1) bad("support_size and query_size must be >= 1");
+  if (q.horizon < 1) bad("horizon must be >= 1 bar");
+  if (q.stride < 1) bad("stride must be >= 1 bar");
+  if (q.effective_embargo() < q.horizon)
+    bad("embargo " + std::to_string(q.embargo) + " is shorter than the label horizon " + std::to_string(q.horizon) +
+        " (support labels would overlap the query period; use embargo >= horizon)");
+  if (q.begin < min_begin)
+    bad("begin row " + std::to_string(q.begin) + " is before the first usable row " + std::to_string(min_begin) +
+        " (feature warmup / trailing label window)");
+  Layout l;
+  for (std::int64_t i = 0; i < q.support_size; ++i) l.support.push_back(q.begin + i * q.stride);
+  const std::int64_t q0 = l.support.back() + 1 + q.effective_embargo();
+  for (std::int64_t j = 0; j < q.query_size; ++j) l.query.push_back(q0 + j * q.stride);
+  l.last_bar = l.query.back() + q.horizon;
+  if (l.last_bar >= m.market.rows())
+    bad("the task needs bars up to " + std::to_string(l.last_bar) + " but the market has " +
+        std::to_string(m.market.rows()) + " (shorten support/query/horizon or start earlier)");
+  for (int s : q.series)
+    if (s < 0 || s >= static_cast<int>(m.market.series.size()))
+      bad("series index " + std::to_string(s) + " out of range (" + std::to_string(m.market.series.size()) + " series)");
+  return l;
+}
+
+double trailing_vol(const Series& s, std::int64_t t, std::int64_t w) {
+  double q = 0;
+  std::int64_t n = 0;
+  for (std::int64_t k = std::max<std::int64_t>(1, t - w + 1); k <= t; ++k, ++n) {
+    const double r = std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]);
+    q += r * r;
+  }
+  return n > 0 ? std::sqrt(q / static_cast<double>(n)) : 0.0;
+}
+
+double forward_return(const Series& s, std::int64_t t, std::int64_t h) {
+  return std::log(s.close[static_cast<std::size_t>(t + h)] / s.close[static_cast<std::size_t>(t)]);
+}
+
+double forward_vol(const Series& s, std::int64_t t, std::int64_t h) {
+  double q = 0;
+  for (std::int64_t k = t + 1; k <= t + h; ++k) {
+    const double r = std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]);
+    q += r * r;
+  }
+  return std::sqrt(q / static_cast<double>(h));
+}
+
+// Rows of raw features (dim D) for support and query plus labels; normalises on support only.
+struct Assembled {
+  std::int64_t dim = 0;
+  std::vector<double> support_x, query_x;  // row-major
+  std::vector<std::int64_t> support_c, query_c;  // classification labels
+  std::vector<double> support_y, query_y;        // regression / portfolio targets, row-major
+  std::int64_t outputs = 1;
+};
+
+Task finish(const PreparedMarket& m, const TaskRequest& q, const Layout& l, Assembled& a, const std::string& family,
+            TaskKind kind, std::int64_t num_classes) {
+  std::vector<const double*> rows;
+  for (std::size_t i = 0; i < l.support.size(); ++i) rows.push_back(a.support_x.data() + i * static_cast<std::size_t>(a.dim));
+  const Normalizer norm = Normalizer::fit(rows, a.dim);
+  auto to_tensor = [&](const std::vector<double>& x, std::int64_t n) {
+    std::vector<float> out(static_cast<std::size_t>(n * a.dim));
+    for (std::int64_t i = 0; i < n; ++i) norm.apply(x.data() + i * a.dim, out.data() + i * a.dim, a.dim);
+    return Tensor::from_vector(out, Shape{n, a.dim});
+  };
+  Task t;
+  const auto S = static_cast<std::int64_t>(l.support.size()), Q = static_cast<std::int64_t>(l.query.size());
+  t.support_x = to_tensor(a.support_x, S);
+  t.query_x = to_tensor(a.query_x, Q);
+  if (kind == TaskKind::classification) {
+    t.support_y = Tensor::indices(a.support_c);
+    t.query_y = Tensor::indices(a.query_c);
+  } else {
+    t.support_y = Tensor::from_vector(a.support_y, Shape{S, a.outputs});
+    t.query_y = Tensor::from_vector(a.query_y, Shape{Q, a.outputs});
+  }
+  t.kind = kind;
+  t.num_classes = num_classes;
+  t.family = family;
+  for (int s : q.series) t.symbols.push_back(m.market.series[static_cast<std::size_t>(s)].symbol + "@" +
+                                              m.market.series[static_cast<std::size_t>(s)].exchange);
+  const auto& time = m.market.time_ms;
+  t.support_begin_ms = time[static_cast<std::size_t>(l.support.front())];
+  t.support_end_ms = time[static_cast<std::size_t>(l.support.back())];
+  t.query_begin_ms = time[static_cast<std::size_t>(l.query.front())];
+  t.query_end_ms = time[static_cast<std::size_t>(l.query.back())];
+  // Completeness over every bar the task reads from its first feature row to its last label bar.
+  std::int64_t filled = 0, total = 0;
+  for (int s : q.series) {
+    const auto& f = m.market.series[static_cast<std::size_t>(s)].filled;
+    for (std::int64_t k = l.support.front(); k <= l.last_bar; ++k, ++total) filled += f[static_cast<std::size_t>(k)];
+  }
+  t.difficulty = task_difficulty(t);
+  t.quality = task_quality(t, total > 0 ? 1.0 - static_cast<double>(filled) / static_cast<double>(total) : 1.0);
+  return t;
+}
+
+void append_row(std::vector<double>& dst, const double* src, std::int64_t n) { dst.insert(dst.end(), src, src + n); }
+
+class SingleSeriesFamily : public TaskFamily {
+ public:
+  explicit SingleSeriesFamily(FamilyConfig c) : c_(std::move(c)) {}
+  std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count(); }
+  std::vector<std::vector<int>> candidates(const Market& m) const override {
+    std::vector<std::vector<int>> out;
+    for (std::size_t i = 0; i < m.series.size(); ++i) out.push_back({static_cast<int>(i)});
+    return out;
+  }
+  Task make_task(const PreparedMarket& m, const TaskRequest& request) const override {
+    const TaskRequest q = normalise(m, request);
+    if (q.series.size() != 1) fail(name() + ": needs exactly one series, got " + std::to_string(q.series.size()));
+    const Layout l = make_layout(m, q, min_begin(m), name());
+    const Series& s = m.market.series[static_cast<std::size_t>(q.series[0])];
+    const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
+    Assembled a;
+    a.dim = f.cols;
+    for (std::int64_t t : l.support) {
+      append_row(a.support_x, f.row(t), f.cols);
+      label(s, t, q.horizon, a.support_c, a.support_y);
+    }
+    for (std::int64_t t : l.query) {
+      append_row(a.query_x, f.row(t), f.cols);
+      label(s, t, q.horizon, a.query_c, a.query_y);
+    }
+    return finish(m, q, l, a, name(), kind(), num_classes());
+  }
+
+ protected:
+  virtual void label(const Series& s, std::int64_t t, std::int64_t h, std::vector<std::int64_t>& cls,
+                     std::vector<double>& y) const = 0;
+  FamilyConfig c_;
+};
+
+class PriceDirection final : public SingleSeriesFamily {
+ public:
+  using SingleSeriesFamily::SingleSeriesFamily;
+  std::string name() const override { return "price_direction"; }
+  TaskKind kind() const override { return TaskKind::classification; }
+  std::int64_t num_classes() const override { return 3; }
+
+ protected:
+  void label(const Series& s, std::int64_t t, std::int64_t h, std::vector<std::int64_t>& cls,
+             std::vector<double>&) const override {
+    const double thr = c_.direction_threshold * trailing_vol(s, t, c_.trailing_vol_window) * std::sqrt(static_cast<double>(h));
+    const double fwd = forward_return(s, t, h);
+    cls.push_back(fwd > thr ? 2 : (fwd < -thr ? 0 : 1));  // SELL 0, HOLD 1, BUY 2
+  }
+};
+
+class MarketRegime final : public SingleSeriesFamily {
+ public:
+  using SingleSeriesFamily::SingleSeriesFamily;
+  std::string name() const override { return "market_regime"; }
+  TaskKind kind() const override { return TaskKind::classification; }
+  std::int64_t num_classes() const override { return 4; }
+
+ protected:
+  void label(const Series& s, std::int64_t t, std::int64_t h, std::vector<std::int64_t>& cls,
+             std::vector<double>&) const override {
+    const double sigma = trailing_vol(s, t, c_.trailing_vol_window);
+    const double fv = forward_vol(s, t, h), fwd = forward_return(s, t, h);
+    const double thr = c_.regime_trend_threshold * sigma * std::sqrt(static_cast<double>(h));
+    Regime r = Regime::sideways;
+    if (fv > c_.regime_high_vol_ratio * sigma) r = Regime::high_volatility;
+    else if (fwd > thr) r = Regime::bull;
+    else if (fwd < -thr) r = Regime::bear;
+    cls.push_back(static_cast<std::int64_t>(r));
+  }
+};
+
+class Risk final : public SingleSeriesFamily {
+ public:
+  using SingleSeriesFamily::SingleSeriesFamily;
+  std::string name() const override { return "risk"; }
+  TaskKind kind() const override { return c_.risk_var_exceedance ? TaskKind::classification : TaskKind::regression; }
+  std::int64_t num_classes() const override { return c_.risk_var_exceedance ? 2 : 0; }
+  std::int64_t min_begin(const PreparedMarket& m) const override {
+    return c_.risk_var_exceedance ? std::max(m.warmup, c_.var_window + 64) : m.warmup;
+  }
+
+ protected:
+  void label(const Series& s, std::int64_t t, std::int64_t h, std::vector<std::int64_t>& cls,
+             std::vector<double>& y) const override {
+    if (!c_.risk_var_exceedance) {
+      y.push_back(std::log(std::max(forward_vol(s, t, h), 1e-6)));
+      return;
+    }
+    // Trailing empirical quantile of h-bar log returns that ended at or before t.
+    std::vector<double> past;
+    for (std::int64_t u = std::max(h, t - c_.var_window + 1); u <= t; ++u) past.push_back(forward_return(s, u - h, h));
+    const auto k = static_cast<std::size_t>(std::floor(c_.var_level * static_cast<double>(past.size() - 1)));
+    std::nth_element(past.begin(), past.begin() + static_cast<std::ptrdiff_t>(k), past.end());
+    cls.push_back(forward_return(s, t, h) < past[k] ? 1 : 0);
+  }
+};
+
+class Arbitrage final : public TaskFamily {
+ public:
+  static constexpr int kSpreadFeatures = 8;
+  explicit Arbitrage(FamilyConfig c) : c_(std::move(c)) {}
+  std::string name() const override { return "arbitrage"; }
+  TaskKind kind() const override { return TaskKind::classification; }
+  std::int64_t num_classes() const override { return 2; }
+  std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count() + kSpreadFeatures; }
+  std::vector<std::vector<int>> candidates(const Market& m) const override {
+    std::vector<std::vector<int>> out;
+    for (const std::string& sym : m.symbols()) {
+      const auto idx = m.series_of(sym);
+      for (std::size_t i = 0; i < idx.size(); ++i)
+        for (std::size_t j = i + 1; j < idx.size(); ++j)
+          if (m.series[static_cast<std::size_t>(idx[i])].exchange != m.series[static_cast<std::size_t>(idx[j])].exchange)
+            out.push_back({idx[i], idx[j]});
+    }
+    return out;
+  }
+  Task make_task(const PreparedMarket& m, const TaskRequest& q) const override {
+    if (q.series.size() != 2)
+      fail("arbitrage: needs two series of one symbol on two exchanges, got " + std::to_string(q.series.size()) +
+           " (the market needs >= 2 exchanges per symbol; the simulator provides them)");
+    const Layout l = make_layout(m, q, min_begin(m), name());
+    const Series& A = m.market.series[static_cast<std::size_t>(q.series[0])];
+    const Series& B = m.market.series[static_cast<std::size_t>(q.series[1])];
+    if (A.symbol != B.symbol || A.exchange == B.exchange)
+      fail("arbitrage: series " + A.label() + " and " + B.label() + " must quote one symbol on two exchanges");
+    const double threshold = A.fee_rate + B.fee_rate + c_.arbitrage_margin;
+    auto d = [&](std::int64_t u) {
+      return std::log(A.close[static_cast<std::size_t>(u)] / B.close[static_cast<std::size_t>(u)]);
+    };
+    const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
+    Assembled a;
+    a.dim = f.cols + kSpreadFeatures;
+    auto row = [&](std::int64_t t, std::vector<double>& x, std::vector<std::int64_t>& cls) {
+      append_row(x, f.row(t), f.cols);
+      double mean = 0, sd = 0;
+      for (std::int64_t k = t - 19; k <= t; ++k) mean += d(k);
+      mean /= 20;
+      for (std::int64_t k = t - 19; k <= t; ++k) sd += (d(k) - mean) * (d(k) - mean);
+      sd = std::sqrt(sd / 20);
+      const double now = d(t);
+      const double extra[kSpreadFeatures] = {now * 100, std::fabs(now) * 100, (now - d(t - 1)) * 100,
+                                             (now - d(t - 4)) * 100, mean * 100, sd * 100,
+                                             sd > 1e-12 ? (now - mean) / sd : 0.0, (std::fabs(now) - threshold) * 100};
+      x.insert(x.end(), extra, extra + kSpreadFeatures);
+      int hit = 0;
+      for (std::int64_t u = t + 1; u <= t + q.horizon && !hit; ++u) hit = std::fabs(d(u)) > threshold;
+      cls.push_back(hit);
+    };
+    for (std::int64_t t : l.support) row(t, a.support_x, a.support_c);
+    for (std::int64_t t : l.query) row(t, a.query_x, a.query_c);
+    return finish(m, q, l, a, name(), kind(), 2);
+  }
+
+ private:
+  FamilyConfig c_;
+};
+
+class Portfolio final : public TaskFamily {
+ public:
+  explicit Portfolio(FamilyConfig c) : c_(std::move(c)) {
+    if (c_.portfolio_assets < 1) fail("portfolio: portfolio_assets must be >= 1");
+  }
+  std::string name() const override { return "portfolio"; }
+  TaskKind kind() const override { return TaskKind::portfolio; }
+  std::int64_t feature_dim(const PreparedMarket& m) const override {
+    return m.feature_config.count() * assets(m.market);
+  }
+  std::vector<std::vector<int>> candidates(const Market& m) const override {
+    std::vector<int> firsts;
+    for (const std::string& sym : m.symbols()) firsts.push_back(m.series_of(sym).front());
+    const int n = assets(m);
+    std::vector<std::vector<int>> out;
+    for (std::size_t i = 0; i < firsts.size(); ++i) {
+      std::vector<int> g;
+      for (int k = 0; k < n; ++k) g.push_back(firsts[(i + static_cast<std::size_t>(k)) % firsts.size()]);
+      out.push_back(g);
+      if (static_cast<int>(firsts.size()) == n) break;  // one group when all symbols are used
+    }
+    return out;
+  }
+  TaskRequest normalise(const PreparedMarket& m, TaskRequest q) const override {
+    std::int64_t period_ms = 0;
+    if (c_.rebalance == "daily") period_ms = 86'400'000;
+    else if (c_.rebalance == "weekly") period_ms = 7 * 86'400'000LL;
+    else {
+      const long long bars = std::atoll(c_.rebalance.c_str());
+      if (bars <= 0) fail("portfolio: rebalance '" + c_.rebalance + "' is not daily, weekly or a bar count");
+      q.stride = q.horizon = bars;
+    }
+    if (period_ms > 0) {
+      const std::int64_t iv = m.market.interval_ms();
+      q.stride = q.horizon = std::max<std::int64_t>(1, iv > 0 ? period_ms / iv : 1);
+    }
+    if (q.embargo != 0 && q.embargo < q.horizon) q.embargo = q.horizon;
+    return q;
+  }
+  Task make_task(const PreparedMarket& m, const TaskRequest& request) const override {
+    const TaskRequest q = normalise(m, request);
+    if (q.series.empty()) fail("portfolio: needs at least one series");
+    const Layout l = make_layout(m, q, min_begin(m), name());
+    Assembled a;
+    a.outputs = static_cast<std::int64_t>(q.series.size());
+    a.dim = m.feature_config.count() * a.outputs;
+    auto row = [&](std::int64_t t, std::vector<double>& x, std::vector<double>& y) {
+      for (int s : q.series) {
+        const FeatureMatrix& f = m.features[static_cast<std::size_t>(s)];
+        append_row(x, f.row(t), f.cols);
+      }
+      for (int s : q.series) {
+        const Series& ser = m.market.series[static_cast<std::size_t>(s)];
+        y.push_back(ser.close[static_cast<std::size_t>(t + q.horizon)] / ser.close[static_cast<std::size_t>(t)] - 1.0);
+      }
+    };
+    for (std::int64_t t : l.support) row(t, a.support_x, a.support_y);
+    for (std::int64_t t : l.query) row(t, a.query_x, a.query_y);
+    return finish(m, q, l, a, name(), kind(), 0);
+  }
+
+ private:
+  int assets(const Market& m) const {
+    return std::max(1, std::min(c_.portfolio_assets, static_cast<int>(m.symbols().size())));
+  }
+  FamilyConfig c_;
+};
+
+}  // namespace
+
+std::vector<std::string> family_names() { return {"price_direction", "market_regime", "arbitrage", "portfolio", "risk"}; }
+
+std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config) {
+  if (name == "price_direction") return std::make_unique<PriceDirection>(config);
+  if (name == "market_regime") return std::make_unique<MarketRegime>(config);
+  if (name == "arbitrage") return std::make_unique<Arbitrage>(config);
+  if (name == "portfolio") return std::make_unique<Portfolio>(config);
+  if (name == "risk") return std::make_unique<Risk>(config);
+  fail("make_family: unknown family '" + name + "' (known: price_direction, market_regime, arbitrage, portfolio, risk)");
+}
+
+double task_difficulty(const Task& task) {
+  const std::int64_t S = task.support_x.dim(0), Q = task.query_x.dim(0), D = task.support_x.dim(1);
+  const auto sx = task.support_x.to_vector<float>(), qx = task.query_x.to_vector<float>();
+  const std::int64_t k = std::min<std::int64_t>(5, S);
+  std::vector<std::pair<double, std::int64_t>> dist(static_cast<std::size_t>(S));
+  std::vector<std::vector<std::int64_t>> neighbours(static_cast<std::size_t>(Q));
+  for (std::int64_t j = 0; j < Q; ++j) {
+    for (std::int64_t i = 0; i < S; ++i) {
+      double d = 0;
+      for (std::int64_t c = 0; c < D; ++c) {
+        const double e = qx[static_cast<std::size_t>(j * D + c)] - sx[static_cast<std::size_t>(i * D + c)];
+        d += e * e;
+      }
+      dist[static_cast<std::size_t>(i)] = {d, i};
+    }
+    std::partial_sort(dist.begin(), dist.begin() + k, dist.end());
+    for (std::int64_t n = 0; n < k; ++n) neighbours[static_cast<std::size_t>(j)].push_back(dist[static_cast<std::size_t>(n)].second);
+  }
+  double skill = 0;
+  if (task.kind == TaskKind::classification) {
+    const auto sy = task.support_y.to_vector<std::int64_t>(), qy = task.query_y.to_vector<std::int64_t>();
+    const std::int64_t C = std::max<std::int64_t>(task.num_classes, 2);
+    std::vector<double> hit(static_cast<std::size_t>(C), 0), count(static_cast<std::size_t>(C), 0);
+    for (std::int64_t j = 0; j < Q; ++j) {
+      std::vector<int> votes(static_cast<std::size_t>(C), 0);
+      for (std::int64_t i : neighbours[static_cast<std::size_t>(j)]) votes[static_cast<std::size_t>(sy[static_cast<std::size_t>(i)])]++;
+      const auto pred = std::max_element(votes.begin(), votes.end()) - votes.begin();
+      const auto truth = static_cast<std::size_t>(qy[static_cast<std::size_t>(j)]);
+      count[truth] += 1;
+      hit[truth] += pred == static_cast<std::ptrdiff_t>(truth);
+    }
+    double bacc = 0;
+    int present = 0;
+    for (std::int64_t c = 0; c < C; ++c)
+      if (count[static_cast<std::size_t>(c)] > 0) bacc += hit[static_cast<std::size_t>(c)] / count[static_cast<std::size_t>(c)], ++present;
+    bacc /= std::max(present, 1);
+    const double chance = 1.0 / static_cast<double>(C);
+    skill = (bacc - chance) / (1 - chance);
+  } else {
+    const auto sy = task.support_y.to_vector<float>(), qy = task.query_y.to_vector<float>();
+    const std::int64_t O = task.support_y.dim(1);
+    double r2_sum = 0;
+    for (std::int64_t o = 0; o < O; ++o) {
+      double mean = 0;
+      for (std::int64_t j = 0; j < Q; ++j) mean += qy[static_cast<std::size_t>(j * O + o)];
+      mean /= static_cast<double>(Q);
+      double sse = 0, sst = 0;
+      for (std::int64_t j = 0; j < Q; ++j) {
+        double pred = 0;
+        for (std::int64_t i : neighbours[static_cast<std::size_t>(j)]) pred += sy[static_cast<std::size_t>(i * O + o)];
+        pred /= static_cast<double>(k);
+        const double y = qy[static_cast<std::size_t>(j * O + o)];
+        sse += (y - pred) * (y - pred);
+        sst += (y - mean) * (y - mean);
+      }
+      r2_sum += sst > 0 ? 1 - sse / sst : 0.0;
+    }
+    skill = r2_sum / static_cast<double>(O);
+  }
+  return 1.0 - std::clamp(skill, 0.0, 1.0);
+}
+
+double task_quality(const Task& task, double completeness) {
+  double balance = 1.0;
+  if (task.kind == TaskKind::classification && task.num_classes > 1) {
+    const auto y = task.support_y.to_vector<std::int64_t>();
+    std::vector<double> p(static_cast<std::size_t>(task.num_classes), 0.0);
+    for (std::int64_t c : y) p[static_cast<std::size_t>(c)] += 1.0 / static_cast<double>(y.size());
+    double h = 0;
+    for (double q : p)
+      if (q > 0) h -= q * std::log(q);
+    balance = h / std::log(static_cast<double>(task.num_classes));
+  }
+  return std::clamp(completeness, 0.0, 1.0) * std::clamp(balance, 0.0, 1.0);
+}
+
+}  // namespace metatape::tasks

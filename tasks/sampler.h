@@ -1,0 +1,161 @@
+// The task distribution and the sampler.
+//
+// TaskDistribution: families x series groups x periods x horizons. Splits go forward in time: the
+// common time axis after the feature warmup is cut at train_end and validation_end (fractions), and
+// every row a task touches (features, labels) lies inside its split's range. Symbols listed in
+// holdout_symbols appear only in the test split (whole-asset hold-out).
+//
+// Sampler: draws task i from a generator derived from (seed, i) only, so the sequence of tasks is the
+// same whatever the number of worker threads. Workers build tasks ahead (prefetch); results are
+// consumed in index order. Quality filtering and difficulty balancing are deterministic filters over
+// that sequence. Built tasks are kept in an in-memory LRU cache (hits return deep copies of the
+// tensors) and, optionally, an on-disk cache
+// whose entries carry a format version, the distribution fingerprint, the task key and a CRC-32; an
+// entry that fails any check is rebuilt and rewritten, never used.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "autograd/random.h"
+#include "tasks/families.h"
+#include "tasks/task.h"
+
+namespace metatape::tasks {
+
+enum class Split { train = 0, validation = 1, test = 2 };
+const char* split_name(Split split);
+
+struct SplitConfig {
+  double train_end = 0.6;       // fraction of the post-warmup axis
+  double validation_end = 0.8;  // test is the rest
+  std::vector<std::string> holdout_symbols;  // test split only
+};
+
+struct DistributionConfig {
+  std::vector<std::string> families = {"price_direction"};
+  std::vector<std::string> symbols;  // restrict to these symbols; empty = all
+  std::int64_t support_size = 20;
+  std::int64_t query_size = 20;
+  std::vector<std::int64_t> horizons = {4};
+  std::int64_t embargo = 0;  // 0 = horizon
+  std::int64_t stride = 1;
+  SplitConfig splits;
+  FamilyConfig family;
+};
+
+// Everything that determines a task.
+struct TaskKey {
+  int family = 0;            // index into config.families
+  Split split = Split::train;
+  std::vector<int> series;
+  std::int64_t begin = 0;
+  std::int64_t horizon = 0;
+  std::string str() const;   // stable text form, used as cache key
+};
+
+class TaskDistribution {
+ public:
+  TaskDistribution(std::shared_ptr<const PreparedMarket> market, DistributionConfig config);
+
+  TaskKey draw(Split split, Generator& gen) const;
+  Task build(const TaskKey& key) const;
+  Task sample_task(Split split, Generator& gen) const { return build(draw(split, gen)); }
+  TaskBatch sample_batch(Split split, std::int64_t n, Generator& gen) const;
+
+  // Row range [begin, end) of a split on the common axis.
+  std::pair<std::int64_t, std::int64_t> split_rows(Split split) const;
+  std::int64_t feature_dim(const std::string& family) const;
+  // Throws unless all configured families share one feature dimension.
+  std::int64_t feature_dim() const;
+  // Hash (hex) of the configuration, the feature set and the market data; versions cache entries.
+  const std::string& fingerprint() const { return fingerprint_; }
+  const DistributionConfig& config() const { return config_; }
+  const PreparedMarket& market() const { return *market_; }
+  const TaskFamily& family(int index) const { return *families_[static_cast<std::size_t>(index)]; }
+
+ private:
+  std::shared_ptr<const PreparedMarket> market_;
+  DistributionConfig config_;
+  std::vector<std::unique_ptr<TaskFamily>> families_;
+  // [split][family] -> series groups allowed in that split (hold-out symbols only in test)
+  std::vector<std::vector<std::vector<int>>> split_candidates_[3];
+  std::string fingerprint_;
+};
+
+struct SamplerConfig {
+  std::uint64_t seed = 1;
+  Split split = Split::train;
+  int workers = 2;              // 0 = build on the calling thread
+  int prefetch = 16;            // tasks built ahead of the consumer
+  std::size_t lru_capacity = 256;
+  std::string cache_dir;        // empty = no disk cache
+  double min_quality = 0.0;     // tasks below are skipped
+  bool balance_difficulty = false;  // cycle through difficulty_bins equal-width bins of [0, 1]
+  int difficulty_bins = 4;
+  int max_skips = 1000;         // consecutive skipped tasks before giving up with an error
+};
+
+struct SamplerStats {
+  std::int64_t built = 0, memory_hits = 0, disk_hits = 0, disk_rebuilt = 0, skipped_quality = 0;
+};
+
+class Sampler {
+ public:
+  Sampler(std::shared_ptr<const TaskDistribution> distribution, SamplerConfig config);
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
+  Task next();
+  TaskBatch next_batch(std::int64_t n);
+  SamplerStats stats() const;
+
+  // The key of stream index i (pure function of seed, split and i).
+  TaskKey key_at(std::uint64_t index) const;
+  // The disk-cache file of a key (under config.cache_dir).
+  std::string cache_path(const TaskKey& key) const;
+
+ private:
+  Task produce(std::uint64_t index);
+  Task load_or_build(const TaskKey& key);
+  Task next_in_stream();
+  void worker_loop();
+
+  std::shared_ptr<const TaskDistribution> dist_;
+  SamplerConfig config_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  std::uint64_t next_to_schedule_ = 0, next_to_consume_ = 0;
+  std::map<std::uint64_t, Task> ready_;
+  std::map<std::uint64_t, std::string> failed_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+
+  std::list<std::pair<std::string, Task>> lru_;
+  std::unordered_map<std::string, std::list<std::pair<std::string, Task>>::iterator> lru_index_;
+  SamplerStats stats_;
+
+  std::vector<std::deque<Task>> bins_;
+  std::uint64_t emitted_ = 0;
+};
+
+// Disk cache entry format, exposed for tests: write_task_file writes an entry for `key_text` under
+// `fingerprint`; read_task_file returns false (and leaves `task` alone) when the file is missing,
+// truncated, has another version / fingerprint / key, or fails its CRC-32.
+void write_task_file(const std::string& path, const std::string& fingerprint,
+                     const std::string& key_text, const Task& task);
+bool read_task_file(const std::string& path, const std::string& fingerprint,
+                    const std::string& key_text, Task& task);
+
+}  // namespace metatape::tasks
