@@ -22,7 +22,7 @@ Device common_device(const char* op, std::initializer_list<const View*> views) {
   return first;
 }
 
-[[noreturn]] void no_cuda(const char* op) {
+[[noreturn, maybe_unused]] void no_cuda(const char* op) {
   fail(std::string(op) +
        ": a tensor is on CUDA but this build has no CUDA backend (configure with -DMETATAPE_CUDA=ON)");
 }
