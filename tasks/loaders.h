@@ -57,6 +57,9 @@ struct LoadOptions {
   // Fill missing bars with the previous close (volume 0, Series::filled = 1). Off by default: gaps
   // are only reported.
   bool forward_fill_gaps = false;
+  // Most bars forward filling may add to one file; a longer fill is refused (a corrupt timestamp
+  // would otherwise ask for billions of bars).
+  std::int64_t max_fill_bars = 1'000'000;
   // Metadata overrides; empty strings are inferred from the file name and folder.
   std::string symbol, exchange, interval;
   // Read at most this many data rows (0 = all). The environment variable METATAPE_MAX_ROWS, when

@@ -296,3 +296,21 @@ TEST_CASE("formats: Binance klines (ms, µs, headerless), descending CDD with ba
   CHECK(g.series.interval == "1h");
   CHECK(read_file(gz.string()) == json);
 }
+
+TEST_CASE("regression (fuzz_csv): a huge timestamp gap is refused, not forward-filled into OOM") {
+  const fs::path crash = fs::path(METATAPE_SOURCE_DIR) / "fuzz/regressions/csv/gap_fill_oom.bin";
+  REQUIRE_MESSAGE(fs::exists(crash), "missing fuzz regression input " << crash);
+  std::ifstream in(crash, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  LoadOptions options;
+  options.policy = ValidationPolicy::repair;
+  options.forward_fill_gaps = true;
+  // The fuzzer's first byte selects options; the rest is the file.
+  CHECK_THROWS_AS(parse_series(bytes.substr(1), "Binance_BTCUSDT_1h.csv", options), Error);
+
+  const std::string two_rows =
+      "timestamp,open,high,low,close,volume\n1577836800000,1,1,1,1,1\n1577836860000,1,1,1,1,1\n"
+      "1577836920000,1,1,1,1,1\n3155760000000,1,1,1,1,1\n";  // 1-minute bars, then a jump to 2070
+  CHECK_THROWS_WITH_AS(parse_series(two_rows, "gappy.csv", options),
+                       doctest::Contains("too long to forward-fill"), Error);
+}
