@@ -1,14 +1,69 @@
-// Each metatape subcommand lives in apps/<name>_command.cpp and registers itself on the CLI here.
-// Exit codes (documented in README.md): 0 success, 1 runtime failure, 2 bad usage or configuration,
-// 3 bad input data, 130 interrupted (a checkpoint was saved).
+// Each metatape subcommand lives in apps/<name>_command.cpp and registers itself on the CLI here;
+// apps/metatape_command.cpp builds the whole command line (run_cli), so tests drive it in-process.
+//
+// Exit codes (docs/cli.md): 0 success, 1 runtime failure, 2 bad usage or configuration (unknown
+// option, bad YAML, unknown key or value), 3 bad input data (missing, unreadable or invalid market
+// file), 130 interrupted by Ctrl-C (SIGINT) after a checkpoint was saved.
 #pragma once
 
+#include <atomic>
+#include <csignal>
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
+
+#include "eval/run_config.h"
 
 namespace metatape::apps {
 
 enum ExitCode : int { ok = 0, runtime_failure = 1, bad_usage = 2, bad_data = 3, interrupted = 130 };
 
+// Thrown by a subcommand to end with `code` (the message, if any, has been printed already).
+struct CommandExit {
+  int code = ok;
+};
+
+// Set by the SIGINT handler while a SigintScope is alive; long-running work polls it, saves a
+// checkpoint and ends with ExitCode::interrupted. A second Ctrl-C while the flag is set exits at once.
+std::atomic<bool>& interrupt_requested();
+class SigintScope {
+ public:
+  SigintScope();
+  ~SigintScope();
+  SigintScope(const SigintScope&) = delete;
+  SigintScope& operator=(const SigintScope&) = delete;
+
+ private:
+  void (*previous_)(int) = nullptr;
+};
+
+// Options shared by run, bench, train and eval (apps/run_command.cpp).
+struct RunOptions {
+  std::string config;
+  std::vector<std::string> set;  // "section.key=value" overrides, applied in order
+  std::string out, data;
+  long long seed = -1, episodes = -1, meta_steps = -1;
+  std::vector<std::string> learners, families;
+  bool resume = false, no_progress = false, quiet = false;
+};
+void add_run_options(CLI::App& command, RunOptions& options);
+// Loads the YAML (or the built-in defaults when options.config is empty) and applies --set and the
+// shortcut options; --data DIR sets data.root (the market files of the config are read from DIR).
+eval::RunConfig resolve_run_config(const RunOptions& options);
+
+// Parses and runs one command line (args without the program name); returns the exit code.
+int run_cli(const std::vector<std::string>& args);
+
 void register_sinusoid(CLI::App& app);
+void register_run(CLI::App& app);       // run and bench (apps/run_command.cpp)
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_adapt(CLI::App& app);
+void register_data(CLI::App& app);
+void register_simulate(CLI::App& app);
+// apps/serve_command.cpp; called by run_cli when METATAPE_WITH_SERVE is defined (apps/CMakeLists.txt
+// must then link the serve and capi libraries).
+void register_serve(CLI::App& app);
 
 }  // namespace metatape::apps

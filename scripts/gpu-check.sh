@@ -106,11 +106,24 @@ else
   STEP_NAMES+=("bench_cuda"); STEP_STATUS+=("NOT BUILT"); STEP_SECONDS+=("0")
 fi
 
+# Issue 7's fast paths on the GPU: fused adaptation vs the CPU reference, batched vs per-task, graph
+# replay vs eager; then the side-by-side comparison with PyTorch and JAX on this card.
+run_step build_speed 240 cmake --build "$BUILD_DIR" -j "$JOBS" --target test_speed bench_meta_step_gpu
+if [ -x "$BUILD_DIR/tests/test_speed" ]; then
+  run_step test_speed 120 "$BUILD_DIR/tests/test_speed" --duration=true
+  no_skips "$LOG_DIR/test_speed.log" || { FAILED=1; STEP_STATUS[${#STEP_STATUS[@]}-1]="FAIL(skipped)"; }
+  run_step memcheck_speed 150 "$SANITIZER" --tool memcheck --error-exitcode 86 --leak-check no \
+    "$BUILD_DIR/tests/test_speed" -tc="*GPU*,*gpu*,*CUDA*,*cuda*,*fused*,*graph*"
+fi
+if [ -x "$BUILD_DIR/bench/bench_meta_step_gpu" ]; then
+  run_step compare 200 env QUICK=1 OUT_DIR="$LOG_DIR/compare" bash "$ROOT/bench/compare/run_compare.sh" "$BUILD_DIR"
+fi
+
 # The rest of the project, then every other suite registered with CTest (the CUDA one ran above).
 # Last, so that the GPU steps come first when time is short.
 run_step build_all 180 cmake --build "$BUILD_DIR" -j "$JOBS"
 if [ -f "$BUILD_DIR/CTestTestfile.cmake" ]; then
-  run_step other_tests 120 ctest --test-dir "$BUILD_DIR" -E '^cuda$' --output-on-failure
+  run_step other_tests 180 ctest --test-dir "$BUILD_DIR" -E '^(cuda|speed)$' --output-on-failure
 fi
 
 # ---- the summary table (printed last) ------------------------------------------------------------
@@ -151,13 +164,20 @@ PY
     echo
     grep -E '^(launch|gemm|cross|linear|W1|W2)' "$LOG_DIR/bench_cuda.log" || true
   fi
+  if [ -f "$LOG_DIR/compare.log" ]; then
+    echo
+    echo "### W1/W2 side by side (bench/compare)"
+    grep -E '^\|' "$LOG_DIR/compare.log" || true
+  fi
   echo
   if [ "$FAILED" -eq 0 ]; then echo "RESULT: all steps passed"; else echo "RESULT: FAILED (see $LOG_DIR/*.log)"; fi
 } >"$TABLE" 2>&1 || true
 
 if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT/gpu-check"
-  cp "$LOG_DIR"/* "$OUT/gpu-check/" 2>/dev/null || true
+  # The device tool returns at most 8 files: the table, the benchmark JSON and one archive of logs.
+  cp "$TABLE" "$OUT/summary.md" 2>/dev/null || true
+  [ -s "$BENCH_JSON" ] && cp "$BENCH_JSON" "$OUT/" 2>/dev/null || true
+  tar -czf "$OUT/gpu-check-logs.tgz" -C "$LOG_DIR" . 2>/dev/null || true
 fi
 cat "$TABLE"
 exit "$FAILED"

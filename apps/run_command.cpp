@@ -1,0 +1,107 @@
+// metatape run / bench: meta-train the configured learners, evaluate them against the baselines on
+// the same episodes, print the report table and write the report files.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "apps/commands.h"
+#include "eval/report.h"
+
+namespace metatape::apps {
+
+void add_run_options(CLI::App& cmd, RunOptions& o) {
+  cmd.add_option("-c,--config", o.config, "YAML configuration (see configs/*.yaml)")->check(CLI::ExistingFile);
+  cmd.add_option("-s,--set", o.set, "override a config key: section.key=value (repeatable)");
+  cmd.add_option("-o,--out", o.out, "output directory (checkpoints, logs, report); config key out");
+  cmd.add_option("--data", o.data, "directory of the market files listed in data.files (sets data.root)");
+  cmd.add_option("--seed", o.seed, "base seed");
+  cmd.add_option("--episodes", o.episodes, "test episodes per shots value");
+  cmd.add_option("--meta-steps", o.meta_steps, "meta-training steps per learner");
+  cmd.add_option("--learners", o.learners, "learners to run (maml fomaml maml++ meta-sgd reptile anil protonet matching)");
+  cmd.add_option("--families", o.families, "task families (price_direction market_regime arbitrage portfolio risk)");
+  cmd.add_flag("--resume", o.resume, "continue from the checkpoints in the output directory");
+  cmd.add_flag("--no-progress", o.no_progress, "no progress bar");
+  cmd.add_flag("-q,--quiet", o.quiet, "do not print the report table");
+}
+
+eval::RunConfig resolve_run_config(const RunOptions& o) {
+  std::vector<std::string> overrides = o.set;
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+    return s + "]";
+  };
+  if (!o.out.empty()) overrides.push_back("out=" + o.out);
+  if (!o.data.empty()) overrides.push_back("data.root=" + o.data);
+  if (o.seed >= 0) overrides.push_back("seed=" + std::to_string(o.seed));
+  if (o.episodes >= 0) overrides.push_back("evaluation.episodes=" + std::to_string(o.episodes));
+  if (o.meta_steps >= 0) overrides.push_back("training.meta_steps=" + std::to_string(o.meta_steps));
+  if (!o.learners.empty()) overrides.push_back("learners=" + list(o.learners));
+  if (!o.families.empty()) overrides.push_back("tasks.families=" + list(o.families));
+  eval::RunConfig c = eval::load_run_config(o.config, overrides);
+  c.benchmark.resume = o.resume;
+  if (!o.data.empty() && c.data.source != "files") {
+    throw eval::ConfigError("--data was given but the config reads the simulator (data.source: simulator); "
+                            "use a config that lists data.files, e.g. configs/real.yaml");
+  }
+  if (!o.data.empty() && !std::filesystem::is_directory(o.data)) {
+    throw eval::DataError("metatape: data: --data " + o.data + " is not a directory");
+  }
+  return c;
+}
+
+namespace {
+
+int run_and_report(const RunOptions& o, const char* what) {
+  eval::RunConfig config = resolve_run_config(o);
+  SigintScope sigint;
+  std::string description;
+  std::vector<eval::FamilySource> sources = eval::build_sources(config, &description);
+  const bool bar_enabled = !o.no_progress && isatty(fileno(stderr));
+  eval::ProgressBar bar(1, what, bar_enabled);
+  eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, &bar, &interrupt_requested());
+  bar.finish(result.interrupted ? "interrupted" : "done");
+  result.data_description = description;
+  const std::string out = config.benchmark.out_dir.empty() ? std::string("runs/main") : config.benchmark.out_dir;
+  const std::string report_dir = (std::filesystem::path(out) / "report").string();
+  eval::write_report(result, report_dir);
+  {
+    std::ofstream cfg(std::filesystem::path(out) / "config.yaml");
+    cfg << config.source_text << '\n';
+  }
+  if (!o.quiet) std::cout << eval::report_markdown(result) << std::flush;
+  std::fprintf(stderr, "metatape: report written to %s (report.md, report.json, *.csv); plot with "
+                       "python3 scripts/plot_report.py %s\n", report_dir.c_str(), report_dir.c_str());
+  if (result.interrupted) {
+    std::fprintf(stderr, "metatape: interrupted; checkpoints are in %s, continue with the same command "
+                         "plus --resume\n", out.c_str());
+    throw CommandExit{interrupted};
+  }
+  return ok;
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto opts = std::make_shared<RunOptions>();
+  CLI::App* run = app.add_subcommand(
+      "run", "the main job: meta-train MAML, FOMAML, MAML++, Meta-SGD, Reptile, ANIL, ProtoNets and "
+             "Matching Nets on price-direction and regime tasks of the built-in simulator, evaluate them "
+             "against the baselines and print the report (the defaults are configs/main.yaml; "
+             "configs/real.yaml with --data ../shared/data/market runs on market files)");
+  add_run_options(*run, *opts);
+  run->callback([opts] { run_and_report(*opts, "run"); });
+
+  auto bopts = std::make_shared<RunOptions>();
+  CLI::App* bench = app.add_subcommand(
+      "bench", "the few-shot benchmark from a config file: learners x families x shots x steps x runs x "
+               "episodes, baselines, paired tests with Holm correction; writes JSON, Markdown and CSV");
+  add_run_options(*bench, *bopts);
+  bench->get_option("--config")->required();
+  bench->callback([bopts] { run_and_report(*bopts, "bench"); });
+}
+
+}  // namespace metatape::apps

@@ -1,0 +1,178 @@
+// CPU benchmarks of the meta-learners through the meta::Learner interface (the per-task loop path,
+// one thread): W1 and W2 of ../shared/BENCHMARKS.md.
+//   W1/<learner>_mb<B>: meta_train_step on B W1 tasks (MLP 50-128-128-3, 5 inner steps lr 0.01 for
+//                       every learner (Meta-SGD: alpha 0.01; Reptile: outer Adam here too),
+//                       3-way 5-shot, 45 query rows, outer Adam 1e-3), no metrics read back.
+//   W2/<learner>_mb25:  the same for W2 (MLP 1-40-40-1, 1 inner step, K = 10).
+//   W1/adapt, W2/adapt: support rows from host vectors in, adapt, query predictions back in a host
+//                       vector.
+// --memory-curve: instead of timing, prints the peak resident-set growth of the first W1 meta-step
+// (meta-batch 8) for 1, 5, 10 and 20 inner steps, each measured in a fresh child process (fork) so
+// the peaks do not mix. Compare with PyTorch using bench/compare/w1w2_torch.py --device cpu.
+#include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meta/learners.h"
+#include "nn/optimizer.h"
+#include "tasks/sinusoid.h"
+
+using namespace metatape;
+
+namespace {
+
+// W1-shaped task (as in bench/compare/w1w2_torch.py): per-task class means N(0, 1), rows
+// mean + 1.5 N(0, 1); 5 support and 15 query rows per class.
+tasks::Task w1_task(Generator& gen) {
+  constexpr int classes = 3, features = 50;
+  std::vector<double> means(classes * features);
+  for (auto& m : means) m = gen.normal();
+  auto draw = [&](int per_class, Tensor& x, Tensor& y) {
+    std::vector<double> xs;
+    std::vector<std::int64_t> ys;
+    for (int c = 0; c < classes; ++c) {
+      for (int r = 0; r < per_class; ++r) {
+        for (int f = 0; f < features; ++f) xs.push_back(means[c * features + f] + 1.5 * gen.normal());
+        ys.push_back(c);
+      }
+    }
+    x = Tensor::from_vector(xs, Shape{classes * per_class, features});
+    y = Tensor::indices(ys);
+  };
+  tasks::Task t;
+  draw(5, t.support_x, t.support_y);
+  draw(15, t.query_x, t.query_y);
+  t.kind = tasks::TaskKind::classification;
+  t.num_classes = classes;
+  return t;
+}
+
+std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5) {
+  auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{50, 128, 128, 3}});
+  Generator gen(1);
+  nn::OptimizerOptions adam;
+  adam.lr = 1e-3;
+  meta::LearnerOptions o;
+  o.maml.inner_steps = o.meta_sgd.inner_steps = o.anil.inner_steps = o.reptile.inner_steps = inner_steps;
+  o.maml.inner_lr = o.meta_sgd.alpha_init = o.anil.inner_lr = o.reptile.inner_lr = 0.01;
+  return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
+}
+
+std::unique_ptr<meta::Learner> w2_learner(const std::string& kind) {
+  auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 40, 40, 1}});
+  Generator gen(1);
+  nn::OptimizerOptions adam;
+  adam.lr = 1e-3;
+  meta::LearnerOptions o;
+  o.maml.inner_steps = 1;
+  o.maml.inner_lr = 0.01;
+  return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
+}
+
+void BM_W1_meta_step(benchmark::State& state, const std::string& kind) {
+  auto learner = w1_learner(kind);
+  Generator gen(2);
+  tasks::TaskBatch batch;
+  for (int i = 0; i < state.range(0); ++i) batch.push_back(w1_task(gen));
+  for (auto _ : state) learner->meta_train_step(batch, {false});
+}
+
+void BM_W2_meta_step(benchmark::State& state, const std::string& kind) {
+  auto learner = w2_learner(kind);
+  Generator gen(2);
+  const auto batch = tasks::sample_sinusoid_batch(gen, state.range(0));
+  for (auto _ : state) learner->meta_train_step(batch, {false});
+}
+
+// Host vectors in, host vector out.
+void BM_adapt(benchmark::State& state, bool w1) {
+  auto learner = w1 ? w1_learner("maml") : w2_learner("maml");
+  Generator gen(3);
+  const tasks::Task t = w1 ? w1_task(gen) : tasks::sample_sinusoid(gen);
+  const auto sx = t.support_x.to_vector<float>();
+  const auto sy_f = w1 ? std::vector<float>() : t.support_y.to_vector<float>();
+  const auto sy_i = w1 ? t.support_y.to_vector<std::int64_t>() : std::vector<std::int64_t>();
+  const auto qx = t.query_x.to_vector<float>();
+  for (auto _ : state) {
+    tasks::Task task;
+    task.kind = t.kind;
+    task.num_classes = t.num_classes;
+    task.support_x = Tensor::from_vector(sx, t.support_x.shape());
+    task.support_y = w1 ? Tensor::indices(sy_i) : Tensor::from_vector(sy_f, t.support_y.shape());
+    const auto adapted = learner->adapt(task, w1 ? 5 : 1);
+    const auto out = learner->predict(adapted, Tensor::from_vector(qx, t.query_x.shape())).to_vector<float>();
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+
+long max_rss_kib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+int memory_curve() {
+  std::printf("W1 MAML meta-step, meta-batch 8, peak RSS growth over one step (fresh process each)\n");
+  std::printf("inner_steps  fomaml_MiB  maml_MiB\n");
+  for (int steps : {1, 5, 10, 20}) {
+    double mib[2] = {0, 0};
+    for (int k = 0; k < 2; ++k) {
+      int fds[2];
+      if (pipe(fds) != 0) return 1;
+      const pid_t child = fork();
+      if (child == 0) {
+        close(fds[0]);
+        auto learner = w1_learner(k == 0 ? "fomaml" : "maml", steps);
+        Generator gen(2);
+        tasks::TaskBatch batch;
+        for (int i = 0; i < 8; ++i) batch.push_back(w1_task(gen));
+        // Growth of the peak RSS from just before the first step (parameters, optimizer and data
+        // already allocated): the step's working set, tape included.
+        const long before = max_rss_kib();
+        learner->meta_train_step(batch, {false});
+        const double grown = static_cast<double>(max_rss_kib() - before) / 1024.0;
+        if (write(fds[1], &grown, sizeof grown) != sizeof grown) _exit(1);
+        _exit(0);
+      }
+      close(fds[1]);
+      if (read(fds[0], &mib[k], sizeof(double)) != sizeof(double)) mib[k] = -1;
+      close(fds[0]);
+      int status = 0;
+      waitpid(child, &status, 0);
+    }
+    std::printf("%11d  %10.2f  %8.2f\n", steps, mib[0], mib[1]);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--memory-curve") == 0) return memory_curve();
+  }
+  for (const std::string kind : {"maml", "fomaml"}) {
+    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind)
+        ->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond);
+  }
+  for (const std::string kind : {"anil", "meta-sgd", "reptile"}) {
+    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind)->Arg(8)->Unit(benchmark::kMillisecond);
+  }
+  for (const std::string kind : {"maml", "fomaml", "meta-sgd", "reptile"}) {
+    benchmark::RegisterBenchmark(("W2/" + kind + "_mb").c_str(), BM_W2_meta_step, kind)->Arg(25)->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("W1/adapt", BM_adapt, true)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("W2/adapt", BM_adapt, false)->Unit(benchmark::kMicrosecond);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,384 @@
+#include "eval/benchmark.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "eval/methods.h"
+#include "eval/scoring.h"
+#include "eval/training.h"
+#include "kernels/error.h"
+#include "nn/optimizer.h"
+
+namespace metatape::eval {
+namespace {
+
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t name_hash(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& families) {
+  auto bad = [](const std::string& what) { fail("benchmark: " + what); };
+  if (families.empty()) bad("no task family to run (configure families: [...])");
+  if (c.learners.empty()) bad("no learner configured (learners: [maml, meta-sgd, protonet, ...])");
+  if (c.shots.empty()) bad("shots is empty (e.g. shots: [1, 5, 10])");
+  if (c.steps.empty()) bad("steps is empty (e.g. steps: [1, 5, 10])");
+  for (int s : c.shots) if (s < 1) bad("every shots value must be >= 1, got " + std::to_string(s));
+  for (int s : c.steps) if (s < 1) bad("every steps value must be >= 1, got " + std::to_string(s));
+  if (c.runs < 1) bad("runs must be >= 1, got " + std::to_string(c.runs));
+  if (c.episodes < 2) bad("episodes must be >= 2 for paired tests, got " + std::to_string(c.episodes));
+  if (c.meta_steps < 0) bad("meta_steps must be >= 0");
+  if (c.meta_batch < 1) bad("meta_batch must be >= 1");
+  if (c.hidden.empty()) bad("hidden must list at least one layer width (e.g. hidden: [64, 64])");
+  bool any = false;
+  for (const auto& kind : c.learners) {
+    for (const auto& f : families) any = any || learner_fits(kind, f);
+  }
+  if (!any) bad("no configured learner fits the configured families (metric learners need classification)");
+}
+
+}  // namespace
+
+std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_t> path) {
+  std::uint64_t s = mix(base);
+  for (std::uint64_t p : path) s = mix(s ^ mix(p + 0x1234567ULL));
+  return s;
+}
+
+bool is_metric_learner(const std::string& kind) { return kind == "protonet" || kind == "matching"; }
+
+bool learner_fits(const std::string& kind, const FamilySource& family) {
+  return !is_metric_learner(kind) || family.kind == tasks::TaskKind::classification;
+}
+
+std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family,
+                                      bool embedding) {
+  nn::MlpSpec spec;
+  spec.sizes.push_back(family.feature_dim);
+  for (std::int64_t h : config.hidden) spec.sizes.push_back(h);
+  if (!embedding) spec.sizes.push_back(family.outputs);
+  spec.activation = nn::parse_activation(config.activation);
+  return std::make_shared<nn::Mlp>(spec);
+}
+
+std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind,
+                                                      const BenchmarkConfig& config,
+                                                      const FamilySource& family, Generator& gen) {
+  auto model = make_network(config, family, is_metric_learner(kind));
+  nn::OptimizerOptions opt;
+  opt.lr = config.outer_lr;
+  opt.clip_norm = config.clip_norm;
+  if (kind == "reptile") opt.lr = config.learner_options.reptile.epsilon;
+  auto optimizer = nn::make_optimizer(kind == "reptile" ? "sgd" : config.outer_optimizer, opt);
+  nn::ParameterList init = model->init(gen);
+  return meta::make_learner(kind, model, std::move(init), std::move(optimizer), config.learner_options);
+}
+
+void correct_comparisons(std::vector<Comparison>& comparisons, double alpha) {
+  std::vector<double> pt, pw;
+  for (const auto& c : comparisons) {
+    pt.push_back(c.t_test.p_value);
+    pw.push_back(c.wilcoxon.p_value);
+  }
+  const auto ht = holm_adjust(pt), hw = holm_adjust(pw);
+  for (std::size_t i = 0; i < comparisons.size(); ++i) {
+    comparisons[i].p_t_holm = ht[i];
+    comparisons[i].p_wilcoxon_holm = hw[i];
+    comparisons[i].significant = ht[i] < alpha;
+  }
+}
+
+std::string learner_checkpoint_path(const BenchmarkConfig& config, int run, const std::string& family,
+                                    const std::string& kind) {
+  if (config.out_dir.empty()) return "";
+  return (std::filesystem::path(config.out_dir) / ("run" + std::to_string(run)) / family / (kind + ".ckpt")).string();
+}
+
+std::string learner_log_path(const BenchmarkConfig& config, int run, const std::string& family,
+                             const std::string& kind) {
+  if (config.out_dir.empty()) return "";
+  return (std::filesystem::path(config.out_dir) / ("run" + std::to_string(run)) / family / (kind + ".jsonl")).string();
+}
+
+std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& config,
+                                                       const FamilySource& family,
+                                                       std::size_t family_index,
+                                                       std::size_t learner_index, int run,
+                                                       ProgressBar* progress,
+                                                       std::int64_t progress_offset,
+                                                       const std::atomic<bool>* interrupt,
+                                                       TrainingRecord& record, bool& interrupted,
+                                                       std::int64_t checkpoint_every) {
+  const std::string& kind = config.learners.at(learner_index);
+  const auto r = static_cast<std::uint64_t>(run);
+  Generator init_gen(derive_seed(config.seed, {r, family_index, learner_index, 1}));
+  Generator task_gen(derive_seed(config.seed, {r, family_index, learner_index, 2}));
+  auto learner = make_benchmark_learner(kind, config, family, init_gen);
+  TrainOptions topt;
+  topt.meta_steps = config.meta_steps;
+  topt.meta_batch = config.meta_batch;
+  topt.diagnose_every = config.diagnose_every;
+  topt.interrupt = interrupt;
+  topt.progress = progress;
+  topt.progress_offset = progress_offset;
+  topt.checkpoint_every = checkpoint_every;
+  topt.config_json = learner->config_json();
+  topt.checkpoint_path = learner_checkpoint_path(config, run, family.name, kind);
+  topt.jsonl_path = learner_log_path(config, run, family.name, kind);
+  if (!topt.checkpoint_path.empty()) {
+    std::filesystem::create_directories(std::filesystem::path(topt.checkpoint_path).parent_path());
+    if (config.resume && std::filesystem::exists(topt.checkpoint_path)) {
+      resume_learner(topt.checkpoint_path, *learner, task_gen);
+    } else if (std::filesystem::exists(topt.jsonl_path)) {
+      std::filesystem::remove(topt.jsonl_path);
+    }
+  }
+  const TrainOutcome outcome =
+      train_learner(*learner, is_metric_learner(kind) ? with_support_classes_only(family) : family, task_gen, topt);
+  record = TrainingRecord{};
+  record.family = family.name;
+  record.learner = kind;
+  record.run = run;
+  record.steps = outcome.steps_done;
+  record.seconds = outcome.seconds;
+  record.tasks_per_second = outcome.tasks_per_second;
+  record.final_query_loss = outcome.last.query_loss;
+  record.final_accuracy = outcome.last.query_accuracy.value_or(-1.0);
+  record.adaptation_ms = outcome.adaptation_ms;
+  record.vanishing_flags = outcome.vanishing_flags;
+  record.exploding_flags = outcome.exploding_flags;
+  record.log_path = topt.jsonl_path;
+  interrupted = outcome.interrupted;
+  return learner;
+}
+
+BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<FamilySource>& families,
+                              ProgressBar* progress, const std::atomic<bool>* interrupt) {
+  check_config(config, families);
+  const auto t0 = std::chrono::steady_clock::now();
+  BenchmarkResult result;
+  result.config = config;
+  for (const auto& f : families) {
+    result.families.push_back(f.name);
+    result.primary[f.name] = primary_metric(f);
+    result.reference[f.name] = reference_strategy_name(f);
+  }
+  result.methods = config.learners;
+  const std::int64_t n_methods = static_cast<std::int64_t>(config.learners.size()) + 3;
+  const std::int64_t per_family_units =
+      (static_cast<std::int64_t>(config.learners.size()) + 1) * config.meta_steps +
+      static_cast<std::int64_t>(config.shots.size()) * config.episodes * n_methods;
+  if (progress != nullptr) progress->set_total(per_family_units * config.runs * static_cast<std::int64_t>(families.size()));
+  std::int64_t units_done = 0;
+  auto stopped = [&] { return interrupt != nullptr && interrupt->load(); };
+
+  // (family, shots, steps, method) -> cell, with values pooled across runs.
+  std::map<std::tuple<std::string, int, int, std::string>, CellResult> cells;
+  std::map<std::tuple<std::string, int, int, std::string>, double> adapt_seconds;
+  std::vector<std::string> method_order;
+  std::map<std::tuple<std::string, int, int, std::string>, std::int64_t> diverged;
+
+  for (int run = 0; run < config.runs && !stopped(); ++run) {
+    for (std::size_t fi = 0; fi < families.size() && !stopped(); ++fi) {
+      const FamilySource& family = families[fi];
+      // ---- meta-training ------------------------------------------------------------------------
+      std::vector<std::unique_ptr<meta::Learner>> learners;
+      for (std::size_t li = 0; li < config.learners.size(); ++li) {
+        if (!learner_fits(config.learners[li], family)) {
+          units_done += config.meta_steps;
+          continue;
+        }
+        TrainingRecord rec;
+        bool was_interrupted = false;
+        auto learner = train_benchmark_learner(config, family, fi, li, run, progress, units_done, interrupt,
+                                               rec, was_interrupted);
+        units_done += config.meta_steps;
+        result.training.push_back(rec);
+        if (was_interrupted) break;
+        learners.push_back(std::move(learner));
+      }
+      if (stopped()) break;
+
+      // ---- baselines ----------------------------------------------------------------------------
+      auto net = make_network(config, family, false);
+      Generator pre_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 1000, 1}));
+      nn::OptimizerOptions popt;
+      popt.lr = config.outer_lr;
+      popt.clip_norm = config.clip_norm;
+      auto pre_opt = nn::make_optimizer(config.outer_optimizer, popt);
+      nn::ParameterList pretrained = pretrain_network(*net, net->init(pre_gen), *pre_opt, family,
+                                                      config.meta_steps, config.meta_batch, pre_gen);
+      units_done += config.meta_steps;
+      if (progress != nullptr) progress->update(units_done, family.name + "/pretrain done");
+
+      std::vector<std::unique_ptr<Method>> methods;
+      for (auto& l : learners) methods.push_back(make_learner_method(*l));
+      methods.push_back(make_zero_skill_method(family));
+      methods.push_back(make_scratch_method(net, config.baseline_lr));
+      methods.push_back(make_finetune_method(net, pretrained, config.baseline_lr));
+      for (auto& m : methods) {
+        if (std::find(method_order.begin(), method_order.end(), m->name()) != method_order.end()) continue;
+        method_order.push_back(m->name());
+        if (m->is_baseline()) result.baselines.push_back(m->name());
+      }
+      auto zero_skill = make_zero_skill_method(family);
+      std::string reference = reference_strategy_name(family);
+      for (auto& m : methods) {
+        if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight
+      }
+
+      // ---- evaluation ---------------------------------------------------------------------------
+      for (std::size_t si = 0; si < config.shots.size() && !stopped(); ++si) {
+        const int shots = config.shots[si];
+        Generator episode_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 2000, si}));
+        std::vector<Episode> episodes;
+        episodes.reserve(static_cast<std::size_t>(config.episodes));
+        for (int e = 0; e < config.episodes; ++e) episodes.push_back(family.test_episode(shots, episode_gen));
+        for (auto& method : methods) {
+          for (std::size_t e = 0; e < episodes.size(); ++e) {
+            if (stopped()) break;
+            const std::uint64_t episode_seed = derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 3000, si, e});
+            auto record = [&](int steps, std::vector<double> outputs, double seconds) {
+              if (!std::all_of(outputs.begin(), outputs.end(), [](double v) { return std::isfinite(v); })) {
+                // A diverged adaptation: counted, and scored as the zero-skill prediction.
+                Generator unused(0);
+                outputs = zero_skill->predict(episodes[e], {steps}, unused).front();
+                ++diverged[{family.name, shots, steps, method->name()}];
+              }
+              MetricMap m;
+              try {
+                m = score_episode(family, episodes[e], outputs, config.trading);
+              } catch (const Error& err) {
+                fail(method->name() + " (" + std::to_string(shots) + "-shot, " + std::to_string(steps) +
+                     " steps, episode " + std::to_string(e) + "): " + err.what());
+              }
+              auto& cell = cells[{family.name, shots, steps, method->name()}];
+              for (const auto& [k, v] : m) cell.values[k].push_back(v);
+              adapt_seconds[{family.name, shots, steps, method->name()}] += seconds;
+            };
+            if (method->uses_steps()) {
+              for (int steps : config.steps) {
+                Generator g(episode_seed);
+                const auto a0 = std::chrono::steady_clock::now();
+                const auto out = method->predict(episodes[e], {steps}, g);
+                record(steps, out.front(), std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count());
+              }
+            } else {
+              Generator g(episode_seed);
+              const auto a0 = std::chrono::steady_clock::now();
+              const auto out = method->predict(episodes[e], config.steps, g);
+              const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count();
+              for (std::size_t k = 0; k < config.steps.size(); ++k) record(config.steps[k], out[k], sec);
+            }
+            ++units_done;
+            if (progress != nullptr) {
+              progress->update(units_done, family.name + " " + std::to_string(shots) + "-shot " + method->name());
+            }
+          }
+        }
+        if (!reference.empty()) {
+          for (const Episode& ep : episodes) {
+            const MetricMap m = reference_strategy(family, ep, config.trading);
+            for (int steps : config.steps) {
+              auto& cell = cells[{family.name, shots, steps, reference}];
+              for (const auto& [k, v] : m) cell.values[k].push_back(v);
+            }
+          }
+        }
+      }
+    }
+  }
+  result.interrupted = stopped();
+  for (const auto& f : families) {
+    const std::string r = reference_strategy_name(f);
+    if (!r.empty() && std::find(method_order.begin(), method_order.end(), r) == method_order.end()) {
+      method_order.push_back(r);
+      result.baselines.push_back(r);
+    }
+  }
+
+  // ---- aggregates, in a stable order --------------------------------------------------------------
+  for (const auto& f : families) {
+    for (int shots : config.shots) {
+      for (int steps : config.steps) {
+        for (const auto& name : method_order) {
+          auto it = cells.find({f.name, shots, steps, name});
+          if (it == cells.end() || it->second.values.empty()) continue;
+          CellResult cell = std::move(it->second);
+          cell.family = f.name;
+          cell.method = name;
+          cell.shots = shots;
+          cell.steps = steps;
+          cell.baseline = std::find(result.baselines.begin(), result.baselines.end(), name) != result.baselines.end();
+          std::size_t n = 0;
+          for (const auto& [k, v] : cell.values) {
+            cell.metrics[k] = summarize(v);
+            n = v.size();
+          }
+          cell.diverged = diverged[{f.name, shots, steps, name}];
+          cell.adapt_ms = n > 0 ? adapt_seconds[{f.name, shots, steps, name}] * 1e3 / static_cast<double>(n) : 0.0;
+          result.cells.push_back(std::move(cell));
+        }
+      }
+    }
+  }
+
+  // ---- paired comparisons: every learner against every baseline with the primary metric -------------
+  auto find_cell = [&](const std::string& fam, int shots, int steps, const std::string& m) -> const CellResult* {
+    for (const auto& c : result.cells) {
+      if (c.family == fam && c.shots == shots && c.steps == steps && c.method == m) return &c;
+    }
+    return nullptr;
+  };
+  for (const auto& f : families) {
+    const std::string metric = primary_metric(f);
+    for (int shots : config.shots) {
+      for (int steps : config.steps) {
+        for (const auto& learner : config.learners) {
+          const CellResult* a = find_cell(f.name, shots, steps, learner);
+          if (a == nullptr || a->values.count(metric) == 0) continue;
+          for (const auto& base : result.baselines) {
+            const CellResult* b = find_cell(f.name, shots, steps, base);
+            if (b == nullptr || b->values.count(metric) == 0) continue;
+            const auto& x = a->values.at(metric);
+            const auto& y = b->values.at(metric);
+            if (x.size() != y.size() || x.size() < 2) continue;
+            Comparison c;
+            c.family = f.name;
+            c.learner = learner;
+            c.baseline = base;
+            c.metric = metric;
+            c.shots = shots;
+            c.steps = steps;
+            c.pairs = x.size();
+            c.t_test = paired_t_test(x, y);
+            c.wilcoxon = wilcoxon_signed_rank(x, y);
+            c.bootstrap = bootstrap_mean_difference(
+                x, y, derive_seed(config.seed, {name_hash(f.name), name_hash(learner), name_hash(base),
+                                                static_cast<std::uint64_t>(shots), static_cast<std::uint64_t>(steps)}),
+                config.bootstrap_resamples);
+            c.mean_difference = c.bootstrap.estimate;
+            c.cohens_d = paired_cohens_d(x, y);
+            c.learner_better = lower_is_better(metric) ? c.mean_difference < 0 : c.mean_difference > 0;
+            result.comparisons.push_back(c);
+          }
+        }
+      }
+    }
+  }
+  correct_comparisons(result.comparisons, config.alpha);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace metatape::eval

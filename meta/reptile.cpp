@@ -1,0 +1,140 @@
+// Reptile: first-order by construction; each task's inner loop runs on fresh leaves with no history,
+// so its tape is released step by step.
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "autograd/tape.h"
+#include "kernels/error.h"
+#include "meta/learners.h"
+
+namespace metatape::meta {
+namespace {
+
+class Reptile final : public Learner {
+ public:
+  Reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
+          std::unique_ptr<nn::Optimizer> outer, ReptileOptions options)
+      : model_(std::move(model)), optimizer_(std::move(outer)), options_(options) {
+    if (!model_) fail("reptile: no model given");
+    if (!optimizer_) fail("reptile: no outer optimizer given");
+    if (options_.inner_steps < 1) fail("reptile: inner_steps must be >= 1");
+    if (!(options_.epsilon > 0.0)) fail("reptile: epsilon must be positive");
+    meta_ = init;
+    meta_.requires_grad_();
+  }
+
+  std::string name() const override { return "reptile"; }
+  int default_adapt_steps() const override { return options_.inner_steps; }
+  nn::ParameterList& meta_parameters() override { return meta_; }
+  nn::Optimizer& optimizer() override { return *optimizer_; }
+  std::string config_json() const override {
+    return nlohmann::json{{"inner_steps", options_.inner_steps},
+                          {"inner_lr", options_.inner_lr},
+                          {"inner_adam", options_.inner_adam},
+                          {"epsilon", options_.epsilon},
+                          {"decay_steps", options_.decay_steps},
+                          {"use_query_in_inner", options_.use_query_in_inner},
+                          {"model", model_->describe()}}
+        .dump();
+  }
+
+  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) override {
+    if (batch.empty()) fail("reptile: meta_train_step got an empty task batch");
+    std::vector<Tensor> phi_sum(meta_.size());
+    Tensor query_sum, support_sum;
+    double accuracy_sum = 0.0;
+    for (const tasks::Task& task : batch) {
+      tasks::Task inner = task;
+      if (options_.use_query_in_inner) {
+        NoGradGuard no_grad;
+        inner.support_x = concat({task.support_x, task.query_x}, 0);
+        inner.support_y = concat({task.support_y, task.query_y}, 0);
+      }
+      if (options.metrics) {
+        NoGradGuard no_grad;
+        const Tensor l = task_loss(task, model_->forward(meta_, task.support_x), task.support_y);
+        support_sum = support_sum.defined() ? add(support_sum, l) : l;
+      }
+      const nn::ParameterList phi = run_inner(inner, options_.inner_steps);
+      NoGradGuard no_grad;
+      for (std::size_t i = 0; i < phi.size(); ++i) {
+        phi_sum[i] = phi_sum[i].defined() ? add(phi_sum[i], phi[i]) : phi[i];
+      }
+      if (options.metrics) {
+        const Tensor out = model_->forward(phi, task.query_x);
+        const Tensor l = task_loss(task, out, task.query_y);
+        query_sum = query_sum.defined() ? add(query_sum, l) : l;
+        if (task.kind == tasks::TaskKind::classification) accuracy_sum += accuracy(out, task.query_y);
+      }
+    }
+    const double inv = 1.0 / static_cast<double>(batch.size());
+    std::vector<Tensor> pseudo(meta_.size());
+    {
+      NoGradGuard no_grad;
+      for (std::size_t i = 0; i < meta_.size(); ++i) {
+        pseudo[i] = sub(meta_[i].detach(), affine(phi_sum[i], inv, 0.0));
+      }
+    }
+    double eps = options_.epsilon;
+    if (options_.decay_steps > 0) {
+      eps *= std::max(0.0, 1.0 - static_cast<double>(meta_steps_) / static_cast<double>(options_.decay_steps));
+    }
+    optimizer_->set_lr(eps);
+    optimizer_->step(meta_, pseudo);
+    ++meta_steps_;
+    StepMetrics m;
+    m.step = meta_steps_;
+    if (options.metrics) {
+      m.computed = true;
+      m.query_loss = query_sum.item() * inv;
+      m.support_loss = support_sum.item() * inv;
+      if (batch.front().kind == tasks::TaskKind::classification) m.query_accuracy = accuracy_sum * inv;
+      m.grad_norm = optimizer_->last_grad_norm();
+    }
+    return m;
+  }
+
+  nn::ParameterList adapt(const tasks::Task& task, int steps) override {
+    return run_inner(task, steps < 0 ? options_.inner_steps : steps);
+  }
+
+  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override {
+    return model_->forward(adapted, x);
+  }
+
+ private:
+  // k steps of the inner optimizer (SGD with inner_lr, or Adam with betas (0, 0.999)) from the
+  // current meta-parameters; a fresh optimizer per task. Returns leaves with no history.
+  nn::ParameterList run_inner(const tasks::Task& task, int steps) {
+    nn::ParameterList phi = meta_.clone(true);
+    nn::OptimizerOptions o;
+    o.lr = options_.inner_lr;
+    o.beta1 = 0.0;
+    o.beta2 = 0.999;
+    const auto inner = options_.inner_adam ? nn::make_adam(o) : nn::make_sgd(o);
+    for (int s = 0; s < steps; ++s) {
+      std::vector<Tensor> g;
+      {
+        TapeScope scope;
+        const Tensor loss = task_loss(task, model_->forward(phi, task.support_x), task.support_y);
+        g = grad({loss}, phi.tensors());
+      }
+      inner->step(phi, g);
+    }
+    return phi.detached();
+  }
+
+  std::shared_ptr<const nn::Model> model_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
+  ReptileOptions options_;
+  nn::ParameterList meta_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
+                                      std::unique_ptr<nn::Optimizer> outer, ReptileOptions options) {
+  return std::make_unique<Reptile>(std::move(model), std::move(init), std::move(outer), options);
+}
+
+}  // namespace metatape::meta
