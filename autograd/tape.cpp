@@ -136,7 +136,9 @@ class Walk {
         out_slot = find(out);
       }
       if (!out_slot->requested) out_slot->pending.reset();
-      if (!retain_) {
+      // Only a node whose backward ran gives up its saved state: one that merely produced a requested
+      // tensor (nothing upstream wanted) stays intact for later passes.
+      if (any && !retain_) {
         node->released = true;
         node->inputs.clear();
         node->backward = nullptr;

@@ -219,3 +219,18 @@ TEST_CASE("threads differentiate through the same leaves at once and agree with 
   for (auto& th : threads) th.join();
   for (int m : mismatches) CHECK(m == 0);
 }
+
+TEST_CASE("first-order inner loop: grad() w.r.t. intermediates leaves the path to the leaves intact") {
+  // FOMAML's pattern: inner gradients without create_graph (and without retain_graph) taken with
+  // respect to the current fast weights, then one outer gradient through every update to the leaves.
+  Tensor w = param({0.5, -0.3}, Shape{2}, "w");
+  const Tensor x = Tensor::from_vector(std::vector<double>{1.0, 2.0}, Shape{2}, DType::f64);
+  Tensor fast = w;
+  for (int step = 0; step < 3; ++step) {
+    const auto g = grad({sum(square(mul(fast, x)))}, {fast});
+    fast = sub(fast, affine(g[0], 0.1, 0.0));  // g is a constant: first order
+  }
+  const auto outer = grad({sum(mul(fast, x))}, {w});
+  // d fast / d w is the identity when the inner gradients are constants.
+  CHECK(outer[0].to_vector<double>() == std::vector<double>{1.0, 2.0});
+}
