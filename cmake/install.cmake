@@ -48,6 +48,18 @@ if(TARGET metatape)
   install(TARGETS metatape RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endif()
 
+# The static archive holds the CUDA kernels when the backend is built: its users link the CUDA
+# runtime and cuBLAS too.
+if(METATAPE_WITH_CUDA)
+  set(METATAPE_STATIC_CUDA_FIND "find_dependency(CUDAToolkit)")
+  set(METATAPE_STATIC_CUDA_LIBS ";CUDA::cublas;CUDA::cudart")
+  set(METATAPE_PC_CUDA_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart -ldl -lrt")
+else()
+  set(METATAPE_STATIC_CUDA_FIND "")
+  set(METATAPE_STATIC_CUDA_LIBS "")
+  set(METATAPE_PC_CUDA_LIBS "")
+endif()
+
 set(METATAPE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/metatape)
 install(EXPORT metatapeTargets NAMESPACE metatape:: DESTINATION ${METATAPE_CMAKE_DIR})
 set(METATAPE_INSTALL_LIBDIR ${CMAKE_INSTALL_LIBDIR})
