@@ -142,16 +142,8 @@ class GradientLearner final : public Learner {
     }
     optimizer_->step(meta_, total);
     ++meta_steps_;
-    StepMetrics m;
-    m.step = meta_steps_;
-    if (options.metrics) {
-      m.computed = true;
-      m.query_loss = query_sum.item() * inv;
-      m.support_loss = support_sum.item() * inv;
-      if (batch.front().kind == tasks::TaskKind::classification) m.query_accuracy = accuracy_sum * inv;
-      m.grad_norm = optimizer_->last_grad_norm();
-    }
-    return m;
+    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum,
+                        optimizer_->last_grad_norm());
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {

@@ -11,6 +11,21 @@
 
 namespace metatape::meta {
 
+StepMetrics Learner::step_metrics(const StepOptions& options, const tasks::TaskBatch& batch,
+                                  const Tensor& query_sum, const Tensor& support_sum,
+                                  double accuracy_sum, double grad_norm) const {
+  StepMetrics m;
+  m.step = meta_steps_;
+  if (!options.metrics) return m;
+  const double inv = 1.0 / static_cast<double>(batch.size());
+  m.computed = true;
+  m.query_loss = query_sum.item() * inv;
+  m.support_loss = support_sum.item() * inv;
+  if (batch.front().kind == tasks::TaskKind::classification) m.query_accuracy = accuracy_sum * inv;
+  m.grad_norm = grad_norm;
+  return m;
+}
+
 Tensor task_loss(const tasks::Task& task, const Tensor& output, const Tensor& y) {
   switch (task.kind) {
     case tasks::TaskKind::regression:

@@ -86,6 +86,13 @@ class Learner {
   void set_meta_steps(std::int64_t steps) { meta_steps_ = steps; }  // when resuming
 
  protected:
+  // The metrics of a step that has just been counted in meta_steps_: means over the batch of the
+  // summed query and support losses (read back to the host here, only when options.metrics is set)
+  // and of the summed accuracy (classification batches only).
+  StepMetrics step_metrics(const StepOptions& options, const tasks::TaskBatch& batch,
+                           const Tensor& query_sum, const Tensor& support_sum, double accuracy_sum,
+                           double grad_norm) const;
+
   std::int64_t meta_steps_ = 0;
 };
 

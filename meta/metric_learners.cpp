@@ -80,16 +80,8 @@ class MetricLearner : public Learner {
     }
     optimizer_->step(meta_, total);
     ++meta_steps_;
-    StepMetrics m;
-    m.step = meta_steps_;
-    if (options.metrics) {
-      m.computed = true;
-      m.query_loss = loss_sum.item() * inv;
-      m.support_loss = m.query_loss;  // no inner loop: there is no separate pre-adaptation loss
-      m.query_accuracy = accuracy_sum * inv;
-      m.grad_norm = optimizer_->last_grad_norm();
-    }
-    return m;
+    // No inner loop: the support loss reported is the query loss (no separate pre-adaptation loss).
+    return step_metrics(options, batch, loss_sum, loss_sum, accuracy_sum, optimizer_->last_grad_norm());
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int) override {
