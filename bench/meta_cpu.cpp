@@ -6,9 +6,11 @@
 //   W2/<learner>_mb25:  the same for W2 (MLP 1-40-40-1, 1 inner step, K = 10).
 //   W1/adapt, W2/adapt: support rows from host vectors in, adapt, query predictions back in a host
 //                       vector.
-// --memory-curve: instead of timing, prints the peak resident-set growth of the first W1 meta-step
-// (meta-batch 8) for 1, 5, 10 and 20 inner steps, each measured in a fresh child process (fork) so
-// the peaks do not mix. Compare with PyTorch using bench/compare/w1w2_torch.py --device cpu.
+//   W1/<learner>_recompute_mb8: the same with recompute_inner (checkpointing over inner steps).
+// --memory-curve: instead of timing, prints the peak memory of a W1 meta-step (meta-batch 8) for 1, 5,
+// 10 and 20 inner steps, FOMAML and MAML, taped and with recompute_inner: the peak of host tensor
+// bytes counted by the allocator (exact) and the growth of the peak resident set (what the OS sees),
+// each measured in a fresh child process (fork) so the peaks do not mix. Compare with PyTorch using bench/compare/w1w2_torch.py --device cpu.
 #include <benchmark/benchmark.h>
 
 #include <sys/resource.h>
@@ -21,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/allocator.h"
 #include "meta/learners.h"
 #include "nn/optimizer.h"
 #include "tasks/sinusoid.h"
@@ -55,7 +58,7 @@ tasks::Task w1_task(Generator& gen) {
   return t;
 }
 
-std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5) {
+std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5, bool recompute = false) {
   auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{50, 128, 128, 3}});
   Generator gen(1);
   nn::OptimizerOptions adam;
@@ -63,6 +66,7 @@ std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_ste
   meta::LearnerOptions o;
   o.maml.inner_steps = o.meta_sgd.inner_steps = o.anil.inner_steps = o.reptile.inner_steps = inner_steps;
   o.maml.inner_lr = o.meta_sgd.alpha_init = o.anil.inner_lr = o.reptile.inner_lr = 0.01;
+  o.maml.recompute_inner = o.meta_sgd.recompute_inner = o.anil.recompute_inner = recompute;
   return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
 }
 
@@ -77,8 +81,8 @@ std::unique_ptr<meta::Learner> w2_learner(const std::string& kind) {
   return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
 }
 
-void BM_W1_meta_step(benchmark::State& state, const std::string& kind) {
-  auto learner = w1_learner(kind);
+void BM_W1_meta_step(benchmark::State& state, const std::string& kind, bool recompute) {
+  auto learner = w1_learner(kind, 5, recompute);
   Generator gen(2);
   tasks::TaskBatch batch;
   for (int i = 0; i < state.range(0); ++i) batch.push_back(w1_task(gen));
@@ -119,36 +123,52 @@ long max_rss_kib() {
   return u.ru_maxrss;
 }
 
+struct StepMemory {
+  double tensor_mib = 0.0;  // peak host tensor bytes over the step, minus those in use before it
+  double rss_mib = 0.0;     // growth of the process's peak resident set over the step
+};
+
+// The first W1 meta-step (meta-batch 8) in a fresh child process (parameters and data already
+// allocated; the optimizer's state is created during the step and counted); the parent reads the two
+// numbers back through a pipe.
+StepMemory measure_step(const std::string& kind, int steps, bool recompute) {
+  StepMemory m{-1.0, -1.0};
+  int fds[2];
+  if (pipe(fds) != 0) return m;
+  const pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    auto learner = w1_learner(kind, steps, recompute);
+    Generator gen(2);
+    tasks::TaskBatch batch;
+    for (int i = 0; i < 8; ++i) batch.push_back(w1_task(gen));
+    const std::size_t in_use = kernels::host_memory_stats().bytes_in_use;
+    kernels::reset_host_peak();
+    const long rss_before = max_rss_kib();
+    learner->meta_train_step(batch, {false});
+    StepMemory r;
+    r.tensor_mib = static_cast<double>(kernels::host_memory_stats().peak_bytes_in_use - in_use) / (1 << 20);
+    r.rss_mib = static_cast<double>(max_rss_kib() - rss_before) / 1024.0;
+    if (write(fds[1], &r, sizeof r) != sizeof r) _exit(1);
+    _exit(0);
+  }
+  close(fds[1]);
+  if (read(fds[0], &m, sizeof m) != sizeof m) m = {-1.0, -1.0};
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return m;
+}
+
 int memory_curve() {
-  std::printf("W1 MAML meta-step, meta-batch 8, peak RSS growth over one step (fresh process each)\n");
-  std::printf("inner_steps  fomaml_MiB  maml_MiB\n");
+  std::printf("W1 meta-step, meta-batch 8: peak host tensor memory over the step (allocator count) and the\n"
+              "growth of the peak RSS, MiB; each cell the first step of a fresh process\n");
+  std::printf("inner_steps  fomaml  fomaml_recompute  maml  maml_recompute   (RSS: fomaml fomaml_recompute maml maml_recompute)\n");
   for (int steps : {1, 5, 10, 20}) {
-    double mib[2] = {0, 0};
-    for (int k = 0; k < 2; ++k) {
-      int fds[2];
-      if (pipe(fds) != 0) return 1;
-      const pid_t child = fork();
-      if (child == 0) {
-        close(fds[0]);
-        auto learner = w1_learner(k == 0 ? "fomaml" : "maml", steps);
-        Generator gen(2);
-        tasks::TaskBatch batch;
-        for (int i = 0; i < 8; ++i) batch.push_back(w1_task(gen));
-        // Growth of the peak RSS from just before the first step (parameters, optimizer and data
-        // already allocated): the step's working set, tape included.
-        const long before = max_rss_kib();
-        learner->meta_train_step(batch, {false});
-        const double grown = static_cast<double>(max_rss_kib() - before) / 1024.0;
-        if (write(fds[1], &grown, sizeof grown) != sizeof grown) _exit(1);
-        _exit(0);
-      }
-      close(fds[1]);
-      if (read(fds[0], &mib[k], sizeof(double)) != sizeof(double)) mib[k] = -1;
-      close(fds[0]);
-      int status = 0;
-      waitpid(child, &status, 0);
-    }
-    std::printf("%11d  %10.2f  %8.2f\n", steps, mib[0], mib[1]);
+    const StepMemory a = measure_step("fomaml", steps, false), b = measure_step("fomaml", steps, true);
+    const StepMemory c = measure_step("maml", steps, false), d = measure_step("maml", steps, true);
+    std::printf("%11d  %6.2f  %16.2f  %4.2f  %14.2f   (RSS: %.2f %.2f %.2f %.2f)\n", steps, a.tensor_mib,
+                b.tensor_mib, c.tensor_mib, d.tensor_mib, a.rss_mib, b.rss_mib, c.rss_mib, d.rss_mib);
   }
   return 0;
 }
@@ -160,11 +180,13 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--memory-curve") == 0) return memory_curve();
   }
   for (const std::string kind : {"maml", "fomaml"}) {
-    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind)
+    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)
         ->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("W1/" + kind + "_recompute_mb").c_str(), BM_W1_meta_step, kind, true)
+        ->Arg(8)->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"anil", "meta-sgd", "reptile"}) {
-    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind)->Arg(8)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)->Arg(8)->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"maml", "fomaml", "meta-sgd", "reptile"}) {
     benchmark::RegisterBenchmark(("W2/" + kind + "_mb").c_str(), BM_W2_meta_step, kind)->Arg(25)->Unit(benchmark::kMillisecond);

@@ -99,6 +99,9 @@ meta::LearnerOptions parse_options(const json& o) {
   l.maml.msl_anneal_steps = option(o, "msl_anneal_steps", l.maml.msl_anneal_steps);
   l.maml.learn_inner_lrs = option(o, "learn_inner_lrs", l.maml.learn_inner_lrs);
   l.maml.first_order_until = option(o, "first_order_until", l.maml.first_order_until);
+  l.maml.recompute_inner = option(o, "recompute_inner", l.maml.recompute_inner);
+  l.meta_sgd.recompute_inner = option(o, "recompute_inner", l.meta_sgd.recompute_inner);
+  l.anil.recompute_inner = option(o, "recompute_inner", l.anil.recompute_inner);
   l.meta_sgd.inner_steps = option(o, "inner_steps", l.meta_sgd.inner_steps);
   l.meta_sgd.alpha_init = option(o, "alpha_init", l.meta_sgd.alpha_init);
   l.meta_sgd.alpha_l2 = option(o, "alpha_l2", l.meta_sgd.alpha_l2);

@@ -151,7 +151,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
 
   const YAML::Node tr = croot["training"];
   check_keys(tr, "training", {"meta_steps", "meta_batch", "train_shots", "outer_optimizer", "outer_lr",
-                              "clip_norm", "inner_lr", "inner_steps", "first_order", "reptile_steps",
+                              "clip_norm", "inner_lr", "inner_steps", "first_order", "recompute_inner", "reptile_steps",
                               "hidden", "activation", "diagnose_every"});
   b.meta_steps = 1000;
   b.meta_batch = 8;
@@ -167,8 +167,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(tr, "diagnose_every", b.diagnose_every, "training");
   double inner_lr = 0.05;
   int inner_steps = 1, reptile_steps = 5;
-  bool first_order = false;
+  bool first_order = false, recompute_inner = false;
   read(tr, "inner_lr", inner_lr, "training");
+  read(tr, "recompute_inner", recompute_inner, "training");
   read(tr, "inner_steps", inner_steps, "training");
   read(tr, "first_order", first_order, "training");
   read(tr, "reptile_steps", reptile_steps, "training");
@@ -176,6 +177,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   lo.maml.inner_lr = inner_lr;
   lo.maml.inner_steps = inner_steps;
   lo.maml.first_order = first_order;
+  lo.maml.recompute_inner = recompute_inner;
+  lo.meta_sgd.recompute_inner = recompute_inner;
+  lo.anil.recompute_inner = recompute_inner;
   lo.meta_sgd.alpha_init = inner_lr;
   lo.meta_sgd.inner_steps = inner_steps;
   lo.meta_sgd.first_order = first_order;

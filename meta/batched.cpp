@@ -474,6 +474,10 @@ class BatchedLearner final : public Learner {
     if (!model_) fail("batched " + kind_ + ": no model given");
     if (!optimizer_) fail("batched " + kind_ + ": no outer optimizer given");
     batched_.algorithm = parse_batched_algorithm(kind_);
+    if (lo.maml.recompute_inner || lo.meta_sgd.recompute_inner || lo.anil.recompute_inner) {
+      fail("batched " + kind_ + ": recompute_inner (checkpointing over inner steps) has no batched path; "
+           "use make_learner, or turn recompute_inner off");
+    }
     switch (batched_.algorithm) {
       case BatchedAlgorithm::maml:
       case BatchedAlgorithm::fomaml:

@@ -112,7 +112,7 @@ std::vector<Tensor> unflatten_parameters(const nn::Mlp& mlp, const Tensor& flat)
 
 // A meta::Learner whose meta_train_step runs the batched path above: kind "maml", "fomaml",
 // "meta-sgd", "reptile" or "anil", with the options of the per-task learners (meta/learners.h;
-// MAML++ options, Reptile's inner Adam and portfolio tasks are refused) and the same
+// MAML++ options, recompute_inner, Reptile's inner Adam and portfolio tasks are refused) and the same
 // meta-parameter names and name(). adapt() runs the fused kernel where it
 // applies (ANIL adapts its head on the tape). StepMetrics are computed when asked (one extra
 // first-order adaptation for the accuracy).

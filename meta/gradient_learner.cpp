@@ -31,6 +31,7 @@ struct GradientConfig {
   double alpha_init = 0.01;
   double alpha_l2 = 0.0;
   std::size_t head_first_layer = 0;  // ANIL: index of the first layer that adapts; 0 = all layers
+  bool recompute_inner = false;
   nlohmann::json json;
 };
 
@@ -84,55 +85,17 @@ class GradientLearner final : public Learner {
     if (batch.empty()) fail(config_.name + ": meta_train_step got an empty task batch");
     const bool second = !config_.first_order && meta_steps_ >= config_.first_order_until;
     const std::vector<double> weights = step_weights();
-    const int steps = config_.inner_steps;
     std::vector<Tensor> total(meta_.size());
     Tensor query_sum, support_sum;
     double accuracy_sum = 0.0;
     for (const tasks::Task& task : batch) {
-      TapeScope scope;
-      const Tensor fs = features(task.support_x, meta_);
-      const Tensor fq = features(task.query_x, meta_);
-      std::vector<Tensor> phi(meta_.tensors().begin(), meta_.tensors().begin() + model_count_);
-      Tensor outer, last_query, last_output;
-      GradOptions inner;
-      inner.create_graph = second;
-      inner.retain_graph = true;
-      for (int s = 0; s < steps; ++s) {
-        const Tensor loss = task_loss(task, head(phi, fs), task.support_y);
-        if (s == 0 && options.metrics) accumulate(support_sum, loss.detach());
-        std::vector<Tensor> wrt;
-        for (std::size_t i : adapted_) wrt.push_back(phi[i]);
-        const std::vector<Tensor> g = grad({loss}, wrt, inner);
-        for (std::size_t k = 0; k < adapted_.size(); ++k) {
-          const std::size_t i = adapted_[k];
-          phi[i] = inner_update(phi[i], second ? g[k] : g[k].detach(), k, s, meta_);
-        }
-        if (config_.multi_step_loss || s == steps - 1) {
-          last_output = head(phi, fq);
-          last_query = task_loss(task, last_output, task.query_y);
-          const double w = weights[static_cast<std::size_t>(s)];
-          if (w != 0.0) {
-            const Tensor term = w == 1.0 ? last_query : affine(last_query, w, 0.0);
-            outer = outer.defined() ? add(outer, term) : term;
-          }
-        }
-      }
-      if (config_.alpha_l2 > 0.0 && config_.lr_mode == LrMode::per_parameter) {
-        // alpha_l2 * sum(alpha^2) is added to every task's loss; the batch mean below leaves it
-        // counted once per meta-step.
-        for (std::size_t i = model_count_; i < meta_.size(); ++i) {
-          outer = add(outer, affine(sum(square(meta_[i])), config_.alpha_l2, 0.0));
-        }
-      }
-      GradOptions outer_options;
-      outer_options.allow_unused = true;
-      const std::vector<Tensor> g = grad({outer}, meta_.tensors(), outer_options);
-      for (std::size_t i = 0; i < g.size(); ++i) accumulate(total[i], g[i]);
+      const TaskGradient t = config_.recompute_inner ? task_gradient_recomputed(task, second, weights)
+                                                     : task_gradient_taped(task, second, weights);
+      for (std::size_t i = 0; i < t.grads.size(); ++i) accumulate(total[i], t.grads[i]);
       if (options.metrics) {
-        accumulate(query_sum, last_query.detach());
-        if (task.kind == tasks::TaskKind::classification) {
-          accuracy_sum += accuracy(last_output.detach(), task.query_y);
-        }
+        accumulate(support_sum, t.support_loss);
+        accumulate(query_sum, t.query_loss);
+        if (task.kind == tasks::TaskKind::classification) accuracy_sum += accuracy(t.query_output, task.query_y);
       }
     }
     const double inv = 1.0 / static_cast<double>(batch.size());
@@ -178,8 +141,224 @@ class GradientLearner final : public Learner {
 
  private:
   static void accumulate(Tensor& sum_so_far, const Tensor& value) {
+    if (!value.defined()) return;
     NoGradGuard no_grad;
     sum_so_far = sum_so_far.defined() ? add(sum_so_far, value) : value;
+  }
+
+  // A fresh leaf holding t's values, for differentiating a recomputed piece of the graph.
+  static Tensor leaf(const Tensor& t) {
+    Tensor out = t.detach();
+    out.requires_grad_();
+    return out;
+  }
+
+  // One task's contribution: the gradient of its outer loss for every meta-parameter (in meta_'s
+  // order, all defined) and, as values, its first support loss, final query loss and query output.
+  struct TaskGradient {
+    std::vector<Tensor> grads;
+    Tensor support_loss, query_loss, query_output;
+  };
+
+  // The outer loss of one task at the adapted parameters: sum over s of weights[s - 1] * query loss at
+  // phi_s (only s = inner_steps without the multi-step loss), plus the alpha regulariser.
+  //
+  // Taped: the whole inner loop is recorded (with its inner gradients under second order) in one
+  // scope and differentiated once. Memory: every inner step's graph at once.
+  TaskGradient task_gradient_taped(const tasks::Task& task, bool second, const std::vector<double>& weights) {
+    const int steps = config_.inner_steps;
+    TaskGradient r;
+    TapeScope scope;
+    const Tensor fs = features(task.support_x, meta_);
+    const Tensor fq = features(task.query_x, meta_);
+    std::vector<Tensor> phi(meta_.tensors().begin(), meta_.tensors().begin() + model_count_);
+    Tensor outer, last_query, last_output;
+    GradOptions inner;
+    inner.create_graph = second;
+    inner.retain_graph = true;
+    for (int s = 0; s < steps; ++s) {
+      const Tensor loss = task_loss(task, head(phi, fs), task.support_y);
+      if (s == 0) r.support_loss = loss.detach();
+      std::vector<Tensor> wrt;
+      for (std::size_t i : adapted_) wrt.push_back(phi[i]);
+      const std::vector<Tensor> g = grad({loss}, wrt, inner);
+      for (std::size_t k = 0; k < adapted_.size(); ++k) {
+        const std::size_t i = adapted_[k];
+        phi[i] = inner_update(phi[i], second ? g[k] : g[k].detach(), k, s, meta_);
+      }
+      if (config_.multi_step_loss || s == steps - 1) {
+        last_output = head(phi, fq);
+        last_query = task_loss(task, last_output, task.query_y);
+        const double w = weights[static_cast<std::size_t>(s)];
+        if (w != 0.0) {
+          const Tensor term = w == 1.0 ? last_query : affine(last_query, w, 0.0);
+          outer = outer.defined() ? add(outer, term) : term;
+        }
+      }
+    }
+    if (config_.alpha_l2 > 0.0 && config_.lr_mode == LrMode::per_parameter) {
+      // alpha_l2 * sum(alpha^2) is added to every task's loss; the batch mean leaves it counted once
+      // per meta-step.
+      for (std::size_t i = model_count_; i < meta_.size(); ++i) {
+        outer = add(outer, affine(sum(square(meta_[i])), config_.alpha_l2, 0.0));
+      }
+    }
+    GradOptions outer_options;
+    outer_options.allow_unused = true;
+    r.grads = grad({outer}, meta_.tensors(), outer_options);
+    r.query_loss = last_query.detach();
+    r.query_output = last_output.detach();
+    return r;
+  }
+
+  // Recomputed (recompute_inner; see MamlOptions): the same gradient with the inner loop's graphs
+  // built one step at a time. Forward: the inner loop runs graph-free, keeping the adapted parameters
+  // at every `every`-th step (every = ceil(sqrt(S))). Backward, s = S-1 .. 0: phi_s is replayed from
+  // the nearest kept step (one segment at a time, cached), step s alone is recorded (its support
+  // loss, its inner gradient under second order, the update), and v_s = (d phi_{s+1}/d phi_s)^T v_{s+1}
+  // (+ the multi-step query term at phi_s) is one grad() call; the learned rates' and (ANIL) the
+  // features' gradients are gathered on the way. Live at once: ~2 sqrt(S) parameter copies and one
+  // step's graph. Cost: about two more graph-free inner steps per step than the taped path.
+  TaskGradient task_gradient_recomputed(const tasks::Task& task, bool second, const std::vector<double>& weights) {
+    const int steps = config_.inner_steps;
+    const int every = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(steps)))));
+    const std::size_t n = adapted_.size();
+    const bool has_body = config_.head_first_layer > 0;
+    const nn::ParameterList values = meta_.detached();
+    TaskGradient r;
+    r.grads.resize(meta_.size());
+
+    Tensor fs, fq;  // the features as values (ANIL: the body's output; else the inputs)
+    std::vector<Tensor> phi;
+    {
+      NoGradGuard no_grad;
+      fs = features(task.support_x, values);
+      fq = features(task.query_x, values);
+      phi.assign(values.tensors().begin(), values.tensors().begin() + model_count_);
+    }
+    std::vector<std::vector<Tensor>> kept;  // phi at steps 0, every, 2 every, ...
+    for (int s = 0; s < steps; ++s) {
+      if (s % every == 0) kept.push_back(phi);
+      const Tensor loss = plain_step(task, fs, phi, s, values);
+      if (s == 0) r.support_loss = loss;
+    }
+
+    std::vector<Tensor> v(n);             // d outer / d phi_s, adapted entries
+    Tensor fs_grad, fq_grad;              // d outer / d features (ANIL)
+    {  // the final query term at phi_S
+      TapeScope scope;
+      std::vector<Tensor> p = phi;
+      std::vector<Tensor> inputs;
+      for (std::size_t i : adapted_) inputs.push_back(p[i] = leaf(p[i]));
+      const Tensor fq_in = has_body ? leaf(fq) : fq;
+      if (has_body) inputs.push_back(fq_in);
+      const Tensor output = head(p, fq_in);
+      const Tensor loss = task_loss(task, output, task.query_y);
+      r.query_loss = loss.detach();
+      r.query_output = output.detach();
+      GradOptions options;
+      options.allow_unused = true;
+      const std::vector<Tensor> g = grad({loss}, inputs, options, {seed(loss, weights.back())});
+      for (std::size_t k = 0; k < n; ++k) v[k] = g[k];
+      if (has_body) accumulate(fq_grad, g[n]);
+    }
+
+    int segment_index = -1;
+    std::vector<std::vector<Tensor>> segment;  // phi at steps segment_index * every, ...
+    for (int s = steps - 1; s >= 0; --s) {
+      const int j = s / every;
+      if (j != segment_index) {
+        segment.assign(1, kept[static_cast<std::size_t>(j)]);
+        for (int t = j * every; t < s; ++t) {
+          std::vector<Tensor> next = segment.back();
+          plain_step(task, fs, next, t, values);
+          segment.push_back(std::move(next));
+        }
+        segment_index = j;
+      }
+      TapeScope scope;
+      std::vector<Tensor> p = segment[static_cast<std::size_t>(s - j * every)];
+      std::vector<Tensor> inputs;
+      for (std::size_t i : adapted_) inputs.push_back(p[i] = leaf(p[i]));
+      const Tensor fs_in = has_body ? leaf(fs) : fs;
+      const Tensor fq_in = has_body ? leaf(fq) : fq;
+      for (std::size_t i = model_count_; i < meta_.size(); ++i) inputs.push_back(meta_[i]);
+      if (has_body) {
+        inputs.push_back(fs_in);
+        inputs.push_back(fq_in);
+      }
+      const Tensor loss = task_loss(task, head(p, fs_in), task.support_y);
+      GradOptions inner;
+      inner.create_graph = second;
+      inner.retain_graph = true;
+      std::vector<Tensor> wrt(inputs.begin(), inputs.begin() + static_cast<std::ptrdiff_t>(n));
+      const std::vector<Tensor> g = grad({loss}, wrt, inner);
+      std::vector<Tensor> outputs, seeds;
+      for (std::size_t k = 0; k < n; ++k) {
+        outputs.push_back(inner_update(p[adapted_[k]], second ? g[k] : g[k].detach(), k, s, meta_));
+        seeds.push_back(v[k]);
+      }
+      const double w = s >= 1 ? weights[static_cast<std::size_t>(s - 1)] : 0.0;
+      if (w != 0.0) {  // multi-step loss: the query term at phi_s
+        outputs.push_back(task_loss(task, head(p, fq_in), task.query_y));
+        seeds.push_back(seed(outputs.back(), w));
+      }
+      GradOptions back;
+      back.allow_unused = true;
+      const std::vector<Tensor> d = grad(outputs, inputs, back, seeds);
+      for (std::size_t k = 0; k < n; ++k) v[k] = d[k];
+      for (std::size_t i = model_count_; i < meta_.size(); ++i) accumulate(r.grads[i], d[n + i - model_count_]);
+      if (has_body) {
+        accumulate(fs_grad, d[d.size() - 2]);
+        accumulate(fq_grad, d[d.size() - 1]);
+      }
+    }
+    for (std::size_t k = 0; k < n; ++k) r.grads[adapted_[k]] = v[k];
+
+    if (has_body) {  // the features' gradients, through the body
+      TapeScope scope;
+      std::vector<Tensor> body(meta_.tensors().begin(), meta_.tensors().begin() + static_cast<std::ptrdiff_t>(adapted_.front()));
+      GradOptions options;
+      options.allow_unused = true;
+      const std::vector<Tensor> g = grad({features(task.support_x, meta_), features(task.query_x, meta_)}, body,
+                                         options, {defined_or_zeros(fs_grad, fs), defined_or_zeros(fq_grad, fq)});
+      for (std::size_t i = 0; i < body.size(); ++i) r.grads[i] = g[i];
+    }
+    if (config_.alpha_l2 > 0.0 && config_.lr_mode == LrMode::per_parameter) {
+      NoGradGuard no_grad;
+      for (std::size_t i = model_count_; i < meta_.size(); ++i) {
+        accumulate(r.grads[i], affine(values[i], 2.0 * config_.alpha_l2, 0.0));
+      }
+    }
+    for (std::size_t i = 0; i < r.grads.size(); ++i) r.grads[i] = defined_or_zeros(r.grads[i], meta_[i]);
+    return r;
+  }
+
+  // The seed w for differentiating the scalar `loss` (w * loss).
+  static Tensor seed(const Tensor& loss, double w) { return Tensor::scalar(w, loss.dtype(), loss.device()); }
+
+  static Tensor defined_or_zeros(const Tensor& t, const Tensor& like) {
+    return t.defined() ? t : Tensor::zeros(like.shape(), like.dtype(), like.device());
+  }
+
+  // One graph-free inner step on the support set: phi (its adapted entries) becomes phi_{s+1}.
+  // Returns the support loss at phi_s as a value. `rates` supplies learned rates as values.
+  Tensor plain_step(const tasks::Task& task, const Tensor& fs, std::vector<Tensor>& phi, int s,
+                    const nn::ParameterList& rates) const {
+    std::vector<Tensor> wrt;
+    Tensor loss;
+    {
+      TapeScope scope;
+      for (std::size_t i : adapted_) wrt.push_back(phi[i] = leaf(phi[i]));
+      loss = task_loss(task, head(phi, fs), task.support_y);
+      wrt = grad({loss}, wrt);
+    }
+    NoGradGuard no_grad;
+    for (std::size_t k = 0; k < adapted_.size(); ++k) {
+      const std::size_t i = adapted_[k];
+      phi[i] = inner_update(phi[i].detach(), wrt[k], k, s, rates);
+    }
+    return loss.detach();
   }
 
   // MAML++ multi-step loss weights for the current meta-step; (0, .., 0, 1) without it.
@@ -239,25 +418,9 @@ class GradientLearner final : public Learner {
       fs = features(task.support_x, rates);
       for (std::size_t i = 0; i < model_count_; ++i) phi.push_back(meta_[i].copy());
     }
-    nn::ParameterList body_and_head = model_layout_.with_tensors(phi);
-    visit(0, body_and_head);
+    visit(0, model_layout_.with_tensors(phi));
     for (int s = 0; s < steps; ++s) {
-      std::vector<Tensor> wrt;
-      {
-        TapeScope scope;
-        for (std::size_t i : adapted_) {
-          phi[i] = phi[i].detach();
-          phi[i].requires_grad_();
-          wrt.push_back(phi[i]);
-        }
-        const Tensor loss = task_loss(task, head(phi, fs), task.support_y);
-        wrt = grad({loss}, wrt);
-      }
-      NoGradGuard no_grad;
-      for (std::size_t k = 0; k < adapted_.size(); ++k) {
-        const std::size_t i = adapted_[k];
-        phi[i] = inner_update(phi[i].detach(), wrt[k], k, s, rates);
-      }
+      plain_step(task, fs, phi, s, rates);
       visit(s + 1, model_layout_.with_tensors(phi));
     }
   }
@@ -288,6 +451,7 @@ std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::P
   c.msl_anneal_steps = options.msl_anneal_steps;
   c.first_order_until = options.first_order_until;
   c.lr_mode = options.learn_inner_lrs ? LrMode::per_layer_step : LrMode::fixed;
+  c.recompute_inner = options.recompute_inner;
   c.json = {{"inner_steps", options.inner_steps},
             {"inner_lr", options.inner_lr},
             {"first_order", options.first_order},
@@ -295,6 +459,7 @@ std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::P
             {"msl_anneal_steps", options.msl_anneal_steps},
             {"learn_inner_lrs", options.learn_inner_lrs},
             {"first_order_until", options.first_order_until},
+            {"recompute_inner", options.recompute_inner},
             {"model", model ? model->describe() : ""}};
   return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), c);
 }
@@ -309,10 +474,12 @@ std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model,
   c.lr_mode = LrMode::per_parameter;
   c.alpha_init = options.alpha_init;
   c.alpha_l2 = options.alpha_l2;
+  c.recompute_inner = options.recompute_inner;
   c.json = {{"inner_steps", options.inner_steps},
             {"alpha_init", options.alpha_init},
             {"alpha_l2", options.alpha_l2},
             {"first_order", options.first_order},
+            {"recompute_inner", options.recompute_inner},
             {"model", model ? model->describe() : ""}};
   return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), c);
 }
@@ -331,9 +498,11 @@ std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::Par
   c.inner_lr = options.inner_lr;
   c.first_order = options.first_order;
   c.head_first_layer = model->layers() - 1;
+  c.recompute_inner = options.recompute_inner;
   c.json = {{"inner_steps", options.inner_steps},
             {"inner_lr", options.inner_lr},
             {"first_order", options.first_order},
+            {"recompute_inner", options.recompute_inner},
             {"model", model->describe()}};
   return std::make_unique<GradientLearner>(model, model, std::move(init), std::move(outer), c);
 }

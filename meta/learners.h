@@ -25,6 +25,14 @@ namespace metatape::meta {
 //   learning rates (if any) still receive their (first-order) gradient through the update rule.
 // Second order (the default): the inner gradients are recorded (create_graph), and the outer gradient
 //   is exact, Hessian-vector products included.
+// recompute_inner (MAML, MAML++, Meta-SGD, ANIL; checkpointing over inner steps): false keeps every
+//   inner step's graph alive until the task's outer gradient, so memory grows linearly with the inner
+//   steps S. true runs the inner loop without a graph, keeps the adapted parameters only at every
+//   ceil(sqrt(S))-th step, and takes the outer gradient backwards one inner step at a time, replaying
+//   each step from the nearest kept parameters and recording that step alone. The gradient is the
+//   same (rounding order aside; tests/meta/recompute_test.cpp), peak memory is about 2 sqrt(S)
+//   parameter copies plus one step's graph, and the price is about two more graph-free inner steps
+//   per inner step. The batched learners (meta/batched.h) have no recompute path.
 struct MamlOptions {
   int inner_steps = 1;
   double inner_lr = 0.01;
@@ -40,6 +48,7 @@ struct MamlOptions {
   // MAML++ derivative-order annealing: first order while meta_steps() < first_order_until, then
   // second order (unless first_order is set, which means first order throughout).
   std::int64_t first_order_until = 0;
+  bool recompute_inner = false;
 };
 
 // Meta-SGD (Li et al. 2017): theta_{s+1} = theta_s - alpha (.) grad with a learnable alpha of the
@@ -50,6 +59,7 @@ struct MetaSgdOptions {
   double alpha_init = 0.01;
   double alpha_l2 = 0.0;
   bool first_order = false;
+  bool recompute_inner = false;  // as MamlOptions::recompute_inner
 };
 
 // Reptile (Nichol et al. 2018): per task, k inner steps of SGD (or Adam, with inner_lr as its lr and
@@ -73,6 +83,7 @@ struct AnilOptions {
   int inner_steps = 1;
   double inner_lr = 0.01;
   bool first_order = false;
+  bool recompute_inner = false;  // as MamlOptions::recompute_inner
 };
 
 // Prototypical Networks (Snell et al. 2017): the model embeds rows; a class prototype is the mean

@@ -1,6 +1,7 @@
 // GPU checks of the fast paths (skipped, visibly, without a CUDA device): the fused adaptation
 // kernel against the CPU reference, the task-batched meta-gradient on CUDA against the CPU, and
-// CUDA-graph replay (and in-place update) against eager execution. f32 throughout.
+// CUDA-graph replay (and in-place update) against eager execution, and MAML's recompute_inner path on
+// CUDA against the taped CPU step. f32 throughout.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,6 +11,8 @@
 #include "kernels/fused_adapt.h"
 #include "kernels/kernels.h"
 #include "meta/batched.h"
+#include "meta/learners.h"
+#include "nn/optimizer.h"
 #include "tests/cuda/gpu_available.h"
 #include "tests/speed/workloads.h"
 
@@ -204,4 +207,43 @@ TEST_CASE("GPU: CUDA-graph replay of a MAML meta-step and of adapt equals eager 
   CHECK(speed_test::max_scaled_diff(graph_out, out) == 0.0);
   kernels::cuda::synchronize();
 #endif
+}
+
+TEST_CASE("GPU: MAML with recompute_inner on CUDA equals the taped step on the CPU (W1 mb 4, 5 steps)") {
+  if (!gpu_available()) return;
+  const Workload w = speed_test::w1(DType::f32);
+  Generator gen(83);
+  const nn::ParameterList init = w.mlp->init(gen);
+  const tasks::TaskBatch cpu_batch = w.sample(gen, 4);
+  tasks::TaskBatch gpu_batch = cpu_batch;
+  for (auto& t : gpu_batch) {
+    t.support_x = t.support_x.to(Device::cuda);
+    t.support_y = t.support_y.to(Device::cuda);
+    t.query_x = t.query_x.to(Device::cuda);
+    t.query_y = t.query_y.to(Device::cuda);
+  }
+  auto step = [&](Device device, bool recompute, const tasks::TaskBatch& batch) {
+    nn::MlpSpec spec = w.mlp->spec();
+    spec.device = device;
+    auto model = std::make_shared<nn::Mlp>(spec);
+    nn::ParameterList start;
+    for (std::size_t i = 0; i < init.size(); ++i) start.add(init.name(i), init[i].to(device));
+    meta::LearnerOptions o;
+    o.maml.inner_steps = w.steps;
+    o.maml.inner_lr = w.lr;
+    o.maml.recompute_inner = recompute;
+    nn::OptimizerOptions sgd;
+    sgd.lr = 1.0;  // the update is minus the meta-gradient
+    auto learner = meta::make_learner("maml", model, start, nn::make_sgd(sgd), o);
+    learner->meta_train_step(batch, {false});
+    return learner->meta_parameters().detached();
+  };
+  const nn::ParameterList want = step(Device::cpu, false, cpu_batch);
+  const nn::ParameterList got = step(Device::cuda, true, gpu_batch);
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].device() == Device::cuda);
+    CHECK(speed_test::max_scaled_diff(got[i], want[i]) <= 5e-4);
+  }
 }
