@@ -5,10 +5,12 @@
 // on fresh tasks with K = 5 and K = 10 support points: query MSE after 0, 1, 5 and 10 inner steps,
 // mean and 95% confidence interval over the evaluation tasks. The same evaluation tasks are used for
 // every learner and for the "before meta-training" row.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -16,8 +18,10 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "eval/run_config.h"
 #include "kernels/error.h"
 #include "meta/learners.h"
+#include "meta/sharpness.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
 #include "tasks/sinusoid.h"
@@ -42,27 +46,36 @@ struct SinusoidConfig {
   double reptile_epsilon = 1.0;
   std::string json_path;
   std::string save_prefix;
+  std::string load_prefix;  // evaluate <prefix><learner>.ckpt instead of training
+  bool sharpness = false;
   std::int64_t log_every = 1000;
 };
 
 struct Cell {
-  double mean = 0.0, ci95 = 0.0;
+  double mean = 0.0, ci95 = 0.0, median = 0.0;
   std::int64_t diverged = 0;  // tasks whose MSE was not finite; mean and ci95 are then not reported
 };
 
-// Mean and 95% CI (1.96 standard errors) of per-task query MSE, per step count.
-std::vector<Cell> evaluate(meta::Learner& learner, const tasks::TaskBatch& tasks, const std::vector<int>& steps) {
-  std::vector<std::vector<double>> values(steps.size());
+// Per-task query MSE: losses[k][task] after steps[k] inner steps.
+using TaskLosses = std::vector<std::vector<double>>;
+
+TaskLosses evaluate(meta::Learner& learner, const tasks::TaskBatch& tasks, const std::vector<int>& steps) {
+  TaskLosses values(steps.size());
   for (const auto& t : tasks) {
     const auto e = learner.evaluate(t, steps);
     for (std::size_t k = 0; k < steps.size(); ++k) values[k].push_back(e[k].loss);
   }
+  return values;
+}
+
+// Mean, 95% CI (1.96 standard errors) and median of per-task query MSE, per step count.
+std::vector<Cell> summarise(const TaskLosses& values) {
   std::vector<Cell> cells;
   for (const auto& v : values) {
     std::int64_t bad = 0;
     for (double x : v) bad += !std::isfinite(x);
     if (bad > 0) {
-      cells.push_back({0.0, 0.0, bad});
+      cells.push_back({0.0, 0.0, 0.0, bad});
       continue;
     }
     double m = 0.0;
@@ -71,13 +84,71 @@ std::vector<Cell> evaluate(meta::Learner& learner, const tasks::TaskBatch& tasks
     double ss = 0.0;
     for (double x : v) ss += (x - m) * (x - m);
     const double sd = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
-    cells.push_back({m, 1.96 * sd / std::sqrt(static_cast<double>(v.size()))});
+    std::vector<double> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t n = sorted.size();
+    const double median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    cells.push_back({m, 1.96 * sd / std::sqrt(static_cast<double>(v.size())), median, 0});
   }
   return cells;
 }
 
-std::unique_ptr<meta::Learner> build(const std::string& kind, const SinusoidConfig& c) {
-  auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 40, 40, 1}});
+// --sharpness: lr * lambda_max of each task's support-loss Hessian at the meta-learned start and after
+// the most inner steps, against whether adapting for the most steps made the task worse than not
+// adapting (or overflowed). A model whose loss overflowed counts as infinitely sharp.
+nlohmann::json sharpness_report(meta::Learner& learner, const nn::Mlp& model, double lr, const tasks::TaskBatch& set,
+                                const TaskLosses& after, const std::vector<int>& steps, std::int64_t shots,
+                                std::vector<std::string>& lines) {
+  const std::size_t most = static_cast<std::size_t>(std::max_element(steps.begin(), steps.end()) - steps.begin());
+  const std::size_t none = static_cast<std::size_t>(std::find(steps.begin(), steps.end(), 0) - steps.begin());
+  auto sharpness = [&](const nn::ParameterList& params, const tasks::Task& task) {
+    nn::ParameterList model_params;
+    for (std::size_t i = 0; i < 2 * model.layers(); ++i) model_params.add(params.name(i), params[i].detach());
+    try {
+      return lr * meta::support_sharpness(model, model_params, task).lambda_max;
+    } catch (const std::exception&) {
+      return std::numeric_limits<double>::infinity();
+    }
+  };
+  struct Column {
+    std::vector<double> values;
+    std::int64_t above = 0, worse_and_above = 0;
+  } at_start, at_end;
+  std::int64_t worse = 0;
+  for (std::size_t t = 0; t < set.size(); ++t) {
+    const double final_loss = after[most][t];
+    const bool got_worse = !std::isfinite(final_loss) || (none < steps.size() && final_loss > after[none][t]);
+    worse += got_worse;
+    const double start = sharpness(learner.meta_parameters(), set[t]);
+    const double end = sharpness(learner.adapt(set[t], steps[most]), set[t]);
+    for (auto [column, x] : {std::pair{&at_start, start}, std::pair{&at_end, end}}) {
+      column->values.push_back(x);
+      column->above += x > 2.0;
+      column->worse_and_above += got_worse && x > 2.0;
+    }
+  }
+  nlohmann::json out{{"tasks_worse_after_most_steps", worse}};
+  for (auto [column, where] : {std::pair{&at_start, "start"}, std::pair{&at_end, "end"}}) {
+    std::vector<double> sorted = column->values;
+    std::sort(sorted.begin(), sorted.end());
+    auto quantile = [&](double q) { return sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))]; };
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "%-9s K=%-3lld %-5s lr*lambda_max median %.2f, 90%% %.2f, max %.3g; above 2 on %lld of %zu tasks; "
+                  "of the %lld tasks worse after %d steps than unadapted, %lld above 2",
+                  learner.name().c_str(), static_cast<long long>(shots),
+                  std::string(where) == "start" ? "start" : "end", quantile(0.5), quantile(0.9), sorted.back(),
+                  static_cast<long long>(column->above), sorted.size(), static_cast<long long>(worse), steps[most],
+                  static_cast<long long>(column->worse_and_above));
+    lines.push_back(buf);
+    out[where] = {{"median", quantile(0.5)}, {"p90", quantile(0.9)}, {"max", sorted.back()},
+                  {"tasks_above_2", column->above}, {"worse_and_above_2", column->worse_and_above}};
+  }
+  return out;
+}
+
+std::unique_ptr<meta::Learner> build(const std::string& kind, const SinusoidConfig& c,
+                                     const std::shared_ptr<nn::Mlp>& model) {
   Generator init_gen(c.seed);
   nn::OptimizerOptions o;
   meta::LearnerOptions options;
@@ -143,11 +214,12 @@ void run(const SinusoidConfig& c) {
                       {"query_rows", c.query_rows}, {"inner_lr", c.inner_lr}, {"outer_lr", c.outer_lr},
                       {"steps", c.steps}, {"shots", c.shots}, {"reptile_inner_lr", c.reptile_inner_lr},
                       {"reptile_inner_steps", c.reptile_inner_steps}, {"reptile_epsilon", c.reptile_epsilon}};
-  std::vector<std::string> lines;
+  std::vector<std::string> lines, sharpness_lines;
   for (const auto& kind : c.learners) {
-    auto learner = build(kind, c);
+    auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 40, 40, 1}});
+    auto learner = build(kind, c, model);
     std::vector<std::vector<Cell>> before;
-    for (const auto& set : eval_sets) before.push_back(evaluate(*learner, set, c.steps));
+    for (const auto& set : eval_sets) before.push_back(summarise(evaluate(*learner, set, c.steps)));
 
     Generator train_gen(c.seed + 17);
     tasks::SinusoidOptions train_options;  // K = 10 support, 10 query
@@ -155,7 +227,19 @@ void run(const SinusoidConfig& c) {
     double elapsed = 0.0;
     std::int64_t it = 0;
     double last_loss = 0.0;
-    while (it < c.iterations) {
+    if (!c.load_prefix.empty()) {
+      const std::string path = c.load_prefix + kind + ".ckpt";
+      try {
+        meta::load_learner(path, *learner);
+      } catch (const std::exception& e) {
+        throw eval::DataError("metatape: sinusoid: --load-prefix: " + std::string(e.what()) +
+                              " (write it with --save-prefix and the same --learners, --inner-lr and Reptile options)");
+      }
+      it = learner->meta_steps();
+      std::printf("  %-8s loaded %s (%lld meta-steps); not trained here\n", kind.c_str(), path.c_str(),
+                  static_cast<long long>(it));
+    }
+    while (c.load_prefix.empty() && it < c.iterations) {
       if (c.seconds > 0.0 && elapsed >= c.seconds) break;
       const bool log = c.log_every > 0 && (it + 1) % c.log_every == 0;
       const auto m = learner->meta_train_step(tasks::sample_sinusoid_batch(train_gen, c.meta_batch, train_options), {log});
@@ -170,10 +254,22 @@ void run(const SinusoidConfig& c) {
       }
     }
     std::vector<std::vector<Cell>> after;
-    for (const auto& set : eval_sets) after.push_back(evaluate(*learner, set, c.steps));
+    nlohmann::json jl;
+    for (std::size_t s = 0; s < eval_sets.size(); ++s) {
+      const TaskLosses losses = evaluate(*learner, eval_sets[s], c.steps);
+      after.push_back(summarise(losses));
+      if (c.sharpness) {
+        if (kind == "meta-sgd" || kind == "anil" || kind == "maml++") {
+          sharpness_lines.push_back(kind + ": --sharpness needs one scalar inner rate on every parameter; skipped");
+        } else {
+          const double lr = kind == "reptile" ? c.reptile_inner_lr : c.inner_lr;
+          jl["K" + std::to_string(c.shots[s])]["sharpness"] =
+              sharpness_report(*learner, *model, lr, eval_sets[s], losses, c.steps, c.shots[s], sharpness_lines);
+        }
+      }
+    }
     if (!c.save_prefix.empty()) meta::save_learner(c.save_prefix + kind + ".ckpt", *learner);
 
-    nlohmann::json jl;
     jl["iterations"] = it;
     jl["seconds"] = elapsed;
     for (std::size_t s = 0; s < c.shots.size(); ++s) {
@@ -192,7 +288,7 @@ void run(const SinusoidConfig& c) {
           if (cell.diverged > 0) {
             jc.push_back({{"diverged_tasks", cell.diverged}});
           } else {
-            jc.push_back({{"mean", cell.mean}, {"ci95", cell.ci95}});
+            jc.push_back({{"mean", cell.mean}, {"ci95", cell.ci95}, {"median", cell.median}});
           }
         }
         lines.push_back(row.str());
@@ -216,13 +312,17 @@ void run(const SinusoidConfig& c) {
   }
   std::printf("%s\n", header.str().c_str());
   for (const auto& l : lines) std::printf("%s\n", l.c_str());
+  if (!sharpness_lines.empty()) {
+    std::printf("\nSharpness (lr * largest Hessian eigenvalue of the support loss; above 2, repeated SGD steps overshoot):\n");
+    for (const auto& l : sharpness_lines) std::printf("  %s\n", l.c_str());
+  }
   std::printf("\"diverged (n)\": the adapted model's MSE was not finite on n tasks (e.g. learned Meta-SGD rates "
               "applied for more steps than they were trained for).\n");
   std::printf("For reference, the MAML paper (Finn et al. 2017), MAML with K = 5: 0.67 / 0.38 / 0.35 after 1 / 5 / "
               "10 steps.\n");
   if (!c.json_path.empty()) {
     std::ofstream out(c.json_path);
-    if (!out) fail("sinusoid: cannot write --json file '" + c.json_path + "'");
+    if (!out) throw eval::DataError("metatape: sinusoid: cannot write --json file '" + c.json_path + "'");
     out << report.dump(2) << "\n";
   }
 }
@@ -261,6 +361,11 @@ void register_sinusoid(CLI::App& app) {
   cmd->add_option("--log-every", config->log_every, "print the training loss every N iterations (0 = never)");
   cmd->add_option("--json", config->json_path, "also write the results as JSON to this file");
   cmd->add_option("--save-prefix", config->save_prefix, "save each trained learner to <prefix><learner>.ckpt");
+  cmd->add_option("--load-prefix", config->load_prefix,
+                  "skip training: evaluate the learners saved as <prefix><learner>.ckpt (by --save-prefix)");
+  cmd->add_flag("--sharpness", config->sharpness,
+                "also report lr * lambda_max of each evaluation task's support-loss Hessian at the meta-learned "
+                "start (MAML, FOMAML, Reptile)");
   cmd->callback([config] {
     if (config->seconds > 0.0 && config->iterations == 70000) config->iterations = 1000000000;
     run(*config);
