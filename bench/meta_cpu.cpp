@@ -26,37 +26,15 @@
 #include "kernels/allocator.h"
 #include "meta/learners.h"
 #include "nn/optimizer.h"
+#include "tasks/gaussian_classes.h"
 #include "tasks/sinusoid.h"
 
 using namespace metatape;
 
 namespace {
 
-// W1-shaped task (as in bench/compare/w1w2_torch.py): per-task class means N(0, 1), rows
-// mean + 1.5 N(0, 1); 5 support and 15 query rows per class.
-tasks::Task w1_task(Generator& gen) {
-  constexpr int classes = 3, features = 50;
-  std::vector<double> means(classes * features);
-  for (auto& m : means) m = gen.normal();
-  auto draw = [&](int per_class, Tensor& x, Tensor& y) {
-    std::vector<double> xs;
-    std::vector<std::int64_t> ys;
-    for (int c = 0; c < classes; ++c) {
-      for (int r = 0; r < per_class; ++r) {
-        for (int f = 0; f < features; ++f) xs.push_back(means[c * features + f] + 1.5 * gen.normal());
-        ys.push_back(c);
-      }
-    }
-    x = Tensor::from_vector(xs, Shape{classes * per_class, features});
-    y = Tensor::indices(ys);
-  };
-  tasks::Task t;
-  draw(5, t.support_x, t.support_y);
-  draw(15, t.query_x, t.query_y);
-  t.kind = tasks::TaskKind::classification;
-  t.num_classes = classes;
-  return t;
-}
+// W1 task (as in bench/compare/w1w2_torch.py): tasks/gaussian_classes.h with its defaults.
+tasks::Task w1_task(Generator& gen) { return tasks::sample_gaussian_classes(gen); }
 
 std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5, bool recompute = false) {
   auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{50, 128, 128, 3}});

@@ -15,6 +15,7 @@
 #include "autograd/tape.h"
 #include "kernels/fused_adapt.h"
 #include "nn/mlp.h"
+#include "tasks/gaussian_classes.h"
 #include "tasks/sinusoid.h"
 #include "tasks/task.h"
 
@@ -30,31 +31,11 @@ struct Workload {
   std::function<tasks::TaskBatch(Generator&, int)> sample;
 };
 
-// 3 classes, 5 support and 15 query rows per class: class means N(0, 1) per feature, rows
-// mean + N(0, 1.5^2). Rows grouped by class.
+// W1 tasks: tasks/gaussian_classes.h with its defaults (3-way 5-shot, 15 query rows per class).
 inline tasks::Task w1_task(Generator& gen, DType dtype) {
-  constexpr int classes = 3, features = 50;
-  std::vector<double> means(classes * features);
-  for (auto& m : means) m = gen.normal();
-  auto draw = [&](int per_class, Tensor& x, Tensor& y) {
-    std::vector<double> xs;
-    std::vector<std::int64_t> ys;
-    for (int c = 0; c < classes; ++c) {
-      for (int r = 0; r < per_class; ++r) {
-        for (int f = 0; f < features; ++f) xs.push_back(means[c * features + f] + 1.5 * gen.normal());
-        ys.push_back(c);
-      }
-    }
-    x = Tensor::from_vector(xs, Shape{classes * per_class, features}, dtype);
-    y = Tensor::indices(ys);
-  };
-  tasks::Task t;
-  draw(5, t.support_x, t.support_y);
-  draw(15, t.query_x, t.query_y);
-  t.kind = tasks::TaskKind::classification;
-  t.num_classes = classes;
-  t.family = "w1-synthetic";
-  return t;
+  tasks::GaussianClassesOptions o;
+  o.dtype = dtype;
+  return tasks::sample_gaussian_classes(gen, o);
 }
 
 inline Workload w1(DType dtype) {
