@@ -17,8 +17,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-W1 = dict(sizes=(50, 128, 128, 3), steps=5, lr=0.01, support=15, query=45, kind="ce")
-W2 = dict(sizes=(1, 40, 40, 1), steps=1, lr=0.01, support=10, query=10, kind="mse")
+from workloads import W1, W2, measure as measure_calls, sample_task as sample_numpy_task
 
 
 def init_params(sizes, rng):
@@ -31,25 +30,7 @@ def init_params(sizes, rng):
 
 
 def sample_task(w, rng):
-    if w["kind"] == "ce":
-        means = rng.normal(size=(3, 50))
-
-        def draw(per_class):
-            x = np.concatenate([means[c] + 1.5 * rng.normal(size=(per_class, 50)) for c in range(3)])
-            return x.astype(np.float32), np.repeat(np.arange(3), per_class).astype(np.int32)
-
-        sx, sy = draw(w["support"] // 3)
-        qx, qy = draw(w["query"] // 3)
-        return sx, sy, qx, qy
-    amp, phase = rng.uniform(0.1, 5.0), rng.uniform(0, math.pi)
-
-    def draw(n):
-        x = rng.uniform(-5, 5, size=(n, 1)).astype(np.float32)
-        return x, (amp * np.sin(x - phase)).astype(np.float32)
-
-    sx, sy = draw(w["support"])
-    qx, qy = draw(w["query"])
-    return sx, sy, qx, qy
+    return sample_numpy_task(w, rng, np.int32)
 
 
 def forward(params, x):
@@ -110,21 +91,12 @@ def make_step(w, first_order):
 
 
 def measure(fn, warmup, min_iters, budget_s):
+    """measure_calls plus the compilation time: the first call minus the median."""
     t0 = time.perf_counter()
     fn()
     first_ms = (time.perf_counter() - t0) * 1e3
-    for _ in range(warmup):
-        fn()
-    times, cpu = [], []
-    start = time.perf_counter()
-    while len(times) < min_iters or (time.perf_counter() - start < budget_s and len(times) < 1000):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    med = float(np.median(times))
-    return med, len(times), max(0.0, first_ms - med), float(np.median(cpu))
+    med, calls, cpu = measure_calls(fn, warmup, min_iters, budget_s)
+    return med, calls, max(0.0, first_ms - med), cpu
 
 
 def run(args):

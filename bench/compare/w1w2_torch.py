@@ -20,8 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-W1 = dict(sizes=(50, 128, 128, 3), steps=5, lr=0.01, support=15, query=45, kind="ce")
-W2 = dict(sizes=(1, 40, 40, 1), steps=1, lr=0.01, support=10, query=10, kind="mse")
+from workloads import W1, W2, sample_task, measure as measure_calls
 
 
 def init_params(sizes, gen, device):
@@ -32,30 +31,6 @@ def init_params(sizes, gen, device):
         b = (torch.rand(out, generator=gen) * 2 - 1) * bound
         params += [w.to(device).requires_grad_(), b.to(device).requires_grad_()]
     return params
-
-
-def sample_task(w, rng):
-    """numpy arrays (sx, sy, qx, qy): W1 class-mean tasks, W2 sinusoids."""
-    if w["kind"] == "ce":
-        means = rng.normal(size=(3, 50))
-
-        def draw(per_class):
-            x = np.concatenate([means[c] + 1.5 * rng.normal(size=(per_class, 50)) for c in range(3)])
-            y = np.repeat(np.arange(3), per_class)
-            return x.astype(np.float32), y.astype(np.int64)
-
-        sx, sy = draw(w["support"] // 3)
-        qx, qy = draw(w["query"] // 3)
-        return sx, sy, qx, qy
-    amp, phase = rng.uniform(0.1, 5.0), rng.uniform(0, math.pi)
-
-    def draw(n):
-        x = rng.uniform(-5, 5, size=(n, 1)).astype(np.float32)
-        return x, (amp * np.sin(x - phase)).astype(np.float32)
-
-    sx, sy = draw(w["support"])
-    qx, qy = draw(w["query"])
-    return sx, sy, qx, qy
 
 
 def forward(params, x):
@@ -77,19 +52,7 @@ def sync(device):
 
 
 def measure(fn, device, warmup, min_iters, budget_s):
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times, cpu = [], []
-    start = time.perf_counter()
-    while len(times) < min_iters or (time.perf_counter() - start < budget_s and len(times) < 1000):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return float(np.median(times)), len(times), float(np.median(cpu))
+    return measure_calls(fn, warmup, min_iters, budget_s, lambda: sync(device))
 
 
 def eager_step(w, params, opt, tasks, first_order):
