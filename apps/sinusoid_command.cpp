@@ -4,7 +4,8 @@
 // linearly to 0 over an --iterations run, constant under --seconds), then evaluates
 // on fresh tasks with K = 5 and K = 10 support points: query MSE after 0, 1, 5 and 10 inner steps,
 // mean and 95% confidence interval over the evaluation tasks. The same evaluation tasks are used for
-// every learner and for the "before meta-training" row.
+// every learner and for the "before meta-training" row. --save-prefix / --load-prefix save trained learners and
+// evaluate them again without training; --sharpness adds the support-loss Hessian diagnostic (meta/sharpness.h).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -46,6 +47,7 @@ struct SinusoidConfig {
   double reptile_epsilon = 1.0;
   std::string json_path;
   std::string save_prefix;
+  std::string init = "uniform_fan_in";  // nn/init.h; the MAML authors' code: small_normal
   std::string load_prefix;  // evaluate <prefix><learner>.ckpt instead of training
   bool sharpness = false;
   std::int64_t log_every = 1000;
@@ -148,7 +150,7 @@ nlohmann::json sharpness_report(meta::Learner& learner, const nn::Mlp& model, do
 }
 
 std::unique_ptr<meta::Learner> build(const std::string& kind, const SinusoidConfig& c,
-                                     const std::shared_ptr<nn::Mlp>& model) {
+                                     const std::shared_ptr<const nn::Mlp>& model) {
   Generator init_gen(c.seed);
   nn::OptimizerOptions o;
   meta::LearnerOptions options;
@@ -211,12 +213,14 @@ void run(const SinusoidConfig& c) {
 
   nlohmann::json report;
   report["config"] = {{"meta_batch", c.meta_batch}, {"seed", c.seed}, {"eval_tasks", c.eval_tasks},
-                      {"query_rows", c.query_rows}, {"inner_lr", c.inner_lr}, {"outer_lr", c.outer_lr},
+                      {"query_rows", c.query_rows}, {"inner_lr", c.inner_lr}, {"outer_lr", c.outer_lr}, {"init", c.init},
                       {"steps", c.steps}, {"shots", c.shots}, {"reptile_inner_lr", c.reptile_inner_lr},
                       {"reptile_inner_steps", c.reptile_inner_steps}, {"reptile_epsilon", c.reptile_epsilon}};
   std::vector<std::string> lines, sharpness_lines;
   for (const auto& kind : c.learners) {
-    auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 40, 40, 1}});
+    nn::MlpSpec spec{{1, 40, 40, 1}};
+    spec.init = nn::parse_init(c.init);
+    const auto model = std::make_shared<const nn::Mlp>(spec);
     auto learner = build(kind, c, model);
     std::vector<std::vector<Cell>> before;
     for (const auto& set : eval_sets) before.push_back(summarise(evaluate(*learner, set, c.steps)));
@@ -353,6 +357,11 @@ void register_sinusoid(CLI::App& app) {
   cmd->add_option("--steps", config->steps, "inner-step counts to report")->delimiter(',');
   cmd->add_option("--inner-lr", config->inner_lr, "inner SGD learning rate (Meta-SGD: initial alpha)");
   cmd->add_option("--outer-lr", config->outer_lr, "outer Adam learning rate");
+  cmd->add_option("--init", config->init,
+                  "initialiser of the MLP (nn/init.h): uniform_fan_in (PyTorch's Linear, the default) or "
+                  "small_normal (truncated N(0, 0.01^2), zero biases: the MAML authors' code), ...")
+      ->check(CLI::IsMember({"uniform_fan_in", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
+                             "small_normal"}));
   cmd->add_option("--reptile-inner-lr", config->reptile_inner_lr, "Reptile: inner SGD learning rate");
   cmd->add_option("--reptile-inner-steps", config->reptile_inner_steps, "Reptile: inner SGD steps per task")
       ->check(CLI::PositiveNumber);

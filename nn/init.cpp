@@ -1,13 +1,15 @@
 #include "nn/init.h"
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/error.h"
 
 namespace metatape::nn {
 namespace {
 const char* const init_names[] = {"uniform_fan_in", "kaiming_uniform", "kaiming_normal",
-                                  "xavier_uniform", "xavier_normal"};
+                                  "xavier_uniform", "xavier_normal",  "small_normal"};
+constexpr int init_count = static_cast<int>(sizeof init_names / sizeof init_names[0]);
 
 void check_fans(const char* what, std::int64_t fan_out, std::int64_t fan_in) {
   if (fan_out <= 0 || fan_in <= 0) {
@@ -18,11 +20,12 @@ void check_fans(const char* what, std::int64_t fan_out, std::int64_t fan_in) {
 }  // namespace
 
 Init parse_init(const std::string& name) {
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < init_count; ++i) {
     if (name == init_names[i]) return static_cast<Init>(i);
   }
   fail("init: unknown initialiser '" + name +
-       "' (choose uniform_fan_in, kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal)");
+       "' (choose uniform_fan_in, kaiming_uniform, kaiming_normal, xavier_uniform, xavier_normal, "
+       "small_normal)");
 }
 
 std::string init_name(Init init) { return init_names[static_cast<int>(init)]; }
@@ -49,6 +52,17 @@ Tensor init_weight(Init init, std::int64_t fan_out, std::int64_t fan_in, Generat
     }
     case Init::xavier_normal:
       return Tensor::normal(shape, 0.0, std::sqrt(2.0 / (in + out)), gen, dtype, device);
+    case Init::small_normal: {
+      constexpr double stddev = 0.01;
+      std::vector<double> values(static_cast<std::size_t>(fan_out * fan_in));
+      for (auto& v : values) {
+        do {
+          v = gen.normal();
+        } while (std::abs(v) > 2.0);
+        v *= stddev;
+      }
+      return Tensor::from_vector(values, shape, dtype).to(device);
+    }
   }
   fail("init_weight: unknown initialiser");
 }

@@ -16,8 +16,11 @@ enum class Init {
   kaiming_normal,   // weights N(0, 2 / fan_in); biases zero
   xavier_uniform,   // weights U(-b, b), b = sqrt(6 / (fan_in + fan_out)); biases zero
   xavier_normal,    // weights N(0, 2 / (fan_in + fan_out)); biases zero
+  small_normal,     // weights N(0, 0.01^2) truncated at 2 standard deviations (out-of-range draws are
+                    // redrawn, as TensorFlow's truncated_normal); biases zero. The MAML authors' code
+                    // initialises its sinusoid MLP this way.
 };
-Init parse_init(const std::string& name);  // "uniform_fan_in", "kaiming_uniform", ...
+Init parse_init(const std::string& name);  // "uniform_fan_in", "kaiming_uniform", ..., "small_normal"
 std::string init_name(Init init);
 
 // A weight of shape (fan_out, fan_in) and its bias (fan_out), neither requiring grad yet.

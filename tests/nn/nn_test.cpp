@@ -72,6 +72,12 @@ TEST_CASE("initialisers respect their bounds and variances") {
   const double var_x = check_range(nn::init_weight(nn::Init::xavier_uniform, 200, 100, gen, DType::f64), std::sqrt(6.0 / 300));
   CHECK(var_x == doctest::Approx(2.0 / 300).epsilon(0.05));
   CHECK(sum(abs(nn::init_bias(nn::Init::xavier_normal, 5, 5, gen, DType::f64))).item() == 0.0);
+  // Truncated N(0, 0.01^2) at 2 sigma: variance 0.01^2 * 0.7737 (the truncated normal's).
+  const double var_s = check_range(nn::init_weight(nn::Init::small_normal, 200, 100, gen, DType::f64), 0.02);
+  CHECK(var_s == doctest::Approx(1e-4 * 0.7737).epsilon(0.03));
+  CHECK(sum(abs(nn::init_bias(nn::Init::small_normal, 5, 5, gen, DType::f64))).item() == 0.0);
+  CHECK(nn::parse_init("small_normal") == nn::Init::small_normal);
+  CHECK_THROWS_WITH_AS(nn::parse_init("tiny"), doctest::Contains("small_normal"), std::exception);
 }
 
 TEST_CASE("losses: values and gradients") {
