@@ -119,7 +119,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
     }
   }
   const YAML::Node sim = present(data) ? data["simulator"] : YAML::Node();
-  check_keys(sim, "data.simulator", {"seed", "assets", "exchanges", "bars"});
+  check_keys(sim, "data.simulator", {"seed", "assets", "exchanges", "bars", "cross_pairs"});
   c.data.simulator.seed = 7;
   c.data.simulator.bars = 3000;
   c.data.simulator.assets = 4;
@@ -127,6 +127,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(sim, "assets", c.data.simulator.assets, "data.simulator");
   read(sim, "exchanges", c.data.simulator.exchanges, "data.simulator");
   read(sim, "bars", c.data.simulator.bars, "data.simulator");
+  read(sim, "cross_pairs", c.data.simulator.cross_pairs, "data.simulator");
 
   const YAML::Node t = croot["tasks"];
   check_keys(t, "tasks", {"families", "symbols", "query_size", "horizon", "stride", "embargo", "train_end",

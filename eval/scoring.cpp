@@ -69,7 +69,7 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
         add_trading(m, simulate_trading(direction_positions(predicted, family.num_classes),
                                         episode.query_returns, t));
       }
-      if (family.name == "arbitrage" && family.num_classes == 2) {
+      if ((family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2) {
         const auto p = softmax_rows(outputs, 2);
         std::vector<double> score(truth.size());
         for (std::size_t r = 0; r < truth.size(); ++r) score[r] = p[2 * r + 1];
@@ -128,7 +128,7 @@ std::string reference_strategy_name(const FamilySource& family) {
 }
 
 std::string primary_metric(const FamilySource& family) {
-  if (family.name == "arbitrage") return "pr_auc";
+  if (family.name == "arbitrage" || family.name == "triangular_arbitrage") return "pr_auc";
   switch (family.kind) {
     case tasks::TaskKind::classification: return "accuracy";
     case tasks::TaskKind::regression: return "mse";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 #include "kernels/error.h"
 #include "tasks/simulator.h"
@@ -228,16 +229,35 @@ class Risk final : public SingleSeriesFamily {
   }
 };
 
+// Price-discrepancy detection on a log deviation d(u) that is 0 when prices are consistent:
+//   arbitrage (cross-exchange): d = log(close_a / close_b), one symbol on two exchanges;
+//   triangular_arbitrage: d = log(close_XQ) - log(close_XB) - log(close_BQ), three pairs on one
+//   exchange (e.g. ETH/USDT, ETH/BTC, BTC/USDT): buying X with Q directly versus through B.
+// Label 1 if |d(u)| exceeds the fees of the round trip (two trades, resp. three) plus the margin at
+// some bar u in t+1..t+h. Features: the first series' features plus 8 deviation features.
 class Arbitrage final : public TaskFamily {
  public:
   static constexpr int kSpreadFeatures = 8;
-  explicit Arbitrage(FamilyConfig c) : c_(std::move(c)) {}
-  std::string name() const override { return "arbitrage"; }
+  Arbitrage(FamilyConfig c, bool triangular) : c_(std::move(c)), triangular_(triangular) {}
+  std::string name() const override { return triangular_ ? "triangular_arbitrage" : "arbitrage"; }
   TaskKind kind() const override { return TaskKind::classification; }
   std::int64_t num_classes() const override { return 2; }
   std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count() + kSpreadFeatures; }
   std::vector<std::vector<int>> candidates(const Market& m) const override {
     std::vector<std::vector<int>> out;
+    if (triangular_) {
+      for (std::size_t i = 0; i < m.series.size(); ++i) {
+        const auto [x, q] = split_pair(m.series[i].symbol);
+        if (x.empty()) continue;
+        for (std::size_t j = 0; j < m.series.size(); ++j) {
+          const auto [x2, b] = split_pair(m.series[j].symbol);
+          if (j == i || x2 != x || b == q || m.series[j].exchange != m.series[i].exchange) continue;
+          const int k = m.find(b + "/" + q, m.series[i].exchange);
+          if (k >= 0) out.push_back({static_cast<int>(i), static_cast<int>(j), k});
+        }
+      }
+      return out;
+    }
     for (const std::string& sym : m.symbols()) {
       const auto idx = m.series_of(sym);
       for (std::size_t i = 0; i < idx.size(); ++i)
@@ -248,17 +268,15 @@ class Arbitrage final : public TaskFamily {
     return out;
   }
   Task make_task(const PreparedMarket& m, const TaskRequest& q) const override {
-    if (q.series.size() != 2)
-      fail("arbitrage: needs two series of one symbol on two exchanges, got " + std::to_string(q.series.size()) +
-           " (the market needs >= 2 exchanges per symbol; the simulator provides them)");
+    std::vector<const Series*> s;
+    for (int i : q.series) s.push_back(&m.market.series[static_cast<std::size_t>(i)]);
+    check_series(s);
     const Layout l = make_layout(m, q, min_begin(m), name());
-    const Series& A = m.market.series[static_cast<std::size_t>(q.series[0])];
-    const Series& B = m.market.series[static_cast<std::size_t>(q.series[1])];
-    if (A.symbol != B.symbol || A.exchange == B.exchange)
-      fail("arbitrage: series " + A.label() + " and " + B.label() + " must quote one symbol on two exchanges");
-    const double threshold = A.fee_rate + B.fee_rate + c_.arbitrage_margin;
+    double threshold = c_.arbitrage_margin;
+    for (const Series* x : s) threshold += x->fee_rate;
     auto d = [&](std::int64_t u) {
-      return std::log(A.close[static_cast<std::size_t>(u)] / B.close[static_cast<std::size_t>(u)]);
+      const auto at = [u](const Series* x) { return std::log(x->close[static_cast<std::size_t>(u)]); };
+      return triangular_ ? at(s[0]) - at(s[1]) - at(s[2]) : at(s[0]) - at(s[1]);
     };
     const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
     Assembled a;
@@ -285,7 +303,36 @@ class Arbitrage final : public TaskFamily {
   }
 
  private:
+  // "ETH/BTC" -> {"ETH", "BTC"}; {"", ""} when the symbol names no quote currency.
+  static std::pair<std::string, std::string> split_pair(const std::string& symbol) {
+    const auto slash = symbol.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == symbol.size()) return {"", ""};
+    return {symbol.substr(0, slash), symbol.substr(slash + 1)};
+  }
+
+  void check_series(const std::vector<const Series*>& s) const {
+    if (!triangular_) {
+      if (s.size() != 2)
+        fail("arbitrage: needs two series of one symbol on two exchanges, got " + std::to_string(s.size()) +
+             " (the market needs >= 2 exchanges per symbol; the simulator provides them)");
+      if (s[0]->symbol != s[1]->symbol || s[0]->exchange == s[1]->exchange)
+        fail("arbitrage: series " + s[0]->label() + " and " + s[1]->label() + " must quote one symbol on two exchanges");
+      return;
+    }
+    if (s.size() != 3)
+      fail("triangular_arbitrage: needs three series X/Q, X/B, B/Q on one exchange (e.g. ETH/USDT, ETH/BTC, "
+           "BTC/USDT), got " + std::to_string(s.size()));
+    const auto [x, q] = split_pair(s[0]->symbol);
+    const auto [x2, b] = split_pair(s[1]->symbol);
+    const auto [b2, q2] = split_pair(s[2]->symbol);
+    const bool same_exchange = s[0]->exchange == s[1]->exchange && s[1]->exchange == s[2]->exchange;
+    if (x.empty() || x2.empty() || b2.empty() || x != x2 || b != b2 || q != q2 || b == q || !same_exchange)
+      fail("triangular_arbitrage: series " + s[0]->label() + ", " + s[1]->label() + ", " + s[2]->label() +
+           " do not form a triangle X/Q, X/B, B/Q on one exchange (symbols must be written BASE/QUOTE)");
+  }
+
   FamilyConfig c_;
+  bool triangular_;
 };
 
 class Portfolio final : public TaskFamily {
@@ -358,15 +405,18 @@ class Portfolio final : public TaskFamily {
 
 }  // namespace
 
-std::vector<std::string> family_names() { return {"price_direction", "market_regime", "arbitrage", "portfolio", "risk"}; }
+std::vector<std::string> family_names() {
+  return {"price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"};
+}
 
 std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config) {
   if (name == "price_direction") return std::make_unique<PriceDirection>(config);
   if (name == "market_regime") return std::make_unique<MarketRegime>(config);
-  if (name == "arbitrage") return std::make_unique<Arbitrage>(config);
+  if (name == "arbitrage") return std::make_unique<Arbitrage>(config, false);
+  if (name == "triangular_arbitrage") return std::make_unique<Arbitrage>(config, true);
   if (name == "portfolio") return std::make_unique<Portfolio>(config);
   if (name == "risk") return std::make_unique<Risk>(config);
-  fail("make_family: unknown family '" + name + "' (known: price_direction, market_regime, arbitrage, portfolio, risk)");
+  fail("make_family: unknown family '" + name + "' (known: price_direction, market_regime, arbitrage, triangular_arbitrage, portfolio, risk)");
 }
 
 double task_difficulty(const Task& task) {

@@ -37,7 +37,8 @@ struct PreparedMarket {
 
 struct TaskRequest {
   // Indices into market.series. price_direction, market_regime, risk: {asset}. arbitrage: two series
-  // of the same symbol on different exchanges {primary, other}. portfolio: the assets (distinct
+  // of the same symbol on different exchanges {primary, other}. triangular_arbitrage: three pairs on
+  // one exchange {X/Q, X/B, B/Q} (e.g. ETH/USDT, ETH/BTC, BTC/USDT). portfolio: the assets (distinct
   // symbols, one series each).
   std::vector<int> series;
   std::int64_t begin = 0;         // first support decision row
@@ -64,7 +65,8 @@ struct FamilyConfig {
   double regime_trend_threshold = 1.0;
   double regime_high_vol_ratio = 1.5;
   // arbitrage: label 1 if for some bar u in t+1..t+h, |log(close_a(u) / close_b(u))| > fee_a + fee_b +
-  // margin. Features: the primary series' features plus 8 spread features.
+  // margin. triangular_arbitrage: the same with the cycle deviation log(XQ) - log(XB) - log(BQ) and the
+  // three pairs' fees. Features: the first series' features plus 8 deviation features.
   double arbitrage_margin = 0.0005;
   // portfolio: assets per task and rebalancing period ("daily", "weekly", or a bar count "12").
   int portfolio_assets = 3;
@@ -97,7 +99,8 @@ class TaskFamily {
   virtual Task make_task(const PreparedMarket& market, const TaskRequest& request) const = 0;
 };
 
-// "price_direction", "market_regime", "arbitrage", "portfolio", "risk"; throws listing these otherwise.
+// "price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"; throws
+// listing these otherwise.
 std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config = {});
 std::vector<std::string> family_names();
 

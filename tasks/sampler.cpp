@@ -270,7 +270,8 @@ TaskKey TaskDistribution::draw(Split split, Generator& gen) const {
     if (!cands[f].empty()) usable.push_back(static_cast<int>(f));
   if (usable.empty())
     fail(std::string("TaskDistribution: no series fit any configured family in the ") + split_name(split) +
-         " split (arbitrage needs >= 2 exchanges per symbol; hold-out symbols appear only in test)");
+         " split (arbitrage needs >= 2 exchanges per symbol, triangular_arbitrage three pairs X/Q, X/B, B/Q on "
+         "one exchange; hold-out symbols appear only in test)");
   TaskKey key;
   key.split = split;
   key.family = usable[gen.below(usable.size())];

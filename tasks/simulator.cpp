@@ -35,6 +35,8 @@ void check_config(const SimulatorConfig& c) {
         " must be < 1 (and both >= 0) for a stationary variance");
   if (c.base_vol <= 0) bad("base_vol must be positive");
   if (c.spread_persistence < 0 || c.spread_persistence >= 1) bad("spread_persistence must lie in [0, 1)");
+  if (c.cross_vol < 0) bad("cross_vol must be >= 0");
+  if (c.cross_persistence < 0 || c.cross_persistence >= 1) bad("cross_persistence must lie in [0, 1)");
 }
 
 }  // namespace
@@ -141,6 +143,31 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
         s.push_back(config.start_ms + t * config.interval_ms, open, hi, lo, close, volume);
       }
       series.push_back(std::move(s));
+    }
+  }
+  if (config.cross_pairs && A >= 2) {
+    Generator cross_gen(config.seed * 0x9E3779B97F4A7C15ULL + 77);
+    const double innov = config.cross_vol * std::sqrt(1 - config.cross_persistence * config.cross_persistence);
+    for (int a = 1; a < A; ++a) {
+      for (int e = 0; e < E; ++e) {
+        const Series& num = series[static_cast<std::size_t>(a * E + e)];
+        const Series& den = series[static_cast<std::size_t>(e)];
+        Series x = num;
+        x.symbol = "SIM" + std::to_string(a) + "/SIM0";
+        x.time_ms.clear();
+        x.open.clear(), x.high.clear(), x.low.clear(), x.close.clear(), x.volume.clear(), x.filled.clear();
+        double d = config.cross_vol * cross_gen.normal();
+        double previous = num.open[0] / den.open[0];
+        for (std::int64_t t = 0; t < T; ++t) {
+          const auto ti = static_cast<std::size_t>(t);
+          d = config.cross_persistence * d + innov * cross_gen.normal();
+          const double close = num.close[ti] / den.close[ti] * std::exp(d);
+          x.push_back(num.time_ms[ti], previous, std::max(previous, close), std::min(previous, close), close,
+                      num.volume[ti]);
+          previous = close;
+        }
+        series.push_back(std::move(x));
+      }
     }
   }
   out.market = align(std::move(series), AlignMode::intersect);

@@ -46,10 +46,18 @@ struct SimulatorConfig {
   std::vector<double> lag_fraction;
   double spread_vol = 0.0006, spread_persistence = 0.8;
   std::vector<double> fee_rate;
+
+  // Cross pairs (for triangular_arbitrage): on every exchange, "SIMa/SIM0" for a >= 1, priced at
+  // close(SIMa/USD) / close(SIM0/USD) * exp(d), d ~ AR(1)(cross_persistence) with stationary stdev
+  // cross_vol (the cycle SIMa/USD, SIMa/SIM0, SIM0/USD deviates by exactly d); open is the previous
+  // bar's price, high/low the larger/smaller of open and close, volume that of SIMa/USD.
+  bool cross_pairs = false;
+  double cross_vol = 0.002, cross_persistence = 0.5;
 };
 
 struct SimulatedMarket {
-  Market market;                       // series ordered asset-major: asset a on exchange e at a*E+e
+  Market market;                       // series ordered asset-major: asset a on exchange e at a*E+e,
+                                       // then the cross pairs: SIMa/SIM0 on exchange e at A*E+(a-1)*E+e
   std::vector<Regime> regimes;         // per bar
   std::vector<std::vector<double>> efficient_log_price;  // [asset][bar]
 };

@@ -18,6 +18,7 @@ std::shared_ptr<const PreparedMarket> sim_market(std::int64_t bars = 1500, int a
   c.assets = assets;
   c.exchanges = 2;
   c.seed = 21;
+  c.cross_pairs = true;  // SIMa/SIM0 pairs, so triangular_arbitrage has triangles
   return PreparedMarket::make(simulate_market(c).market);
 }
 
@@ -165,6 +166,7 @@ TEST_CASE("families: no label window reaches into the query, the features at eac
   c.assets = 3;
   c.exchanges = 2;
   c.seed = 4;
+  c.cross_pairs = true;
   const Market base = simulate_market(c).market;
   FamilyConfig fc;
   fc.rebalance = std::string(1, '6');  // not = "6": GCC 12 -Wrestrict false positive

@@ -10,7 +10,9 @@ using namespace metatape;
 using namespace metatape::tasks;
 namespace fs = std::filesystem;
 
-TEST_CASE("real data: Binance spot vs Bybit perpetual daily candles make tasks in every family") {
+TEST_CASE("real data: Binance spot vs Bybit perpetual daily candles make tasks in every family they support") {
+  // (All but triangular_arbitrage: these files hold no cross pairs; tests/tasks/triangular_test.cpp
+  // covers it on real ETH/USDT, ETH/BTC, BTC/USDT candles.)
   const fs::path dir = fs::path(METATAPE_SHARED_DATA_DIR) / "market";
   if (!fs::exists(dir / "SOURCES.md")) {
     MESSAGE("SKIPPED: real market data not found at " << dir.string());

@@ -20,6 +20,7 @@ std::shared_ptr<const PreparedMarket> market() {
     c.assets = 4;
     c.exchanges = 2;
     c.seed = 9;
+    c.cross_pairs = true;  // triangles for triangular_arbitrage
     return PreparedMarket::make(simulate_market(c).market);
   }();
   return m;

@@ -161,3 +161,38 @@ TEST_CASE("simulator: writes CSV that the loader reads back") {
   CHECK(both.series.size() == 2);
   CHECK(both.rows() == 300);
 }
+
+TEST_CASE("simulator: cross pairs close a triangle up to a small AR(1) deviation") {
+  SimulatorConfig c;
+  c.bars = 2000;
+  c.assets = 3;
+  c.exchanges = 2;
+  c.seed = 12;
+  c.cross_pairs = true;
+  const Market m = simulate_market(c).market;
+  REQUIRE(m.series.size() == 3 * 2 + 2 * 2);
+  CHECK(m.series[6].symbol == "SIM1/SIM0");
+  CHECK(m.series[6].exchange == "simx0");
+  CHECK(m.series[9].symbol == "SIM2/SIM0");
+  CHECK(m.series[9].exchange == "simx1");
+  for (const Series& s : m.series) s.check();
+  // d = log SIM1/USD - log SIM1/SIM0 - log SIM0/USD on simx0: mean ~ 0, stdev ~ cross_vol, lag-1
+  // autocorrelation ~ cross_persistence.
+  std::vector<double> d;
+  for (std::int64_t t = 0; t < m.rows(); ++t) {
+    const auto i = static_cast<std::size_t>(t);
+    d.push_back(std::log(m.series[2].close[i]) - std::log(m.series[6].close[i]) - std::log(m.series[0].close[i]));
+  }
+  double mean = 0, var = 0, cov = 0;
+  for (double v : d) mean += v;
+  mean /= static_cast<double>(d.size());
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    var += (d[i] - mean) * (d[i] - mean);
+    if (i > 0) cov += (d[i] - mean) * (d[i - 1] - mean);
+  }
+  CHECK(std::abs(mean) < 3e-4);
+  CHECK(std::sqrt(var / static_cast<double>(d.size())) == doctest::Approx(c.cross_vol).epsilon(0.1));
+  CHECK(cov / var == doctest::Approx(c.cross_persistence).epsilon(0.15));
+  c.cross_persistence = 1.0;
+  CHECK_THROWS_WITH_AS(simulate_market(c), doctest::Contains("cross_persistence"), std::exception);
+}
