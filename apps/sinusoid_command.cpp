@@ -108,7 +108,7 @@ nlohmann::json sharpness_report(meta::Learner& learner, const nn::Mlp& model, do
     for (std::size_t i = 0; i < 2 * model.layers(); ++i) model_params.add(params.name(i), params[i].detach());
     try {
       return lr * meta::support_sharpness(model, model_params, task).lambda_max;
-    } catch (const std::exception&) {
+    } catch (const Error&) {  // support_sharpness: the loss or a product overflowed
       return std::numeric_limits<double>::infinity();
     }
   };

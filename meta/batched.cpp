@@ -474,7 +474,11 @@ class BatchedLearner final : public Learner {
     if (!model_) fail("batched " + kind_ + ": no model given");
     if (!optimizer_) fail("batched " + kind_ + ": no outer optimizer given");
     batched_.algorithm = parse_batched_algorithm(kind_);
-    if (lo.maml.recompute_inner || lo.meta_sgd.recompute_inner || lo.anil.recompute_inner) {
+    const bool recompute = (batched_.algorithm == BatchedAlgorithm::maml && lo.maml.recompute_inner) ||
+                           (batched_.algorithm == BatchedAlgorithm::fomaml && lo.maml.recompute_inner) ||
+                           (batched_.algorithm == BatchedAlgorithm::meta_sgd && lo.meta_sgd.recompute_inner) ||
+                           (batched_.algorithm == BatchedAlgorithm::anil && lo.anil.recompute_inner);
+    if (recompute) {
       fail("batched " + kind_ + ": recompute_inner (checkpointing over inner steps) has no batched path; "
            "use make_learner, or turn recompute_inner off");
     }

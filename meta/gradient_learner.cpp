@@ -196,13 +196,7 @@ class GradientLearner final : public Learner {
         }
       }
     }
-    if (config_.alpha_l2 > 0.0 && config_.lr_mode == LrMode::per_parameter) {
-      // alpha_l2 * sum(alpha^2) is added to every task's loss; the batch mean leaves it counted once
-      // per meta-step.
-      for (std::size_t i = model_count_; i < meta_.size(); ++i) {
-        outer = add(outer, affine(sum(square(meta_[i])), config_.alpha_l2, 0.0));
-      }
-    }
+    if (const Tensor penalty = alpha_penalty(); penalty.defined()) outer = add(outer, penalty);
     GradOptions outer_options;
     outer_options.allow_unused = true;
     r.grads = grad({outer}, meta_.tensors(), outer_options);
@@ -324,14 +318,27 @@ class GradientLearner final : public Learner {
                                          options, {defined_or_zeros(fs_grad, fs), defined_or_zeros(fq_grad, fq)});
       for (std::size_t i = 0; i < body.size(); ++i) r.grads[i] = g[i];
     }
-    if (config_.alpha_l2 > 0.0 && config_.lr_mode == LrMode::per_parameter) {
-      NoGradGuard no_grad;
-      for (std::size_t i = model_count_; i < meta_.size(); ++i) {
-        accumulate(r.grads[i], affine(values[i], 2.0 * config_.alpha_l2, 0.0));
-      }
+    if (const Tensor penalty = alpha_penalty(); penalty.defined()) {
+      TapeScope scope;
+      const std::vector<Tensor> rates(meta_.tensors().begin() + static_cast<std::ptrdiff_t>(model_count_),
+                                      meta_.tensors().end());
+      const std::vector<Tensor> g = grad({penalty}, rates);
+      for (std::size_t i = 0; i < g.size(); ++i) accumulate(r.grads[model_count_ + i], g[i]);
     }
     for (std::size_t i = 0; i < r.grads.size(); ++i) r.grads[i] = defined_or_zeros(r.grads[i], meta_[i]);
     return r;
+  }
+
+  // Meta-SGD's alpha_l2 * sum(alpha^2), added to every task's outer loss (the batch mean leaves it
+  // counted once per meta-step); undefined when there is none. Recorded: call inside a scope.
+  Tensor alpha_penalty() const {
+    if (config_.alpha_l2 <= 0.0 || config_.lr_mode != LrMode::per_parameter) return Tensor();
+    Tensor total;
+    for (std::size_t i = model_count_; i < meta_.size(); ++i) {
+      const Tensor term = affine(sum(square(meta_[i])), config_.alpha_l2, 0.0);
+      total = total.defined() ? add(total, term) : term;
+    }
+    return total;
   }
 
   // The seed w for differentiating the scalar `loss` (w * loss).

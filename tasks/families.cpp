@@ -274,10 +274,16 @@ class Arbitrage final : public TaskFamily {
     const Layout l = make_layout(m, q, min_begin(m), name());
     double threshold = c_.arbitrage_margin;
     for (const Series* x : s) threshold += x->fee_rate;
-    auto d = [&](std::int64_t u) {
+    // The deviation over every bar a row reads: 19 bars before the first decision row (the 20-bar
+    // statistics) through the last label bar; computed once, not per row.
+    const std::int64_t first = std::min(l.support.front(), l.query.front()) - 19;
+    if (first < 0) fail(name() + ": the first decision row must be >= 19 (20-bar deviation statistics)");
+    std::vector<double> deviation(static_cast<std::size_t>(l.last_bar - first + 1));
+    for (std::int64_t u = first; u <= l.last_bar; ++u) {
       const auto at = [u](const Series* x) { return std::log(x->close[static_cast<std::size_t>(u)]); };
-      return triangular_ ? at(s[0]) - at(s[1]) - at(s[2]) : at(s[0]) - at(s[1]);
-    };
+      deviation[static_cast<std::size_t>(u - first)] = triangular_ ? at(s[0]) - at(s[1]) - at(s[2]) : at(s[0]) - at(s[1]);
+    }
+    auto d = [&](std::int64_t u) { return deviation[static_cast<std::size_t>(u - first)]; };
     const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
     Assembled a;
     a.dim = f.cols + kSpreadFeatures;

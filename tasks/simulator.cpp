@@ -152,10 +152,9 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
       for (int e = 0; e < E; ++e) {
         const Series& num = series[static_cast<std::size_t>(a * E + e)];
         const Series& den = series[static_cast<std::size_t>(e)];
-        Series x = num;
+        Series x = num.slice(0, 0);  // the exchange's metadata, no rows
         x.symbol = "SIM" + std::to_string(a) + "/SIM0";
-        x.time_ms.clear();
-        x.open.clear(), x.high.clear(), x.low.clear(), x.close.clear(), x.volume.clear(), x.filled.clear();
+        x.reserve(static_cast<std::size_t>(T));
         double d = config.cross_vol * cross_gen.normal();
         double previous = num.open[0] / den.open[0];
         for (std::int64_t t = 0; t < T; ++t) {

@@ -131,6 +131,11 @@ TEST_CASE("recompute_inner is refused by the batched learners with a message nam
   o.maml.recompute_inner = true;
   CHECK_THROWS_WITH_AS(meta::make_batched_learner("maml", model, model->init(gen), nn::make_sgd({}), o, {}),
                        doctest::Contains("recompute_inner"), std::exception);
+  o.anil.recompute_inner = true;
+  CHECK_THROWS_WITH_AS(meta::make_batched_learner("anil", model, model->init(gen), nn::make_sgd({}), o, {}),
+                       doctest::Contains("recompute_inner"), std::exception);
+  // Reptile has no outer gradient through the inner loop: the option does not concern it.
+  CHECK_NOTHROW(meta::make_batched_learner("reptile", model, model->init(gen), nn::make_sgd({}), o, {}));
 }
 
 // Peak host tensor memory of one W1 MAML meta-step (MLP 50-128-128-3, meta-batch 2, f32), as the
