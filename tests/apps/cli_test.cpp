@@ -111,6 +111,29 @@ TEST_CASE("cli: run and bench write the report; bad configs exit 2") {
   CHECK(cli(tiny({"bench", "--config", (dir / "bench.yaml").string()}, dir / "bench")) == apps::ok);
   CHECK(fs::exists(dir / "bench" / "report" / "cells.csv"));
 
+  // The recompute option reaches the learners from the config (and a wrong type is refused).
+  CHECK(cli(tiny({"run", "--set", "training.recompute_inner=true", "--set", "training.inner_steps=3"},
+                 dir / "recompute")) == apps::ok);
+  CHECK(cli(tiny({"run", "--set", "training.recompute_inner=sometimes"}, dir / "x")) == apps::bad_usage);
+
+  // Triangular arbitrage runs on the simulator once it quotes cross pairs, and not before.
+  {
+    std::ofstream cfg(dir / "triangle.yaml");
+    cfg << "learners: [protonet]\ntasks:\n  families: [triangular_arbitrage]\n"
+           "data:\n  simulator:\n    bars: 1500\n    cross_pairs: true\n"
+           "training:\n  meta_steps: 3\n  hidden: [8]\n"
+           "evaluation:\n  shots: [2]\n  steps: [1]\n  episodes: 4\n  bootstrap_resamples: 50\n";
+  }
+  CHECK(cli({"run", "-q", "--no-progress", "--config", (dir / "triangle.yaml").string(), "--out",
+             (dir / "triangle").string()}) == apps::ok);
+  {
+    std::ifstream tri(dir / "triangle" / "report" / "report.json");
+    CHECK(tri.good());
+    CHECK(nlohmann::json::parse(tri).dump().find("triangular_arbitrage") != std::string::npos);
+  }
+  CHECK(cli({"run", "-q", "--no-progress", "--config", (dir / "triangle.yaml").string(), "--out",
+             (dir / "no-triangle").string(), "--set", "data.simulator.cross_pairs=false"}) != apps::ok);
+
   {
     std::ofstream bad(dir / "bad.yaml");
     bad << "training:\n  meta_steps: [oops\n";
