@@ -18,20 +18,31 @@
 #include <vector>
 
 #include "autograd/random.h"
+#include "tasks/families.h"
 #include "tasks/task.h"
 
 namespace metatape::tasks {
-class TaskDistribution;
 struct DistributionConfig;
-struct PreparedMarket;
 }  // namespace metatape::tasks
 
 namespace metatape::eval {
+
+// Where a market episode sits on its market's common time axis, so that baselines and the
+// walk-forward evaluation can read the raw bars known at each decision time. Contract for every
+// reader: at decision row t only bars 0..t may be used (the row's features obey the same rule);
+// support labels are known at the first query row (embargo >= horizon). `market` is null for
+// synthetic episodes (Gaussian classes, sinusoids), which have no time axis.
+struct EpisodeContext {
+  std::shared_ptr<const tasks::PreparedMarket> market;
+  tasks::TaskRequest request;                         // normalised by the family (tasks/families.h)
+  std::vector<std::int64_t> support_rows, query_rows; // decision rows, increasing
+};
 
 struct Episode {
   tasks::Task task;
   std::vector<double> query_returns;  // price direction only: one simple return per query row
   double periods_per_year = 8760.0;
+  EpisodeContext context;
 };
 
 struct FamilySource {
@@ -44,6 +55,18 @@ struct FamilySource {
   std::function<tasks::TaskBatch(std::int64_t n, Generator& gen)> train_batch;
   // One test episode with `shots` support rows per class (per output for regression), from gen.
   std::function<Episode(int shots, Generator& gen)> test_episode;
+  // The same from the validation split (model selection); empty for synthetic sources.
+  std::function<Episode(int shots, Generator& gen)> validation_episode;
+
+  // Market sources only (null / empty otherwise): the prepared market, the family, the row ranges
+  // [begin, end) of the three forward-in-time splits on the common axis, the series groups a task may
+  // use, and an episode built at an explicit request (walk-forward evaluation, baselines' fits).
+  std::shared_ptr<const tasks::PreparedMarket> market;
+  std::shared_ptr<const tasks::TaskFamily> family;
+  std::pair<std::int64_t, std::int64_t> train_rows{0, 0}, validation_rows{0, 0}, test_rows{0, 0};
+  std::vector<std::vector<int>> series_groups;
+  std::int64_t horizon = 0, embargo = 0, stride = 1;  // of the distribution (embargo 0 = horizon)
+  std::function<Episode(const tasks::TaskRequest& request)> episode_at;
 };
 
 // Support rows for a shots value: shots * classes for classification, shots otherwise (at least 2,

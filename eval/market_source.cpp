@@ -35,6 +35,37 @@ class DistributionCache {
   std::map<std::int64_t, std::shared_ptr<tasks::TaskDistribution>> cache_;
 };
 
+// The episode of one request: the task (what TaskDistribution::build makes of the same request), its
+// place on the axis and, for price direction, the holding return of each query row.
+Episode episode_at_request(const tasks::TaskFamily& family,
+                           const std::shared_ptr<const tasks::PreparedMarket>& market,
+                           const std::string& family_name, const tasks::TaskRequest& raw) {
+  Episode e;
+  e.task = family.make_task(*market, raw);
+  const tasks::TaskRequest request = family.normalise(*market, raw);
+  e.context.market = market;
+  e.context.request = request;
+  const std::int64_t s_last = request.begin + (request.support_size - 1) * request.stride;
+  for (std::int64_t i = 0; i < request.support_size; ++i) e.context.support_rows.push_back(request.begin + i * request.stride);
+  for (std::int64_t j = 0; j < request.query_size; ++j) {
+    e.context.query_rows.push_back(s_last + 1 + request.effective_embargo() + j * request.stride);
+  }
+  const std::int64_t interval = market->market.interval_ms();
+  if (interval > 0) {
+    e.periods_per_year = kYearMs / static_cast<double>(interval * std::max<std::int64_t>(1, request.stride));
+  }
+  if (family_name == "price_direction" && !request.series.empty()) {
+    const auto& close = market->market.series[static_cast<std::size_t>(request.series[0])].close;
+    const auto last = static_cast<std::int64_t>(close.size()) - 1;
+    for (const std::int64_t q : e.context.query_rows) {
+      if (q > last) fail("benchmark: query row " + std::to_string(q) + " is past the series end");
+      const std::int64_t exit = std::min(last, q + request.stride);
+      e.query_returns.push_back(close[static_cast<std::size_t>(exit)] / close[static_cast<std::size_t>(q)] - 1.0);
+    }
+  }
+  return e;
+}
+
 }  // namespace
 
 std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::PreparedMarket> market,
@@ -63,38 +94,41 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
       return cache->get(train_support).sample_batch(tasks::Split::train, n, gen);
     };
     const std::shared_ptr<const tasks::TaskFamily> fam = std::move(family);
-    const FamilySource shape = source;  // kind and classes, for support_rows
-    source.test_episode = [cache, fam, shape, market, c](int shots, Generator& gen) {
-      const tasks::TaskDistribution& dist = cache->get(support_rows(shape, shots));
-      const tasks::TaskKey key = dist.draw(tasks::Split::test, gen);
-      Episode e;
-      e.task = dist.build(key);
-      tasks::TaskRequest request;
-      request.series = key.series;
-      request.begin = key.begin;
-      request.horizon = key.horizon;
-      request.support_size = dist.config().support_size;
-      request.query_size = dist.config().query_size;
-      request.embargo = c.embargo;
-      request.stride = c.stride;
-      request = fam->normalise(*market, request);
-      const std::int64_t interval = market->market.interval_ms();
-      if (interval > 0) {
-        e.periods_per_year = kYearMs / static_cast<double>(interval * std::max<std::int64_t>(1, request.stride));
-      }
-      if (shape.name == "price_direction" && !key.series.empty()) {
-        const auto& close = market->market.series[static_cast<std::size_t>(key.series[0])].close;
-        const auto last = static_cast<std::int64_t>(close.size()) - 1;
-        const std::int64_t s_last = request.begin + (request.support_size - 1) * request.stride;
-        for (std::int64_t j = 0; j < request.query_size; ++j) {
-          const std::int64_t q = s_last + 1 + request.effective_embargo() + j * request.stride;
-          if (q > last) fail("benchmark: query row " + std::to_string(q) + " is past the series end");
-          const std::int64_t exit = std::min(last, q + request.stride);
-          e.query_returns.push_back(close[static_cast<std::size_t>(exit)] / close[static_cast<std::size_t>(q)] - 1.0);
-        }
-      }
-      return e;
+    FamilySource shape;  // what support_rows() reads: name, kind, classes
+    shape.name = source.name;
+    shape.kind = source.kind;
+    shape.num_classes = source.num_classes;
+    const tasks::TaskDistribution& any = cache->get(train_support);
+    source.market = market;
+    source.family = fam;
+    source.train_rows = any.split_rows(tasks::Split::train);
+    source.validation_rows = any.split_rows(tasks::Split::validation);
+    source.test_rows = any.split_rows(tasks::Split::test);
+    source.series_groups = fam->candidates(market->market);
+    source.horizon = c.horizons.empty() ? 0 : c.horizons.front();
+    source.embargo = c.embargo;
+    source.stride = c.stride;
+    const std::string family_name = name;
+    source.episode_at = [fam, market, family_name](const tasks::TaskRequest& raw) {
+      return episode_at_request(*fam, market, family_name, raw);
     };
+    auto drawn_episode = [cache, fam, shape, market, c](tasks::Split split) {
+      return [cache, fam, shape, market, c, split](int shots, Generator& gen) {
+        const tasks::TaskDistribution& dist = cache->get(support_rows(shape, shots));
+        const tasks::TaskKey key = dist.draw(split, gen);
+        tasks::TaskRequest request;
+        request.series = key.series;
+        request.begin = key.begin;
+        request.horizon = key.horizon;
+        request.support_size = dist.config().support_size;
+        request.query_size = dist.config().query_size;
+        request.embargo = c.embargo;
+        request.stride = c.stride;
+        return episode_at_request(*fam, market, shape.name, request);
+      };
+    };
+    source.test_episode = drawn_episode(tasks::Split::test);
+    source.validation_episode = drawn_episode(tasks::Split::validation);
     out.push_back(std::move(source));
   }
   return out;
