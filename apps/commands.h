@@ -62,6 +62,7 @@ void register_eval(CLI::App& app);
 void register_adapt(CLI::App& app);
 void register_data(CLI::App& app);
 void register_simulate(CLI::App& app);
+void register_selftest(CLI::App& app);  // selftest noise (apps/selftest_command.cpp)
 // apps/serve_command.cpp; called by run_cli when METATAPE_WITH_SERVE is defined (apps/CMakeLists.txt
 // must then link the serve and capi libraries).
 void register_serve(CLI::App& app);

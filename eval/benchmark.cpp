@@ -40,6 +40,11 @@ void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& fam
   if (c.meta_steps < 0) bad("meta_steps must be >= 0");
   if (c.meta_batch < 1) bad("meta_batch must be >= 1");
   if (c.hidden.empty()) bad("hidden must list at least one layer width (e.g. hidden: [64, 64])");
+  if (c.headline_shots != 0 && std::find(c.shots.begin(), c.shots.end(), c.headline_shots) == c.shots.end()) {
+    bad("evaluation.headline_shots is " + std::to_string(c.headline_shots) +
+        " but shots does not list it (use one of shots, or 0 for the middle value)");
+  }
+  if (c.selection_episodes < 0) bad("evaluation.selection_episodes must be >= 0 (0 turns selection off)");
   bool any = false;
   for (const auto& kind : c.learners) {
     for (const auto& f : families) any = any || learner_fits(kind, f);
@@ -53,6 +58,11 @@ std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_
   std::uint64_t s = mix(base);
   for (std::uint64_t p : path) s = mix(s ^ mix(p + 0x1234567ULL));
   return s;
+}
+
+int headline_shots(const BenchmarkConfig& config) {
+  if (config.headline_shots != 0) return config.headline_shots;
+  return config.shots.empty() ? 0 : config.shots[config.shots.size() / 2];
 }
 
 bool is_metric_learner(const std::string& kind) { return kind == "protonet" || kind == "matching"; }
@@ -187,6 +197,11 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
   std::map<std::tuple<std::string, int, int, std::string>, double> adapt_seconds;
   std::vector<std::string> method_order;
   std::map<std::tuple<std::string, int, int, std::string>, std::int64_t> diverged;
+  // Arbitrage cells: every test row's truth and P(class 1), for the pooled PR-AUC.
+  std::map<std::tuple<std::string, int, int, std::string>,
+           std::pair<std::vector<std::int64_t>, std::vector<double>>> pooled_rows;
+  // Validation means of the primary metric, summed over runs: (family, learner) -> steps -> (sum, n).
+  std::map<std::pair<std::string, std::string>, std::map<int, std::pair<double, std::int64_t>>> validation;
 
   for (int run = 0; run < config.runs && !stopped(); ++run) {
     for (std::size_t fi = 0; fi < families.size() && !stopped(); ++fi) {
@@ -227,14 +242,56 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       methods.push_back(make_scratch_method(net, config.baseline_lr));
       methods.push_back(make_finetune_method(net, pretrained, config.baseline_lr));
       for (auto& m : methods) {
+        if (m->is_baseline() && m->name() != "scratch" && m->name() != "finetune" &&
+            std::find(result.simple_baselines.begin(), result.simple_baselines.end(), m->name()) ==
+                result.simple_baselines.end()) {
+          result.simple_baselines.push_back(m->name());
+        }
         if (std::find(method_order.begin(), method_order.end(), m->name()) != method_order.end()) continue;
         method_order.push_back(m->name());
         if (m->is_baseline()) result.baselines.push_back(m->name());
       }
-      auto zero_skill = make_zero_skill_method(family);
+      // A diverged adaptation is scored as the family's first baseline (the class prior, the support
+      // mean or equal weights).
+      Method* fallback = nullptr;
+      for (auto& m : methods) {
+        if (m->is_baseline()) {
+          fallback = m.get();
+          break;
+        }
+      }
+      const bool pooled_detection =
+          (family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2;
       std::string reference = reference_strategy_name(family);
       for (auto& m : methods) {
         if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight
+      }
+
+      // ---- selection of the headline steps on the validation split (before any test episode) --------
+      if (config.selection_episodes > 0 && family.validation_episode) {
+        const int shots = headline_shots(config);
+        const std::string metric = primary_metric(family);
+        Generator val_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 4000}));
+        std::vector<Episode> val;
+        for (int e = 0; e < config.selection_episodes; ++e) val.push_back(family.validation_episode(shots, val_gen));
+        for (auto& method : methods) {
+          if (method->is_baseline() || !method->uses_steps()) continue;
+          auto& sums = validation[{family.name, method->name()}];
+          for (std::size_t e = 0; e < val.size() && !stopped(); ++e) {
+            for (int steps : config.steps) {
+              Generator g(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 5000, e}));
+              std::vector<double> out = method->predict(val[e], {steps}, g).front();
+              if (!std::all_of(out.begin(), out.end(), [](double v) { return std::isfinite(v); })) {
+                Generator unused(0);
+                out = fallback->predict(val[e], {steps}, unused).front();
+              }
+              const MetricMap m = score_episode(family, val[e], out, config.trading);
+              auto& [sum, n] = sums[steps];
+              sum += m.at(metric);
+              ++n;
+            }
+          }
+        }
       }
 
       // ---- evaluation ---------------------------------------------------------------------------
@@ -252,7 +309,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
               if (!std::all_of(outputs.begin(), outputs.end(), [](double v) { return std::isfinite(v); })) {
                 // A diverged adaptation: counted, and scored as the zero-skill prediction.
                 Generator unused(0);
-                outputs = zero_skill->predict(episodes[e], {steps}, unused).front();
+                outputs = fallback->predict(episodes[e], {steps}, unused).front();
                 ++diverged[{family.name, shots, steps, method->name()}];
               }
               MetricMap m;
@@ -264,6 +321,15 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
               }
               auto& cell = cells[{family.name, shots, steps, method->name()}];
               for (const auto& [k, v] : m) cell.values[k].push_back(v);
+              if (pooled_detection) {
+                auto& rows = pooled_rows[{family.name, shots, steps, method->name()}];
+                const auto truth = episodes[e].task.query_y.to_vector<std::int64_t>();
+                const auto p = softmax_rows(outputs, 2);
+                for (std::size_t r = 0; r < truth.size(); ++r) {
+                  rows.first.push_back(truth[r]);
+                  rows.second.push_back(p[2 * r + 1]);
+                }
+              }
               adapt_seconds[{family.name, shots, steps, method->name()}] += seconds;
             };
             if (method->uses_steps()) {
@@ -326,6 +392,12 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
             n = v.size();
           }
           cell.diverged = diverged[{f.name, shots, steps, name}];
+          if (auto pr = pooled_rows.find({f.name, shots, steps, name}); pr != pooled_rows.end()) {
+            const DetectionMetrics d = detection_metrics(pr->second.first, pr->second.second);
+            const double rows = static_cast<double>(d.positives + d.negatives);
+            cell.pooled["pooled_pr_auc"] = d.pr_auc;
+            cell.pooled["pooled_prevalence"] = rows > 0 ? static_cast<double>(d.positives) / rows : 0.0;
+          }
           cell.adapt_ms = n > 0 ? adapt_seconds[{f.name, shots, steps, name}] * 1e3 / static_cast<double>(n) : 0.0;
           result.cells.push_back(std::move(cell));
         }
@@ -377,8 +449,120 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
     }
   }
   correct_comparisons(result.comparisons, config.alpha);
+
+  // ---- verdicts: each learner against the strongest baseline at the headline cell -------------------
+  std::map<std::pair<std::string, std::string>, HeadlineChoice> headline;
+  const int middle_steps = config.steps[config.steps.size() / 2];
+  for (const auto& f : families) {
+    for (const auto& learner : config.learners) {
+      HeadlineChoice choice;
+      choice.steps = middle_steps;
+      auto it = validation.find({f.name, learner});
+      if (it != validation.end() && !it->second.empty()) {
+        const bool lower = lower_is_better(primary_metric(f));
+        double best = 0.0;
+        bool first = true;
+        for (const auto& [steps, sn] : it->second) {
+          if (sn.second == 0) continue;
+          const double mean = sn.first / static_cast<double>(sn.second);
+          choice.validation_means[steps] = mean;
+          if (first || (lower ? mean < best : mean > best)) {
+            best = mean;
+            choice.steps = steps;
+            first = false;
+          }
+        }
+        if (!first) choice.selected_on = "validation";
+      }
+      headline[{f.name, learner}] = choice;
+    }
+  }
+  compute_verdicts(result, headline);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
+}
+
+void compute_verdicts(BenchmarkResult& result,
+                      const std::map<std::pair<std::string, std::string>, HeadlineChoice>& headline) {
+  const BenchmarkConfig& config = result.config;
+  result.verdicts.clear();
+  const int shots = headline_shots(config);
+  for (const std::string& family : result.families) {
+    const std::string metric = result.primary.at(family);
+    const bool lower = lower_is_better(metric);
+    for (const std::string& learner : config.learners) {
+      auto h = headline.find({family, learner});
+      if (h == headline.end()) continue;
+      const HeadlineChoice& choice = h->second;
+      const CellResult* mine = nullptr;
+      for (const auto& cell : result.cells) {
+        if (cell.family == family && cell.shots == shots && cell.steps == choice.steps && cell.method == learner) mine = &cell;
+      }
+      if (mine == nullptr || mine->metrics.count(metric) == 0) continue;  // learner not run on this family
+      // The strongest baseline: the best test mean of the primary metric among the allowed baselines.
+      const CellResult* strongest = nullptr;
+      for (const auto& cell : result.cells) {
+        if (!cell.baseline || cell.family != family || cell.shots != shots || cell.steps != choice.steps) continue;
+        if (cell.metrics.count(metric) == 0) continue;
+        if (!result.simple_baselines.empty() &&
+            std::find(result.simple_baselines.begin(), result.simple_baselines.end(), cell.method) ==
+                result.simple_baselines.end()) {
+          continue;
+        }
+        if (!config.verdict_against.empty() &&
+            std::find(config.verdict_against.begin(), config.verdict_against.end(), cell.method) ==
+                config.verdict_against.end()) {
+          continue;
+        }
+        const double m = cell.metrics.at(metric).mean;
+        if (strongest == nullptr || (lower ? m < strongest->metrics.at(metric).mean : m > strongest->metrics.at(metric).mean)) {
+          strongest = &cell;
+        }
+      }
+      if (strongest == nullptr) {
+        fail("benchmark: no baseline of " + family + " scores " + metric +
+             (config.verdict_against.empty() ? std::string() : " among evaluation.verdict_against") +
+             "; a verdict needs one");
+      }
+      auto comparison_with = [&](const std::string& baseline) -> const Comparison* {
+        for (const auto& c : result.comparisons) {
+          if (c.family == family && c.learner == learner && c.baseline == baseline && c.shots == shots &&
+              c.steps == choice.steps) {
+            return &c;
+          }
+        }
+        return nullptr;
+      };
+      const Comparison* cmp = comparison_with(strongest->method);
+      if (cmp == nullptr) continue;
+      Verdict v;
+      if (const Comparison* ft = comparison_with("finetune")) {
+        v.has_finetune = true;
+        v.finetune_difference = ft->mean_difference;
+        v.finetune_p_holm = ft->p_t_holm;
+      }
+      v.family = family;
+      v.learner = learner;
+      v.metric = metric;
+      v.strongest_baseline = strongest->method;
+      v.shots = shots;
+      v.steps = choice.steps;
+      v.steps_selected_on = choice.selected_on;
+      v.validation_means = choice.validation_means;
+      v.pairs = cmp->pairs;
+      v.learner_mean = mine->metrics.at(metric).mean;
+      v.baseline_mean = strongest->metrics.at(metric).mean;
+      v.difference = cmp->mean_difference;
+      v.ci_low = cmp->bootstrap.low;
+      v.ci_high = cmp->bootstrap.high;
+      v.p = cmp->t_test.p_value;
+      v.p_holm = cmp->p_t_holm;
+      const bool significant = v.p_holm < config.alpha;
+      v.skill = significant && cmp->learner_better;
+      v.verdict = v.skill ? "skill" : (significant && !cmp->learner_better && v.difference != 0.0 ? "worse" : "no skill");
+      result.verdicts.push_back(v);
+    }
+  }
 }
 
 }  // namespace metatape::eval

@@ -11,11 +11,26 @@
 // adaptation that produces a non-finite output is counted as diverged and scored as zero-skill.
 //
 // Aggregates per (family, shots, steps, method, metric): mean, sd, 95% t interval. Comparisons: every
-// learner against every baseline on the family's primary metric (eval/scoring.h) per (family, shots,
-// steps): mean difference (learner - baseline), percentile bootstrap interval, paired t-test, Wilcoxon
-// signed-rank, Cohen's d; p-values Holm-corrected across all comparisons of the report (separately for
-// the t and the Wilcoxon p-values). A comparison is "significant" when its Holm-corrected t-test p is
-// below alpha.
+// learner against every baseline on the family's primary metric (eval/scoring.h: a proper scoring
+// rule) per (family, shots, steps): mean difference (learner - baseline), percentile bootstrap
+// interval, paired t-test, Wilcoxon signed-rank, Cohen's d; p-values Holm-corrected across all
+// comparisons of the report (separately for the t and the Wilcoxon p-values). A comparison is
+// "significant" when its Holm-corrected t-test p is below alpha.
+//
+// Verdicts (the headline; docs/evaluation.md): per (family, learner), at the headline cell: shots =
+// config.headline_shots (0: the middle of `shots`) and the adaptation steps the learner scores best
+// with on `selection_episodes` validation-split episodes (selection happens before the test episodes
+// are scored; without a validation split, or with selection_episodes = 0, the middle of `steps`).
+// The learner is compared with the family's STRONGEST simple baseline there: among the family's
+// fitted baselines (eval/baselines.h: class prior, majority, persistence, threshold rule; support
+// mean, EWMA, HAR-RV; equal weight, minimum variance) the one with the best test mean of the primary
+// metric, which can only make the test harder for the learner. scratch and finetune are learners of
+// another kind, not simple baselines: the verdict also reports the difference to finetune (does
+// meta-learning add anything over pre-training plus fine-tuning?) without making it the rule. The verdict is "skill" when the learner is better
+// and that comparison's Holm-corrected paired t-test p (corrected with everything else the report
+// tests) is below alpha, "worse" when the baseline is better with the same significance, else
+// "no skill". verdict_against lists baseline names to compare with instead of all of them; it exists
+// so the noise self-test can show that a weakened rule fails (never weaken it for a real report).
 #pragma once
 
 #include <atomic>
@@ -62,6 +77,11 @@ struct BenchmarkConfig {
   int bootstrap_resamples = 2000;
   double alpha = 0.05;
 
+  // Verdicts (see the header comment).
+  int headline_shots = 0;          // 0: the middle of `shots`; otherwise one of `shots`
+  int selection_episodes = 100;    // validation episodes for choosing the headline steps; 0: off
+  std::vector<std::string> verdict_against;  // empty: every baseline (the honest rule)
+
   // Output: per-learner JSONL logs and checkpoints go under out_dir (empty: none). With resume set, a
   // learner whose checkpoint exists continues from it (finished ones are not retrained).
   std::string out_dir;
@@ -74,6 +94,10 @@ struct CellResult {
   int shots = 0, steps = 0;
   std::map<std::string, Summary> metrics;
   std::map<std::string, std::vector<double>> values;  // per pooled episode, same order for every method
+  // Metrics computed once over all test rows of the cell, not averaged over episodes: for the
+  // arbitrage families "pooled_pr_auc" (average precision of P(class 1)) and "pooled_prevalence"
+  // (the fraction of positive rows: the PR-AUC of a predictor with no skill).
+  std::map<std::string, double> pooled;
   double adapt_ms = 0.0;  // mean wall time per episode of this method at this steps count
   // Episodes whose adaptation diverged (a non-finite output): they are scored as the zero-skill
   // prediction of the episode, and counted here so the report shows them.
@@ -93,6 +117,23 @@ struct Comparison {
   bool learner_better = false;  // direction of the mean difference, taking lower_is_better into account
 };
 
+struct Verdict {
+  std::string family, learner, metric, strongest_baseline;
+  int shots = 0, steps = 0;
+  std::string steps_selected_on;  // "validation" (best validation mean of the primary metric) or "fixed"
+  std::map<int, double> validation_means;  // steps -> validation mean of the primary metric
+  std::size_t pairs = 0;
+  double learner_mean = 0.0, baseline_mean = 0.0;
+  double difference = 0.0;              // learner - baseline, metric units (negative is better for losses)
+  double ci_low = 0.0, ci_high = 0.0;   // bootstrap percentile interval of the difference
+  double p = 1.0, p_holm = 1.0;         // paired t-test, and Holm-corrected over the whole report
+  bool skill = false;
+  // Against finetune at the same cell (when it was run): difference, Holm-corrected p.
+  bool has_finetune = false;
+  double finetune_difference = 0.0, finetune_p_holm = 1.0;
+  std::string verdict = "no skill";     // "skill", "no skill" or "worse"
+};
+
 struct TrainingRecord {
   std::string family, learner;
   int run = 0;
@@ -107,10 +148,12 @@ struct BenchmarkResult {
   std::string data_description;  // e.g. "simulator seed 7" or the data directory
   BenchmarkConfig config;
   std::vector<std::string> families, methods, baselines;
+  std::vector<std::string> simple_baselines;     // the fitted family baselines verdicts compare with
   std::map<std::string, std::string> primary;     // family -> primary metric
   std::map<std::string, std::string> reference;   // family -> "buy_and_hold" / "equal_weight" / ""
   std::vector<CellResult> cells;                  // learners, baselines and reference strategies
   std::vector<Comparison> comparisons;
+  std::vector<Verdict> verdicts;                  // one per (family, learner) that was evaluated
   std::vector<TrainingRecord> training;
   double seconds = 0.0;
   bool interrupted = false;
@@ -161,5 +204,18 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
 
 // Recomputes Holm-corrected p-values and significance over result.comparisons (run_benchmark does).
 void correct_comparisons(std::vector<Comparison>& comparisons, double alpha);
+
+// Fills result.verdicts from result.cells and result.comparisons (already Holm-corrected), given each
+// (family, learner)'s headline steps and validation means. run_benchmark calls it; exposed for tests.
+struct HeadlineChoice {
+  int steps = 0;
+  std::string selected_on = "fixed";
+  std::map<int, double> validation_means;
+};
+void compute_verdicts(BenchmarkResult& result,
+                      const std::map<std::pair<std::string, std::string>, HeadlineChoice>& headline);
+
+// The headline shots value of a config (headline_shots, or the middle of shots).
+int headline_shots(const BenchmarkConfig& config);
 
 }  // namespace metatape::eval

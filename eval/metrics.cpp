@@ -93,6 +93,50 @@ ClassificationMetrics classification_metrics(const std::vector<std::int64_t>& tr
   return m;
 }
 
+ProbabilisticMetrics probabilistic_metrics(const std::vector<std::int64_t>& truth,
+                                           const std::vector<double>& probabilities,
+                                           std::int64_t num_classes) {
+  if (num_classes < 2) fail("probabilistic_metrics: num_classes must be >= 2, got " + std::to_string(num_classes));
+  const auto k = static_cast<std::size_t>(num_classes);
+  check_lengths(truth.size() * k, probabilities.size(), "probabilistic_metrics", "truth x classes and probabilities");
+  check_finite(probabilities, "probabilistic_metrics", "probabilities");
+  ProbabilisticMetrics m;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const std::int64_t y = truth[i];
+    if (y < 0 || y >= num_classes) {
+      fail("probabilistic_metrics: row " + std::to_string(i) + " has label " + std::to_string(y) +
+           ", outside [0, " + std::to_string(num_classes) + ")");
+    }
+    const double* p = probabilities.data() + i * k;
+    for (std::size_t c = 0; c < k; ++c) {
+      if (p[c] < 0.0) fail("probabilistic_metrics: row " + std::to_string(i) + " has a negative probability");
+      const double target = static_cast<std::size_t>(y) == c ? 1.0 : 0.0;
+      m.brier += (p[c] - target) * (p[c] - target);
+    }
+    m.log_loss -= std::log(std::max(p[static_cast<std::size_t>(y)], kProbabilityFloor));
+  }
+  const double n = static_cast<double>(truth.size());
+  m.log_loss /= n;
+  m.brier /= n;
+  return m;
+}
+
+std::vector<double> softmax_rows(const std::vector<double>& x, std::int64_t cols) {
+  if (cols < 1 || x.size() % static_cast<std::size_t>(cols) != 0) {
+    fail("softmax_rows: " + std::to_string(x.size()) + " values do not split into rows of " + std::to_string(cols));
+  }
+  std::vector<double> out(x.size());
+  const auto c = static_cast<std::size_t>(cols);
+  for (std::size_t r = 0; r < x.size() / c; ++r) {
+    const double* in = x.data() + r * c;
+    const double m = *std::max_element(in, in + c);
+    double sum = 0.0;
+    for (std::size_t j = 0; j < c; ++j) sum += (out[r * c + j] = std::exp(in[j] - m));
+    for (std::size_t j = 0; j < c; ++j) out[r * c + j] /= sum;
+  }
+  return out;
+}
+
 std::vector<std::int64_t> argmax_rows(const std::vector<double>& scores, std::int64_t classes) {
   if (classes < 1 || scores.size() % static_cast<std::size_t>(classes) != 0) {
     fail("argmax_rows: " + std::to_string(scores.size()) + " scores do not split into rows of " +

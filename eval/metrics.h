@@ -26,6 +26,26 @@ ClassificationMetrics classification_metrics(const std::vector<std::int64_t>& tr
                                              const std::vector<std::int64_t>& predicted,
                                              std::int64_t num_classes);
 
+// Proper scoring rules on predicted class probabilities (rows, classes), row-major, rows summing to 1.
+//   log_loss = -mean_i log max(p_i[y_i], kProbabilityFloor)   (nats; a row costs at most 13.8)
+//   brier    = mean_i sum_c (p_i[c] - [y_i = c])^2             (the multi-class Brier score, in [0, 2])
+// The floor keeps one "impossible" row (a metric learner gives absent classes probability 0) from
+// making the mean infinite. A constant predictor equal to the true class frequencies minimises both
+// among constant predictors, so "beats the prior" is a statement about skill, not class balance.
+constexpr double kProbabilityFloor = 1e-6;
+struct ProbabilisticMetrics {
+  double log_loss = 0.0;
+  double brier = 0.0;
+};
+// Throws when shapes differ, the input is empty, a label is outside [0, num_classes) or a probability
+// is negative or not finite.
+ProbabilisticMetrics probabilistic_metrics(const std::vector<std::int64_t>& truth,
+                                           const std::vector<double>& probabilities,
+                                           std::int64_t num_classes);
+
+// Row-wise softmax of a (rows, cols) row-major matrix of logits or log-probabilities.
+std::vector<double> softmax_rows(const std::vector<double>& logits, std::int64_t cols);
+
 // Row-wise argmax of a (rows, classes) row-major score matrix; ties go to the lowest index.
 std::vector<std::int64_t> argmax_rows(const std::vector<double>& scores, std::int64_t classes);
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "eval/scoring.h"
 #include "kernels/error.h"
 
 namespace metatape::eval {
@@ -49,7 +50,9 @@ nlohmann::json report_json(const BenchmarkResult& r) {
                  {"inner_lr", c.learner_options.maml.inner_lr},
                  {"inner_steps", c.learner_options.maml.inner_steps},
                  {"fee_rate", c.trading.fee_rate}, {"slippage_rate", c.trading.slippage_rate},
-                 {"bootstrap_resamples", c.bootstrap_resamples}, {"alpha", c.alpha}};
+                 {"bootstrap_resamples", c.bootstrap_resamples}, {"alpha", c.alpha},
+                 {"headline_shots", headline_shots(c)}, {"selection_episodes", c.selection_episodes},
+                 {"verdict_against", c.verdict_against}};
   j["families"] = r.families;
   j["methods"] = r.methods;
   j["baselines"] = r.baselines;
@@ -65,7 +68,7 @@ nlohmann::json report_json(const BenchmarkResult& r) {
     j["cells"].push_back({{"family", cell.family}, {"method", cell.method}, {"baseline", cell.baseline},
                           {"shots", cell.shots}, {"steps", cell.steps}, {"adapt_ms", cell.adapt_ms},
                           {"diverged", cell.diverged},
-                          {"metrics", m}});
+                          {"metrics", m}, {"pooled", cell.pooled}});
   }
   j["comparisons"] = nlohmann::json::array();
   for (const auto& x : r.comparisons) {
@@ -78,6 +81,22 @@ nlohmann::json report_json(const BenchmarkResult& r) {
          {"p_wilcoxon", x.wilcoxon.p_value}, {"p_wilcoxon_holm", x.p_wilcoxon_holm},
          {"cohens_d", finite(x.cohens_d)}, {"significant", x.significant},
          {"learner_better", x.learner_better}});
+  }
+  j["verdicts"] = nlohmann::json::array();
+  for (const auto& v : r.verdicts) {
+    nlohmann::json val = nlohmann::json::object();
+    for (const auto& [steps, mean] : v.validation_means) val[std::to_string(steps)] = mean;
+    j["verdicts"].push_back({{"family", v.family}, {"learner", v.learner}, {"metric", v.metric},
+                             {"strongest_baseline", v.strongest_baseline}, {"difference", v.difference},
+                             {"ci_low", v.ci_low}, {"ci_high", v.ci_high}, {"p_holm", v.p_holm},
+                             {"skill", v.skill}, {"verdict", v.verdict}, {"p", v.p}, {"shots", v.shots},
+                             {"steps", v.steps}, {"steps_selected_on", v.steps_selected_on},
+                             {"validation_means", val}, {"pairs", v.pairs},
+                             {"learner_mean", v.learner_mean}, {"baseline_mean", v.baseline_mean}});
+    if (v.has_finetune) {
+      j["verdicts"].back()["versus_finetune"] = {{"difference", v.finetune_difference},
+                                                 {"p_holm", v.finetune_p_holm}};
+    }
   }
   j["training"] = nlohmann::json::array();
   for (const auto& t : r.training) {
@@ -103,6 +122,7 @@ std::string report_markdown(const BenchmarkResult& r) {
      << c.trading.slippage_rate << " per unit of turnover. Total time " << num(r.seconds, 1) << " s.";
   if (r.interrupted) md << " **Interrupted: partial results.**";
   md << "\n";
+  md << verdicts_markdown(r);
   const int ref_shots = middle(c.shots), ref_steps = middle(c.steps);
   auto cell_of = [&](const std::string& f, int shots, int steps, const std::string& m) -> const CellResult* {
     for (const auto& cell : r.cells) {
@@ -160,13 +180,26 @@ std::string report_markdown(const BenchmarkResult& r) {
       }
       md << " " << num(cell->adapt_ms, 2) << " | " << cell->diverged << " |\n";
     }
+    std::string pooled, prevalence;
+    for (const auto& m : all_methods) {
+      const CellResult* cell = cell_of(fam, ref_shots, ref_steps, m);
+      if (cell == nullptr || cell->pooled.count("pooled_pr_auc") == 0) continue;
+      pooled += " " + m + " " + num(cell->pooled.at("pooled_pr_auc"), 3) + ";";
+      prevalence = num(cell->pooled.at("pooled_prevalence"), 3);
+    }
+    if (!pooled.empty()) {
+      md << "\nPR-AUC pooled over all test rows of the cell (not averaged over episodes):" << pooled
+         << " no-skill line (the pooled prevalence) " << prevalence << ".\n";
+    }
     md << "\n### Paired comparisons on " << metric << " at " << ref_shots << "-shot, " << ref_steps
-       << " steps (learner - baseline)\n\n"
+       << " steps against every baseline (learner - baseline; descriptive: the verdict is against the "
+          "strongest baseline only)\n\n"
        << "| learner | baseline | difference | bootstrap 95% CI | p (t, Holm) | p (Wilcoxon, Holm) | Cohen's d | verdict |\n"
        << "|---|---|---|---|---|---|---|---|\n";
     for (const auto& x : r.comparisons) {
       if (x.family != fam || x.shots != ref_shots || x.steps != ref_steps) continue;
-      const char* verdict = !x.significant ? "no significant difference" : (x.learner_better ? "learner better" : "baseline better");
+      const char* verdict = !x.significant ? "no significant difference"
+                                           : (x.learner_better ? "better than this baseline" : "worse than this baseline");
       md << "| " << x.learner << " | " << x.baseline << " | " << num(x.mean_difference) << " | ["
          << num(x.bootstrap.low) << ", " << num(x.bootstrap.high) << "] | " << pval(x.p_t_holm) << " | "
          << pval(x.p_wilcoxon_holm) << " | " << num(x.cohens_d, 3) << " | " << verdict << " |\n";
@@ -195,6 +228,60 @@ std::string report_markdown(const BenchmarkResult& r) {
     }
   }
   return md.str();
+}
+
+std::string verdicts_markdown(const BenchmarkResult& r) {
+  std::ostringstream md;
+  md << "\n## Verdicts: each learner against the strongest baseline\n\n"
+     << "A learner has skill on a family only when it beats the family's strongest simple baseline (the "
+     << "best of the fitted baselines on the test mean) on the primary metric, a proper scoring rule, in a paired t-test "
+     << "whose p-value is Holm-corrected with every other test of this report (alpha " << r.config.alpha
+     << "). Headline cell: " << headline_shots(r.config) << "-shot; adaptation steps chosen per learner on "
+     << r.config.selection_episodes << " validation-split episodes before the test split was scored.";
+  if (!r.config.verdict_against.empty()) {
+    md << " **Warning: the verdict rule was restricted to the baselines";
+    for (const auto& b : r.config.verdict_against) md << " " << b;
+    md << " (evaluation.verdict_against); these verdicts are not the honest ones.**";
+  }
+  md << "\n";
+  for (const auto& fam : r.families) {
+    std::vector<const Verdict*> vs;
+    for (const auto& v : r.verdicts) if (v.family == fam) vs.push_back(&v);
+    if (vs.empty()) continue;
+    const bool lower = lower_is_better(vs.front()->metric);
+    md << "\n### " << fam << " (" << vs.front()->metric << ", " << (lower ? "lower" : "higher")
+       << " is better)\n\n| learner | steps | learner | strongest baseline | baseline | difference [95% CI] | p (Holm) | verdict | vs finetune (p Holm) |\n"
+       << "|---|---|---|---|---|---|---|---|---|\n";
+    int skilled = 0;
+    for (const Verdict* v : vs) {
+      skilled += v->skill;
+      md << "| " << v->learner << " | " << v->steps << (v->steps_selected_on == "validation" ? " (val)" : "")
+         << " | " << num(v->learner_mean) << " | " << v->strongest_baseline << " | " << num(v->baseline_mean)
+         << " | " << num(v->difference) << " [" << num(v->ci_low) << ", " << num(v->ci_high) << "] | "
+         << pval(v->p_holm) << " | **" << v->verdict << "** | "
+         << (v->has_finetune ? num(v->finetune_difference) + " (" + pval(v->finetune_p_holm) + ")" : std::string("-"))
+         << " |\n";
+    }
+    md << "\n" << (skilled == 0 ? std::string("No learner has skill on ") + fam + "."
+                                 : std::to_string(skilled) + " of " + std::to_string(vs.size()) +
+                                       " learners have skill on " + fam + ".")
+       << "\n";
+  }
+  return md.str();
+}
+
+std::string verdicts_csv(const BenchmarkResult& r) {
+  std::ostringstream out;
+  out.precision(10);
+  out << "family,learner,metric,shots,steps,steps_selected_on,strongest_baseline,learner_mean,baseline_mean,"
+         "difference,ci_low,ci_high,p,p_holm,skill,verdict\n";
+  for (const auto& v : r.verdicts) {
+    out << v.family << ',' << v.learner << ',' << v.metric << ',' << v.shots << ',' << v.steps << ','
+        << v.steps_selected_on << ',' << v.strongest_baseline << ',' << v.learner_mean << ',' << v.baseline_mean
+        << ',' << v.difference << ',' << v.ci_low << ',' << v.ci_high << ',' << v.p << ',' << v.p_holm << ','
+        << (v.skill ? 1 : 0) << ',' << v.verdict << '\n';
+  }
+  return out.str();
 }
 
 std::string cells_csv(const BenchmarkResult& r) {
@@ -252,6 +339,7 @@ void write_report(const BenchmarkResult& result, const std::string& directory) {
   write("report.md", report_markdown(result));
   write("cells.csv", cells_csv(result));
   write("comparisons.csv", comparisons_csv(result));
+  write("verdicts.csv", verdicts_csv(result));
   write("training.csv", training_csv(result));
 }
 

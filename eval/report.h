@@ -9,6 +9,8 @@
 //   comparisons.csv   family,shots,steps,learner,baseline,metric,pairs,mean_difference,boot_low,
 //                     boot_high,t,p_t,p_t_holm,wilcoxon,p_wilcoxon,p_wilcoxon_holm,cohens_d,
 //                     significant,learner_better
+//   verdicts.csv      family,learner,metric,shots,steps,steps_selected_on,strongest_baseline,
+//                     learner_mean,baseline_mean,difference,ci_low,ci_high,p,p_holm,skill,verdict
 //   training.csv      family,run,learner,steps,seconds,tasks_per_second,final_query_loss,
 //                     final_accuracy,adaptation_ms,vanishing_flags,exploding_flags,log
 // scripts/plot_report.py turns report.json and the training logs into plots.
@@ -28,6 +30,9 @@ nlohmann::json report_json(const BenchmarkResult& result);
 // (3) the paired comparisons at the reference cell (difference, bootstrap interval, Holm-corrected
 // p-values, effect size); then training times and gradient flags.
 std::string report_markdown(const BenchmarkResult& result);
+// The headline: per family, each learner against the strongest baseline (eval/benchmark.h, Verdict).
+std::string verdicts_markdown(const BenchmarkResult& result);
+std::string verdicts_csv(const BenchmarkResult& result);
 std::string cells_csv(const BenchmarkResult& result);
 std::string comparisons_csv(const BenchmarkResult& result);
 std::string training_csv(const BenchmarkResult& result);

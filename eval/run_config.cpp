@@ -192,7 +192,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
 
   const YAML::Node ev = croot["evaluation"];
   check_keys(ev, "evaluation", {"shots", "steps", "runs", "episodes", "baseline_lr", "bootstrap_resamples",
-                                "alpha", "fee_rate", "slippage_rate"});
+                                "alpha", "fee_rate", "slippage_rate", "headline_shots", "selection_episodes",
+                                "verdict_against"});
   read(ev, "shots", b.shots, "evaluation");
   read(ev, "steps", b.steps, "evaluation");
   read(ev, "runs", b.runs, "evaluation");
@@ -202,6 +203,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(ev, "alpha", b.alpha, "evaluation");
   read(ev, "fee_rate", b.trading.fee_rate, "evaluation");
   read(ev, "slippage_rate", b.trading.slippage_rate, "evaluation");
+  read(ev, "headline_shots", b.headline_shots, "evaluation");
+  read(ev, "selection_episodes", b.selection_episodes, "evaluation");
+  read(ev, "verdict_against", b.verdict_against, "evaluation");
 
   if (c.data.source != "simulator" && c.data.source != "files") {
     throw ConfigError("data.source must be 'simulator' or 'files', got '" + c.data.source + "'");

@@ -14,7 +14,7 @@
 //   training:   meta_steps, meta_batch, train_shots, outer_optimizer, outer_lr, clip_norm, inner_lr,
 //               inner_steps, first_order, reptile_steps, hidden, activation, diagnose_every
 //   evaluation: shots, steps, runs, episodes, baseline_lr, bootstrap_resamples, alpha, fee_rate,
-//               slippage_rate
+//               slippage_rate, headline_shots, selection_episodes, verdict_against (eval/benchmark.h)
 // Overrides are "section.key=value" strings whose value is parsed as YAML ("training.hidden=[32,32]").
 #pragma once
 

@@ -8,19 +8,6 @@
 namespace metatape::eval {
 namespace {
 
-std::vector<double> softmax_rows(const std::vector<double>& x, std::int64_t cols) {
-  std::vector<double> out(x.size());
-  const auto c = static_cast<std::size_t>(cols);
-  for (std::size_t r = 0; r < x.size() / c; ++r) {
-    const double* in = x.data() + r * c;
-    const double m = *std::max_element(in, in + c);
-    double sum = 0.0;
-    for (std::size_t j = 0; j < c; ++j) sum += (out[r * c + j] = std::exp(in[j] - m));
-    for (std::size_t j = 0; j < c; ++j) out[r * c + j] /= sum;
-  }
-  return out;
-}
-
 void add_trading(MetricMap& m, const TradingMetrics& t) {
   m["trade_return"] = t.total_return;
   m["trade_sharpe"] = t.sharpe;
@@ -60,6 +47,10 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
       const auto truth = task.query_y.to_vector<std::int64_t>();
       const auto predicted = argmax_rows(outputs, family.outputs);
       const ClassificationMetrics c = classification_metrics(truth, predicted, family.num_classes);
+      const ProbabilisticMetrics pm =
+          probabilistic_metrics(truth, softmax_rows(outputs, family.outputs), family.num_classes);
+      m["log_loss"] = pm.log_loss;
+      m["brier"] = pm.brier;
       m["accuracy"] = c.accuracy;
       m["balanced_accuracy"] = c.balanced_accuracy;
       m["macro_f1"] = c.macro_f1;
@@ -128,17 +119,16 @@ std::string reference_strategy_name(const FamilySource& family) {
 }
 
 std::string primary_metric(const FamilySource& family) {
-  if (family.name == "arbitrage" || family.name == "triangular_arbitrage") return "pr_auc";
   switch (family.kind) {
-    case tasks::TaskKind::classification: return "accuracy";
-    case tasks::TaskKind::regression: return "mse";
+    case tasks::TaskKind::classification: return "log_loss";
+    case tasks::TaskKind::regression: return "qlike";
     case tasks::TaskKind::portfolio: return "sharpe";
   }
   return "accuracy";
 }
 
 bool lower_is_better(const std::string& metric) {
-  return metric == "mse" || metric == "qlike" || metric == "volatility" || metric == "max_drawdown" ||
+  return metric == "log_loss" || metric == "brier" || metric == "mse" || metric == "qlike" || metric == "volatility" || metric == "max_drawdown" ||
          metric == "trade_max_drawdown" || metric == "trade_turnover";
 }
 

@@ -5,7 +5,8 @@
 //   regression (risk): predicted log volatility (tasks/families.h), scored as volatility exp(.);
 //   portfolio: scores, softmax over assets gives the long-only weights.
 // Metric names (all "higher is better" unless listed in lower_is_better()):
-//   classification: accuracy, balanced_accuracy, macro_f1;
+//   classification: log_loss and brier on softmax(outputs) (proper scoring rules, eval/metrics.h),
+//     accuracy, balanced_accuracy, macro_f1 on the argmax;
 //   price_direction adds trade_return, trade_sharpe, trade_sortino, trade_max_drawdown,
 //     trade_hit_rate, trade_turnover (the predicted signal traded with fees and slippage);
 //   arbitrage adds precision, recall, f1, precision_at_far, pr_auc (probability of class 1);
@@ -33,7 +34,9 @@ MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
 // "buy_and_hold", "equal_weight" or "" (no reference strategy for the family).
 std::string reference_strategy_name(const FamilySource& family);
 
-// The metric paired tests compare: accuracy (classification), pr_auc (arbitrage), mse (regression),
+// The metric verdicts and paired tests compare, always a proper scoring rule where one exists:
+// log_loss (every classification family, arbitrage included: its PR-AUC is reported pooled over a
+// cell's test rows, eval/benchmark.h), qlike (risk: volatility forecasts, Patton 2011's robust loss),
 // sharpe (portfolio).
 std::string primary_metric(const FamilySource& family);
 bool lower_is_better(const std::string& metric);

@@ -36,6 +36,8 @@ void check_config(const SimulatorConfig& c) {
   if (c.base_vol <= 0) bad("base_vol must be positive");
   if (c.spread_persistence < 0 || c.spread_persistence >= 1) bad("spread_persistence must lie in [0, 1)");
   if (c.cross_vol < 0) bad("cross_vol must be >= 0");
+  if (!(c.return_autocorrelation > -1 && c.return_autocorrelation < 1))
+    bad("return_autocorrelation must lie in (-1, 1) for a stationary process");
   if (c.cross_persistence < 0 || c.cross_persistence >= 1) bad("cross_persistence must lie in [0, 1)");
 }
 
@@ -64,6 +66,8 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
   std::vector<std::vector<double>> ret(static_cast<std::size_t>(A), std::vector<double>(static_cast<std::size_t>(T)));
   std::vector<std::vector<double>> activity(static_cast<std::size_t>(A), std::vector<double>(static_cast<std::size_t>(T)));
   std::vector<double> x0(static_cast<std::size_t>(A)), h(static_cast<std::size_t>(A)), last_e(static_cast<std::size_t>(A), 0.0);
+  std::vector<double> last_u(static_cast<std::size_t>(A), 0.0);  // autocorrelated diffusive return
+  const double phi = config.return_autocorrelation, innovation = std::sqrt(1 - phi * phi);
   const double omega = config.base_vol * config.base_vol * (1 - config.garch_alpha - config.garch_beta);
   for (int a = 0; a < A; ++a) {
     x0[static_cast<std::size_t>(a)] = std::log(100.0) + shock_gen.uniform(-1.0, 3.0);
@@ -84,7 +88,10 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
       const double sigma = std::sqrt(h[ai]) * config.vol_scale[r];
       double jump = 0;
       if (shock_gen.uniform() < config.jump_probability) jump = config.jump_scale * shock_gen.normal();
-      const double rt = config.drift[r] + config.vol_scale[r] * e + jump;
+      double u = config.vol_scale[r] * e;
+      if (phi != 0.0) u = phi * last_u[ai] + innovation * u;
+      last_u[ai] = u;
+      const double rt = config.drift[r] + u + jump;
       ret[ai][static_cast<std::size_t>(t)] = rt;
       activity[ai][static_cast<std::size_t>(t)] =
           std::pow(sigma / config.base_vol, config.volume_vol_coupling) * (0.5 + std::fabs(rt) / std::max(sigma, 1e-12));

@@ -37,6 +37,10 @@ struct SimulatorConfig {
   double base_vol = 0.01;        // unconditional per-bar volatility in a vol_scale = 1 regime
   double garch_alpha = 0.08, garch_beta = 0.90;  // GARCH(1,1); alpha + beta < 1
   double jump_probability = 0.004, jump_scale = 0.04;  // per bar; jump ~ N(0, jump_scale)
+  // First-order autocorrelation of the diffusive return: u_t = phi * u_{t-1} + sqrt(1 - phi^2) * s_t
+  // (s_t the scaled GARCH shock), so the unconditional variance is unchanged; 0 (the default) gives
+  // independent increments. The noise self-test's control regime plants phi = 0.5.
+  double return_autocorrelation = 0.0;
   double base_volume = 1000.0, volume_vol_coupling = 1.5;
 
   // Exchange microstructure: exchange e's log price is x[t] - lag_fraction[e] * r[t] + spread_e[t]

@@ -133,10 +133,19 @@ TEST_CASE("benchmark: every method on the same episodes, baselines present, comp
       found = true;
       CHECK(c.significant);
       CHECK(c.learner_better);
-      CHECK(c.bootstrap.low > 0.0);
+      CHECK(c.metric == "log_loss");
+      CHECK(c.bootstrap.high < 0.0);  // lower log loss than the baseline
     }
   }
   CHECK(found);
+  // Verdicts: one per learner, against the strongest simple baseline; ProtoNets separate the clusters.
+  REQUIRE(r.verdicts.size() == 2);
+  for (const auto& v : r.verdicts) {
+    CHECK(v.steps_selected_on == "fixed");  // the fake family has no validation split
+    CHECK(std::find(r.simple_baselines.begin(), r.simple_baselines.end(), v.strongest_baseline) !=
+          r.simple_baselines.end());
+    if (v.learner == "protonet") CHECK(v.skill);
+  }
   // Same seed, same numbers.
   const BenchmarkResult again = run_benchmark(small_config(), {family});
   CHECK(find_cell(again, "maml", 1, 1).values.at("accuracy") == find_cell(r, "maml", 1, 1).values.at("accuracy"));
