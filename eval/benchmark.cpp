@@ -197,6 +197,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
   std::map<std::tuple<std::string, int, int, std::string>, double> adapt_seconds;
   std::vector<std::string> method_order;
   std::map<std::tuple<std::string, int, int, std::string>, std::int64_t> diverged;
+  std::map<std::tuple<std::string, int, int, std::string>, std::vector<CellResult::CalibrationBin>> calibration;
   // Arbitrage cells: every test row's truth and P(class 1), for the pooled PR-AUC.
   std::map<std::tuple<std::string, int, int, std::string>,
            std::pair<std::vector<std::int64_t>, std::vector<double>>> pooled_rows;
@@ -300,7 +301,12 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
         Generator episode_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 2000, si}));
         std::vector<Episode> episodes;
         episodes.reserve(static_cast<std::size_t>(config.episodes));
-        for (int e = 0; e < config.episodes; ++e) episodes.push_back(family.test_episode(shots, episode_gen));
+        for (int e = 0; e < config.episodes; ++e) {
+          episodes.push_back(family.test_episode(shots, episode_gen));
+          const tasks::Task& t = episodes.back().task;
+          result.episodes.push_back(EpisodeRecord{family.name, run, shots, e, t.symbols, t.support_begin_ms,
+                                                  t.support_end_ms, t.query_begin_ms, t.query_end_ms});
+        }
         for (auto& method : methods) {
           for (std::size_t e = 0; e < episodes.size(); ++e) {
             if (stopped()) break;
@@ -321,6 +327,22 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
               }
               auto& cell = cells[{family.name, shots, steps, method->name()}];
               for (const auto& [k, v] : m) cell.values[k].push_back(v);
+              if (family.kind == tasks::TaskKind::classification) {
+                auto& bins = calibration[{family.name, shots, steps, method->name()}];
+                bins.resize(kCalibrationBins);
+                const auto truth = episodes[e].task.query_y.to_vector<std::int64_t>();
+                const auto p = softmax_rows(outputs, family.outputs);
+                const auto k = static_cast<std::size_t>(family.outputs);
+                for (std::size_t r = 0; r < truth.size(); ++r) {
+                  for (std::size_t c = 0; c < k; ++c) {
+                    const double q = p[r * k + c];
+                    auto& bin = bins[std::min<std::size_t>(kCalibrationBins - 1, static_cast<std::size_t>(q * kCalibrationBins))];
+                    ++bin.count;
+                    bin.predicted += q;
+                    bin.outcomes += static_cast<std::size_t>(truth[r]) == c ? 1.0 : 0.0;
+                  }
+                }
+              }
               if (pooled_detection) {
                 auto& rows = pooled_rows[{family.name, shots, steps, method->name()}];
                 const auto truth = episodes[e].task.query_y.to_vector<std::int64_t>();
@@ -392,6 +414,9 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
             n = v.size();
           }
           cell.diverged = diverged[{f.name, shots, steps, name}];
+          if (auto cal = calibration.find({f.name, shots, steps, name}); cal != calibration.end()) {
+            cell.calibration = cal->second;
+          }
           if (auto pr = pooled_rows.find({f.name, shots, steps, name}); pr != pooled_rows.end()) {
             const DetectionMetrics d = detection_metrics(pr->second.first, pr->second.second);
             const double rows = static_cast<double>(d.positives + d.negatives);

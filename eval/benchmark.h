@@ -98,6 +98,14 @@ struct CellResult {
   // arbitrage families "pooled_pr_auc" (average precision of P(class 1)) and "pooled_prevalence"
   // (the fraction of positive rows: the PR-AUC of a predictor with no skill).
   std::map<std::string, double> pooled;
+  // Classification: reliability of the predicted probabilities over every (test row, class) pair of
+  // the cell, in kCalibrationBins equal-width bins of the predicted probability: count, summed
+  // prediction and summed outcome (observed frequency = outcomes / count).
+  struct CalibrationBin {
+    std::int64_t count = 0;
+    double predicted = 0.0, outcomes = 0.0;
+  };
+  std::vector<CalibrationBin> calibration;
   double adapt_ms = 0.0;  // mean wall time per episode of this method at this steps count
   // Episodes whose adaptation diverged (a non-finite output): they are scored as the zero-skill
   // prediction of the episode, and counted here so the report shows them.
@@ -134,6 +142,16 @@ struct Verdict {
   std::string verdict = "no skill";     // "skill", "no skill" or "worse"
 };
 
+constexpr int kCalibrationBins = 10;
+
+// Where each test episode came from (the same episodes are scored by every method of a family).
+struct EpisodeRecord {
+  std::string family;
+  int run = 0, shots = 0, index = 0;
+  std::vector<std::string> symbols;
+  std::int64_t support_begin_ms = 0, support_end_ms = 0, query_begin_ms = 0, query_end_ms = 0;
+};
+
 struct TrainingRecord {
   std::string family, learner;
   int run = 0;
@@ -154,6 +172,7 @@ struct BenchmarkResult {
   std::vector<CellResult> cells;                  // learners, baselines and reference strategies
   std::vector<Comparison> comparisons;
   std::vector<Verdict> verdicts;                  // one per (family, learner) that was evaluated
+  std::vector<EpisodeRecord> episodes;            // every test episode, in scoring order
   std::vector<TrainingRecord> training;
   double seconds = 0.0;
   bool interrupted = false;

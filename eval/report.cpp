@@ -1,5 +1,6 @@
 #include "eval/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -69,6 +70,18 @@ nlohmann::json report_json(const BenchmarkResult& r) {
                           {"shots", cell.shots}, {"steps", cell.steps}, {"adapt_ms", cell.adapt_ms},
                           {"diverged", cell.diverged},
                           {"metrics", m}, {"pooled", cell.pooled}});
+    if (!cell.calibration.empty()) {
+      nlohmann::json bins = nlohmann::json::array();
+      for (std::size_t b = 0; b < cell.calibration.size(); ++b) {
+        const auto& x = cell.calibration[b];
+        const double n = static_cast<double>(std::max<std::int64_t>(1, x.count));
+        bins.push_back({{"bin_low", static_cast<double>(b) / static_cast<double>(cell.calibration.size())},
+                        {"bin_high", static_cast<double>(b + 1) / static_cast<double>(cell.calibration.size())},
+                        {"count", x.count}, {"mean_predicted", x.count ? x.predicted / n : 0.0},
+                        {"observed", x.count ? x.outcomes / n : 0.0}});
+      }
+      j["cells"].back()["calibration"] = bins;
+    }
   }
   j["comparisons"] = nlohmann::json::array();
   for (const auto& x : r.comparisons) {
@@ -97,6 +110,13 @@ nlohmann::json report_json(const BenchmarkResult& r) {
       j["verdicts"].back()["versus_finetune"] = {{"difference", v.finetune_difference},
                                                  {"p_holm", v.finetune_p_holm}};
     }
+  }
+  j["episodes"] = nlohmann::json::array();
+  for (const auto& e : r.episodes) {
+    j["episodes"].push_back({{"family", e.family}, {"run", e.run}, {"shots", e.shots}, {"index", e.index},
+                             {"series", e.symbols}, {"support_begin_ms", e.support_begin_ms},
+                             {"support_end_ms", e.support_end_ms}, {"query_begin_ms", e.query_begin_ms},
+                             {"query_end_ms", e.query_end_ms}});
   }
   j["training"] = nlohmann::json::array();
   for (const auto& t : r.training) {
