@@ -413,20 +413,22 @@ std::vector<double> cholesky_solve(const std::vector<double>& l, std::size_t n, 
   return b;
 }
 
-// Solves the symmetric system a x = b on the largest leading set of columns that stays well
-// conditioned: a column whose pivot falls to <= 1e-10 of its diagonal (collinear with the columns
-// kept before it) is dropped and gets 0.
-std::vector<double> solve_dropping_collinear(const std::vector<double>& a, const std::vector<double>& b, std::size_t n) {
+// Solves the symmetric system a x = b (a: co-moments of centred regressors) on the columns that
+// stay well conditioned, in order: a column whose diagonal is <= floor[k] (a constant regressor) or
+// whose pivot falls to <= 1e-10 of its diagonal (collinear with the columns kept before it) is
+// dropped and gets 0.
+std::vector<double> solve_dropping_collinear(const std::vector<double>& a, const std::vector<double>& b,
+                                             const std::vector<double>& floor, std::size_t n) {
   std::vector<std::size_t> kept;
   std::vector<double> l;
   for (std::size_t k = 0; k < n; ++k) {
-    if (!(a[k * n + k] > 0.0)) continue;
+    if (!(a[k * n + k] > floor[k])) continue;
     std::vector<std::size_t> trial = kept;
     trial.push_back(k);
     const std::size_t m = trial.size();
     std::vector<double> sub(m * m), tol(m);
     for (std::size_t i = 0; i < m; ++i) {
-      tol[i] = 1e-10 * a[trial[i] * n + trial[i]];
+      tol[i] = std::max(1e-10 * a[trial[i] * n + trial[i]], floor[trial[i]]);
       for (std::size_t j = 0; j < m; ++j) sub[i * m + j] = a[trial[i] * n + trial[j]];
     }
     if (cholesky(sub, m, l, tol)) kept = trial;
@@ -584,12 +586,15 @@ HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
          "); use more data or wider splits");
   }
   model.rows = n;
-  std::vector<double> sxx(9), sxy(3);
+  std::vector<double> sxx(9), sxy(3), floor(3);
   for (int i = 0; i < 3; ++i) {
     sxy[static_cast<std::size_t>(i)] = co[i][3];
     for (int j = 0; j < 3; ++j) sxx[static_cast<std::size_t>(i * 3 + j)] = co[i][j];
+    // A regressor whose standard deviation is below 1e-9 of its scale is constant (rounding noise).
+    const double scale = 1e-9 * std::max(1.0, std::fabs(mean[i]));
+    floor[static_cast<std::size_t>(i)] = static_cast<double>(n) * scale * scale;
   }
-  const std::vector<double> beta = solve_dropping_collinear(sxx, sxy, 3);
+  const std::vector<double> beta = solve_dropping_collinear(sxx, sxy, floor, 3);
   model.day = beta[0];
   model.week = beta[1];
   model.month = beta[2];
