@@ -668,7 +668,7 @@ std::vector<double> long_only_min_variance(const std::vector<double>& cov, std::
     }
     w = next;
     momentum = next_momentum;
-    if (change < 1e-15) break;
+    if (change < 1e-12) break;  // the polish below makes the answer exact
   }
   // Polish: the exact minimiser on the assets kept, when it satisfies the KKT conditions.
   std::vector<std::size_t> active;

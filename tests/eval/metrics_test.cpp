@@ -3,7 +3,9 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/tensor.h"
 #include "eval/metrics.h"
+#include "eval/scoring.h"
 #include "kernels/error.h"
 
 using namespace metatape;
@@ -113,6 +115,28 @@ TEST_CASE("portfolio metrics after fees and slippage on turnover (hand-computed)
   const PortfolioMetrics hold = portfolio_metrics({0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, {0, 0, 0, 0, 0, 0}, 2, costs);
   CHECK(hold.total_return == doctest::Approx(0.9985 * 0.9985 - 1.0));
   CHECK(hold.turnover == doctest::Approx(2.0 / 3.0));
+}
+
+TEST_CASE("scoring: a portfolio episode is scored after the configured fees, and so is its reference") {
+  FamilySource f;
+  f.name = "portfolio";
+  f.kind = tasks::TaskKind::portfolio;
+  f.outputs = 2;
+  Episode e;
+  e.task.kind = tasks::TaskKind::portfolio;
+  e.task.query_x = Tensor::zeros(Shape{2, 1});
+  e.task.query_y = Tensor::from_vector(std::vector<double>{0.1, -0.1, 0.02, 0.04}, Shape{2, 2});
+  e.periods_per_year = 1.0;
+  const std::vector<double> equal_scores(4, 0.0);  // softmax: 1/2, 1/2 in both periods
+  TradingConfig costs;  // 0.001 + 0.0005 on the entry and the exit
+  const MetricMap m = score_episode(f, e, equal_scores, costs);
+  CHECK(m.at("return") == doctest::Approx(0.9985 * 1.0285 - 1.0));
+  CHECK(m.at("turnover") == doctest::Approx(1.0));
+  CHECK(reference_strategy(f, e, costs).at("return") == doctest::Approx(0.9985 * 1.0285 - 1.0));
+  TradingConfig free;
+  free.fee_rate = free.slippage_rate = 0.0;
+  CHECK(score_episode(f, e, equal_scores, free).at("return") == doctest::Approx(0.03));
+  CHECK(lower_is_better("turnover"));
 }
 
 TEST_CASE("risk metrics: MSE, QLIKE, Spearman") {
