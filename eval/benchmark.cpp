@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "eval/baselines.h"
 #include "eval/methods.h"
 #include "eval/scoring.h"
 #include "eval/training.h"
@@ -184,11 +185,18 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
     result.reference[f.name] = reference_strategy_name(f);
   }
   result.methods = config.learners;
-  const std::int64_t n_methods = static_cast<std::int64_t>(config.learners.size()) + 3;
-  const std::int64_t per_family_units =
-      (static_cast<std::int64_t>(config.learners.size()) + 1) * config.meta_steps +
-      static_cast<std::int64_t>(config.shots.size()) * config.episodes * n_methods;
-  if (progress != nullptr) progress->set_total(per_family_units * config.runs * static_cast<std::int64_t>(families.size()));
+  // The families' simple baselines are fitted once (on the train split) and shared by every run.
+  std::map<std::size_t, std::vector<std::unique_ptr<Method>>> family_baselines;  // family index -> fitted
+  std::int64_t total_units = 0;
+  for (std::size_t fi = 0; fi < families.size(); ++fi) {
+    BaselineOptions bopt;
+    bopt.seed = derive_seed(config.seed, {fi, 6000});
+    family_baselines[fi] = make_family_baselines(families[fi], bopt);
+    const auto n_methods = static_cast<std::int64_t>(config.learners.size() + family_baselines[fi].size()) + 2;
+    total_units += (static_cast<std::int64_t>(config.learners.size()) + 1) * config.meta_steps +
+                   static_cast<std::int64_t>(config.shots.size()) * config.episodes * n_methods;
+  }
+  if (progress != nullptr) progress->set_total(total_units * config.runs);
   std::int64_t units_done = 0;
   auto stopped = [&] { return interrupt != nullptr && interrupt->load(); };
 
@@ -237,12 +245,17 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       units_done += config.meta_steps;
       if (progress != nullptr) progress->update(units_done, family.name + "/pretrain done");
 
-      std::vector<std::unique_ptr<Method>> methods;
-      for (auto& l : learners) methods.push_back(make_learner_method(*l));
-      methods.push_back(make_zero_skill_method(family));
-      methods.push_back(make_scratch_method(net, config.baseline_lr));
-      methods.push_back(make_finetune_method(net, pretrained, config.baseline_lr));
-      for (auto& m : methods) {
+      auto& fitted = family_baselines[fi];
+      std::vector<std::unique_ptr<Method>> owned;
+      for (auto& l : learners) owned.push_back(make_learner_method(*l));
+      owned.push_back(make_scratch_method(net, config.baseline_lr));
+      owned.push_back(make_finetune_method(net, pretrained, config.baseline_lr));
+      // Scoring order: learners, the simple baselines, scratch, finetune.
+      std::vector<Method*> methods;
+      for (std::size_t i = 0; i < learners.size(); ++i) methods.push_back(owned[i].get());
+      for (auto& b : fitted) methods.push_back(b.get());
+      for (std::size_t i = learners.size(); i < owned.size(); ++i) methods.push_back(owned[i].get());
+      for (Method* m : methods) {
         if (m->is_baseline() && m->name() != "scratch" && m->name() != "finetune" &&
             std::find(result.simple_baselines.begin(), result.simple_baselines.end(), m->name()) ==
                 result.simple_baselines.end()) {
@@ -254,17 +267,11 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       }
       // A diverged adaptation is scored as the family's first baseline (the class prior, the support
       // mean or equal weights).
-      Method* fallback = nullptr;
-      for (auto& m : methods) {
-        if (m->is_baseline()) {
-          fallback = m.get();
-          break;
-        }
-      }
+      Method* fallback = fitted.front().get();
       const bool pooled_detection =
           (family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2;
       std::string reference = reference_strategy_name(family);
-      for (auto& m : methods) {
+      for (Method* m : methods) {
         if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight
       }
 

@@ -65,42 +65,6 @@ class LearnerMethod : public Method {
   meta::Learner& learner_;
 };
 
-class ZeroSkillMethod : public Method {
- public:
-  explicit ZeroSkillMethod(FamilySource family) : family_(std::move(family)) {}
-  std::string name() const override {
-    return family_.kind == tasks::TaskKind::portfolio ? "equal_weight" : "zero_skill";
-  }
-  bool is_baseline() const override { return true; }
-  bool uses_steps() const override { return false; }
-  std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps,
-                                           Generator&) override {
-    const tasks::Task& task = episode.task;
-    const auto rows = static_cast<std::size_t>(task.query_x.dim(0));
-    const auto width = static_cast<std::size_t>(family_.outputs);
-    std::vector<double> out(rows * width, 0.0);
-    if (family_.kind == tasks::TaskKind::classification) {
-      std::map<std::int64_t, std::int64_t> counts;
-      for (std::int64_t y : task.support_y.to_vector<std::int64_t>()) ++counts[y];
-      std::int64_t best = 0, best_count = -1;
-      for (const auto& [label, count] : counts) {
-        if (count > best_count) best = label, best_count = count;
-      }
-      for (std::size_t r = 0; r < rows; ++r) out[r * width + static_cast<std::size_t>(best)] = 1.0;
-    } else if (family_.kind == tasks::TaskKind::regression) {
-      const auto y = task.support_y.to_vector<double>();
-      std::vector<double> mean(width, 0.0);
-      const std::size_t n = y.size() / width;
-      for (std::size_t i = 0; i < y.size(); ++i) mean[i % width] += y[i] / static_cast<double>(n);
-      for (std::size_t r = 0; r < rows; ++r) std::copy(mean.begin(), mean.end(), out.begin() + static_cast<std::ptrdiff_t>(r * width));
-    }
-    return std::vector<std::vector<double>>(steps.size(), out);
-  }
-
- private:
-  FamilySource family_;
-};
-
 class SgdMethod : public Method {
  public:
   SgdMethod(std::string name, std::shared_ptr<const nn::Mlp> model, nn::ParameterList start, double lr)
@@ -190,9 +154,6 @@ FamilySource with_support_classes_only(const FamilySource& family) {
 
 std::unique_ptr<Method> make_learner_method(meta::Learner& learner) {
   return std::make_unique<LearnerMethod>(learner);
-}
-std::unique_ptr<Method> make_zero_skill_method(const FamilySource& family) {
-  return std::make_unique<ZeroSkillMethod>(family);
 }
 std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Mlp> model, double lr) {
   return std::make_unique<SgdMethod>("scratch", std::move(model), nn::ParameterList{}, lr);

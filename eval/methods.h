@@ -4,9 +4,8 @@
 // step count, row-major (query rows, family.outputs), in the order of the list. Methods that do not
 // take gradient steps (metric learners, zero-skill) return the same outputs for every count.
 //
-// Baselines:
-//   zero_skill  classification: the support set's majority class (ties: the lowest class id);
-//               regression: the support mean; portfolio: equal weights (= the equal-weight portfolio).
+// Baselines (the family baselines, prior, majority, persistence, threshold_rule, support_mean, ewma,
+// har_rv, equal_weight and min_variance, are in eval/baselines.h):
 //   scratch     a freshly initialised network of the learners' architecture (drawn from the episode's
 //               generator) trained on the support set with SGD, the same number of steps as the
 //               learner it is compared with, learning rate `lr`, each step's gradient clipped to
@@ -41,7 +40,6 @@ class Method {
 
 // Wraps a trained learner (not owned). Metric learners ("protonet", "matching") do not use steps.
 std::unique_ptr<Method> make_learner_method(meta::Learner& learner);
-std::unique_ptr<Method> make_zero_skill_method(const FamilySource& family);
 std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Mlp> model, double lr);
 std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Mlp> model,
                                              nn::ParameterList pretrained, double lr);

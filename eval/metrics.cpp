@@ -281,7 +281,7 @@ std::vector<double> direction_positions(const std::vector<std::int64_t>& predict
 
 PortfolioMetrics portfolio_metrics(const std::vector<double>& weights,
                                    const std::vector<double>& returns, std::int64_t assets,
-                                   double periods_per_year) {
+                                   const TradingConfig& config) {
   check_lengths(weights.size(), returns.size(), "portfolio_metrics", "weights and returns");
   check_finite(weights, "portfolio_metrics", "weights");
   check_finite(returns, "portfolio_metrics", "returns");
@@ -289,25 +289,44 @@ PortfolioMetrics portfolio_metrics(const std::vector<double>& weights,
     fail("portfolio_metrics: " + std::to_string(returns.size()) + " returns do not split into rows of " +
          std::to_string(assets) + " assets");
   }
+  if (config.fee_rate < 0 || config.slippage_rate < 0) {
+    fail("portfolio_metrics: fee_rate and slippage_rate must be >= 0");
+  }
+  const double cost = config.fee_rate + config.slippage_rate;
   const std::size_t rows = returns.size() / static_cast<std::size_t>(assets);
   const auto a = static_cast<std::size_t>(assets);
-  std::vector<double> model(rows, 0.0), equal(rows, 0.0);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t j = 0; j < a; ++j) {
-      model[r] += weights[r * a + j] * returns[r * a + j];
-      equal[r] += returns[r * a + j] / static_cast<double>(assets);
+  const std::vector<double> equal_weights(weights.size(), 1.0 / static_cast<double>(assets));
+  // Net returns and turnover of one weight matrix.
+  auto run = [&](const std::vector<double>& w, double& turnover) {
+    std::vector<double> net(rows, 0.0);
+    double traded = 0.0;
+    for (std::size_t r = 0; r < rows; ++r) {
+      double trade = 0.0;
+      for (std::size_t j = 0; j < a; ++j) {
+        net[r] += w[r * a + j] * returns[r * a + j];
+        trade += std::abs(w[r * a + j] - (r == 0 ? 0.0 : w[(r - 1) * a + j]));
+      }
+      if (r + 1 == rows) {
+        for (std::size_t j = 0; j < a; ++j) trade += std::abs(w[r * a + j]);
+      }
+      net[r] -= cost * trade;
+      traded += trade;
     }
-  }
+    turnover = traded / static_cast<double>(rows);
+    return net;
+  };
   auto vol = [&](const std::vector<double>& x) {
     if (x.size() < 2) return 0.0;
     const double mean = std::accumulate(x.begin(), x.end(), 0.0) / static_cast<double>(x.size());
     double ss = 0.0;
     for (double v : x) ss += (v - mean) * (v - mean);
-    return std::sqrt(ss / static_cast<double>(x.size() - 1) * periods_per_year);
+    return std::sqrt(ss / static_cast<double>(x.size() - 1) * config.periods_per_year);
   };
-  const TradingMetrics m = returns_metrics(model, periods_per_year);
-  const TradingMetrics e = returns_metrics(equal, periods_per_year);
   PortfolioMetrics p;
+  const std::vector<double> model = run(weights, p.turnover);
+  const std::vector<double> equal = run(equal_weights, p.equal_weight_turnover);
+  const TradingMetrics m = returns_metrics(model, config.periods_per_year);
+  const TradingMetrics e = returns_metrics(equal, config.periods_per_year);
   p.sharpe = m.sharpe;
   p.total_return = m.total_return;
   p.volatility = vol(model);

@@ -105,16 +105,24 @@ std::vector<double> direction_positions(const std::vector<std::int64_t>& predict
                                         std::int64_t num_classes);
 
 // ---- portfolio -------------------------------------------------------------------------------------
+// Every number is after costs: the net return of period t is
+//   net_t = sum_j w_t,j * r_t,j - (fee_rate + slippage_rate) * sum_j |w_t,j - w_{t-1},j|,
+// with w_{-1} = 0 (the portfolio is bought from cash in the first period) and, in the last period,
+// the exit sum_j |w_T,j| charged as well (the same accounting as simulate_trading). Weights are not
+// drifted with returns inside a period: row t's weights are the ones traded to at its decision bar.
 struct PortfolioMetrics {
   double sharpe = 0.0, total_return = 0.0, volatility = 0.0, max_drawdown = 0.0;  // vol annualised
+  // (entry + sum of rebalancing trades + exit) / periods, in units of portfolio value.
+  double turnover = 0.0;
   double equal_weight_sharpe = 0.0, equal_weight_return = 0.0;
-  double equal_weight_volatility = 0.0, equal_weight_max_drawdown = 0.0;
+  double equal_weight_volatility = 0.0, equal_weight_max_drawdown = 0.0, equal_weight_turnover = 0.0;
 };
 // weights and returns are (rows, assets) row-major; row t's weights earn row t's simple returns.
-// No trading costs. periods_per_year annualises Sharpe and volatility.
+// config: fee_rate and slippage_rate on turnover, periods_per_year to annualise Sharpe and volatility.
+// Throws when the shapes disagree, a value is not finite or a cost rate is negative.
 PortfolioMetrics portfolio_metrics(const std::vector<double>& weights,
                                    const std::vector<double>& returns, std::int64_t assets,
-                                   double periods_per_year = 8760.0);
+                                   const TradingConfig& config);
 
 // ---- risk (volatility forecasting) -----------------------------------------------------------------
 struct RiskMetrics {

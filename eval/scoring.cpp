@@ -22,6 +22,14 @@ void add_portfolio(MetricMap& m, const PortfolioMetrics& p) {
   m["return"] = p.total_return;
   m["volatility"] = p.volatility;
   m["max_drawdown"] = p.max_drawdown;
+  m["turnover"] = p.turnover;
+}
+
+// The episode's trading costs with its annualisation.
+TradingConfig with_periods(const TradingConfig& trading, const Episode& episode) {
+  TradingConfig t = trading;
+  t.periods_per_year = episode.periods_per_year;
+  return t;
 }
 
 }  // namespace
@@ -87,7 +95,7 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
     case tasks::TaskKind::portfolio: {
       const auto weights = softmax_rows(outputs, family.outputs);
       add_portfolio(m, portfolio_metrics(weights, task.query_y.to_vector<double>(), family.outputs,
-                                         episode.periods_per_year));
+                                         with_periods(trading, episode)));
       break;
     }
   }
@@ -107,7 +115,7 @@ MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
     const std::vector<double> equal(static_cast<std::size_t>(rows * family.outputs),
                                     1.0 / static_cast<double>(family.outputs));
     add_portfolio(m, portfolio_metrics(equal, episode.task.query_y.to_vector<double>(), family.outputs,
-                                       episode.periods_per_year));
+                                       with_periods(trading, episode)));
   }
   return m;
 }
@@ -128,8 +136,9 @@ std::string primary_metric(const FamilySource& family) {
 }
 
 bool lower_is_better(const std::string& metric) {
-  return metric == "log_loss" || metric == "brier" || metric == "mse" || metric == "qlike" || metric == "volatility" || metric == "max_drawdown" ||
-         metric == "trade_max_drawdown" || metric == "trade_turnover";
+  return metric == "log_loss" || metric == "brier" || metric == "mse" || metric == "qlike" ||
+         metric == "volatility" || metric == "max_drawdown" || metric == "trade_max_drawdown" ||
+         metric == "trade_turnover" || metric == "turnover";
 }
 
 }  // namespace metatape::eval

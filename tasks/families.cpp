@@ -136,6 +136,7 @@ class SingleSeriesFamily : public TaskFamily {
  public:
   explicit SingleSeriesFamily(FamilyConfig c) : c_(std::move(c)) {}
   std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count(); }
+  const FamilyConfig& config() const override { return c_; }
   std::vector<std::vector<int>> candidates(const Market& m) const override {
     std::vector<std::vector<int>> out;
     for (std::size_t i = 0; i < m.series.size(); ++i) out.push_back({static_cast<int>(i)});
@@ -243,6 +244,7 @@ class Arbitrage final : public TaskFamily {
   TaskKind kind() const override { return TaskKind::classification; }
   std::int64_t num_classes() const override { return 2; }
   std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count() + kSpreadFeatures; }
+  const FamilyConfig& config() const override { return c_; }
   std::vector<std::vector<int>> candidates(const Market& m) const override {
     std::vector<std::vector<int>> out;
     if (triangular_) {
@@ -272,17 +274,13 @@ class Arbitrage final : public TaskFamily {
     for (int i : q.series) s.push_back(&m.market.series[static_cast<std::size_t>(i)]);
     check_series(s);
     const Layout l = make_layout(m, q, min_begin(m), name());
-    double threshold = c_.arbitrage_margin;
-    for (const Series* x : s) threshold += x->fee_rate;
+    const double threshold = arbitrage_threshold(m.market, q.series, c_.arbitrage_margin);
     // The deviation over every bar a row reads: 19 bars before the first decision row (the 20-bar
     // statistics) through the last label bar; computed once, not per row.
     const std::int64_t first = std::min(l.support.front(), l.query.front()) - 19;
     if (first < 0) fail(name() + ": the first decision row must be >= 19 (20-bar deviation statistics)");
     std::vector<double> deviation(static_cast<std::size_t>(l.last_bar - first + 1));
-    for (std::int64_t u = first; u <= l.last_bar; ++u) {
-      const auto at = [u](const Series* x) { return std::log(x->close[static_cast<std::size_t>(u)]); };
-      deviation[static_cast<std::size_t>(u - first)] = triangular_ ? at(s[0]) - at(s[1]) - at(s[2]) : at(s[0]) - at(s[1]);
-    }
+    for (std::int64_t u = first; u <= l.last_bar; ++u) deviation[static_cast<std::size_t>(u - first)] = arbitrage_deviation(m.market, q.series, u);
     auto d = [&](std::int64_t u) { return deviation[static_cast<std::size_t>(u - first)]; };
     const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
     Assembled a;
@@ -348,6 +346,7 @@ class Portfolio final : public TaskFamily {
   }
   std::string name() const override { return "portfolio"; }
   TaskKind kind() const override { return TaskKind::portfolio; }
+  const FamilyConfig& config() const override { return c_; }
   std::int64_t feature_dim(const PreparedMarket& m) const override {
     return m.feature_config.count() * assets(m.market);
   }
@@ -410,6 +409,33 @@ class Portfolio final : public TaskFamily {
 };
 
 }  // namespace
+
+double arbitrage_deviation(const Market& market, const std::vector<int>& series, std::int64_t u) {
+  if (series.size() != 2 && series.size() != 3)
+    fail("arbitrage_deviation: needs 2 series (one symbol on two exchanges) or 3 (X/Q, X/B, B/Q), got " +
+         std::to_string(series.size()));
+  if (u < 0 || u >= market.rows())
+    fail("arbitrage_deviation: bar " + std::to_string(u) + " is outside the market's " + std::to_string(market.rows()) + " bars");
+  const auto at = [&](std::size_t k) {
+    const int s = series[k];
+    if (s < 0 || s >= static_cast<int>(market.series.size()))
+      fail("arbitrage_deviation: series index " + std::to_string(s) + " out of range (" +
+           std::to_string(market.series.size()) + " series)");
+    return std::log(market.series[static_cast<std::size_t>(s)].close[static_cast<std::size_t>(u)]);
+  };
+  return series.size() == 3 ? at(0) - at(1) - at(2) : at(0) - at(1);
+}
+
+double arbitrage_threshold(const Market& market, const std::vector<int>& series, double margin) {
+  double threshold = margin;
+  for (int s : series) {
+    if (s < 0 || s >= static_cast<int>(market.series.size()))
+      fail("arbitrage_threshold: series index " + std::to_string(s) + " out of range (" +
+           std::to_string(market.series.size()) + " series)");
+    threshold += market.series[static_cast<std::size_t>(s)].fee_rate;
+  }
+  return threshold;
+}
 
 std::vector<std::string> family_names() {
   return {"price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"};

@@ -97,7 +97,18 @@ class TaskFamily {
   // Deterministic: same market and request, same task. Throws naming the problem when the request
   // does not fit (rows out of range, embargo < horizon, wrong series count).
   virtual Task make_task(const PreparedMarket& market, const TaskRequest& request) const = 0;
+  // The configuration the family labels with (baselines read e.g. arbitrage_margin from it).
+  virtual const FamilyConfig& config() const = 0;
 };
+
+// The log price deviation the arbitrage families label on, at bar u (one definition, used by the
+// families and by eval's threshold-rule baseline). series: {a, b} (arbitrage, one symbol on two
+// exchanges): log(close_a(u)) - log(close_b(u)); {XQ, XB, BQ} (triangular_arbitrage):
+// log(close_XQ(u)) - log(close_XB(u)) - log(close_BQ(u)). Throws for other series counts.
+double arbitrage_deviation(const Market& market, const std::vector<int>& series, std::int64_t u);
+// margin + the fee_rate of every series in the group: a row's label is 1 when |deviation| exceeds
+// this at some bar of its label window.
+double arbitrage_threshold(const Market& market, const std::vector<int>& series, double margin);
 
 // "price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"; throws
 // listing these otherwise.

@@ -103,16 +103,16 @@ TEST_CASE("benchmark: every method on the same episodes, baselines present, comp
   const auto family = fake_family();
   const BenchmarkResult r = run_benchmark(small_config(), {family});
   CHECK_FALSE(r.interrupted);
-  for (const char* base : {"zero_skill", "scratch", "finetune", "buy_and_hold"}) {
+  for (const char* base : {"prior", "majority", "persistence", "scratch", "finetune", "buy_and_hold"}) {
     CHECK(std::find(r.baselines.begin(), r.baselines.end(), base) != r.baselines.end());
   }
-  // 2 learners + 3 baselines + buy and hold, 2 shots x 2 steps.
-  CHECK(r.cells.size() == 6 * 4);
+  // 2 learners + 5 baselines + buy and hold, 2 shots x 2 steps.
+  CHECK(r.cells.size() == 8 * 4);
   for (const auto& c : r.cells) {
     for (const auto& [name, v] : c.values) CHECK(v.size() == 24);
   }
   const CellResult& proto = find_cell(r, "protonet", 5, 3);
-  const CellResult& zero = find_cell(r, "zero_skill", 5, 3);
+  const CellResult& zero = find_cell(r, "majority", 5, 3);
   for (const char* m : {"accuracy", "balanced_accuracy", "macro_f1", "trade_sharpe", "trade_turnover"}) {
     CHECK(proto.metrics.count(m) == 1);
   }
@@ -122,14 +122,15 @@ TEST_CASE("benchmark: every method on the same episodes, baselines present, comp
   CHECK(zero.metrics.at("accuracy").mean == doctest::Approx(1.0 / 3.0));
   // ProtoNets separate well-separated clusters.
   CHECK(proto.metrics.at("accuracy").mean > 0.7);
-  // Comparisons: 2 learners x 3 baselines with accuracy x 4 cells.
-  CHECK(r.comparisons.size() == 2 * 3 * 4);
+  // Comparisons: 2 learners x 5 baselines with log loss (prior, majority, persistence, scratch,
+  // finetune) x 4 cells.
+  CHECK(r.comparisons.size() == 2 * 5 * 4);
   bool found = false;
   for (const auto& c : r.comparisons) {
     CHECK(c.p_t_holm >= c.t_test.p_value);
     CHECK(c.p_wilcoxon_holm >= c.wilcoxon.p_value);
     CHECK(c.pairs == 24);
-    if (c.learner == "protonet" && c.baseline == "zero_skill" && c.shots == 5) {
+    if (c.learner == "protonet" && c.baseline == "prior" && c.shots == 5) {
       found = true;
       CHECK(c.significant);
       CHECK(c.learner_better);
@@ -162,7 +163,8 @@ TEST_CASE("benchmark: every method on the same episodes, baselines present, comp
   CHECK(j["cells"][0]["metrics"]["accuracy"]["values"].size() == 24);
   const std::string md = report_markdown(r);
   CHECK(md.find("| protonet |") != std::string::npos);
-  CHECK(md.find("zero_skill (baseline)") != std::string::npos);
+  CHECK(md.find("prior (baseline)") != std::string::npos);
+  CHECK(md.find("## Verdicts") != std::string::npos);
   CHECK(md.find("p (t, Holm)") != std::string::npos);
   std::stringstream csv(comparisons_csv(r));
   std::string line;
@@ -262,27 +264,10 @@ TEST_CASE("training: JSONL monitoring, gradient diagnostics, bit-identical resum
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("baselines: zero-skill majority class and support mean; SGD snapshots per step count") {
+TEST_CASE("baselines: SGD snapshots per step count") {
   FamilySource f = fake_family();
   Generator gen(3);
   Episode e = f.test_episode(2, gen);
-  e.task.support_y = Tensor::indices({2, 2, 1, 0, 2, 1});
-  auto zero = make_zero_skill_method(f);
-  const auto out = zero->predict(e, {1, 5}, gen);
-  REQUIRE(out.size() == 2);
-  const auto pred = argmax_rows(out[0], kClasses);
-  for (auto p : pred) CHECK(p == 2);
-
-  FamilySource reg;
-  reg.name = "risk";
-  reg.kind = tasks::TaskKind::regression;
-  reg.outputs = 1;
-  Episode r;
-  r.task.support_y = Tensor::from_vector(std::vector<double>{1.0, 2.0, 6.0}, Shape{3, 1});
-  r.task.query_x = Tensor::zeros(Shape{2, 4});
-  const auto mean_out = make_zero_skill_method(reg)->predict(r, {1}, gen);
-  CHECK(mean_out[0] == std::vector<double>{3.0, 3.0});
-
   // SGD outputs at 0 steps equal the network at its start; more steps lower the support loss.
   BenchmarkConfig c = small_config();
   auto net = make_network(c, f, false);

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/tensor.h"
 #include "eval/metrics.h"
+#include "eval/scoring.h"
 #include "kernels/error.h"
 
 using namespace metatape;
@@ -76,13 +78,65 @@ TEST_CASE("trading simulation with fees and slippage against hand-computed value
 }
 
 TEST_CASE("portfolio metrics against equal weight") {
-  const PortfolioMetrics p = portfolio_metrics({1, 0, 0.5, 0.5}, {0.1, -0.1, 0.02, 0.04}, 2, 1.0);
+  TradingConfig free;
+  free.fee_rate = 0.0;
+  free.slippage_rate = 0.0;
+  free.periods_per_year = 1.0;
+  const PortfolioMetrics p = portfolio_metrics({1, 0, 0.5, 0.5}, {0.1, -0.1, 0.02, 0.04}, 2, free);
   CHECK(p.total_return == doctest::Approx(1.1 * 1.03 - 1.0));
   CHECK(p.equal_weight_return == doctest::Approx(0.03));
   CHECK(p.volatility == doctest::Approx(std::sqrt((0.035 * 0.035 * 2))));
   CHECK(p.sharpe == doctest::Approx(0.065 / std::sqrt(0.035 * 0.035 * 2)));
   CHECK(p.max_drawdown == 0.0);
-  CHECK_THROWS_WITH_AS(portfolio_metrics({1, 0, 0}, {0.1, 0.1, 0.1}, 2), doctest::Contains("rows of 2"), Error);
+  // Turnover: entry 1 (from cash), rebalance |0.5 - 1| + |0.5 - 0| = 1, exit 1; over 2 periods.
+  CHECK(p.turnover == doctest::Approx(1.5));
+  CHECK(p.equal_weight_turnover == doctest::Approx(1.0));
+  CHECK_THROWS_WITH_AS(portfolio_metrics({1, 0, 0}, {0.1, 0.1, 0.1}, 2, free), doctest::Contains("rows of 2"), Error);
+  TradingConfig negative = free;
+  negative.fee_rate = -0.001;
+  CHECK_THROWS_WITH_AS(portfolio_metrics({1, 0}, {0.1, 0.1}, 2, negative), doctest::Contains("must be >= 0"), Error);
+}
+
+TEST_CASE("portfolio metrics after fees and slippage on turnover (hand-computed)") {
+  TradingConfig costs;  // 0.001 fee + 0.0005 slippage per unit traded
+  costs.periods_per_year = 1.0;
+  const PortfolioMetrics p = portfolio_metrics({1, 0, 0.5, 0.5}, {0.1, -0.1, 0.02, 0.04}, 2, costs);
+  // Period 0: gross 0.1, bought from cash (traded 1): 0.1 - 0.0015 = 0.0985.
+  // Period 1: gross 0.03, rebalance 1 + exit 1 (traded 2): 0.03 - 0.003 = 0.027.
+  CHECK(p.total_return == doctest::Approx(1.0985 * 1.027 - 1.0));
+  CHECK(p.turnover == doctest::Approx(1.5));
+  CHECK(p.volatility == doctest::Approx(0.03575 * std::sqrt(2.0)));
+  CHECK(p.sharpe == doctest::Approx(0.06275 / (0.03575 * std::sqrt(2.0))));
+  // Equal weight pays the entry and the exit only: -0.0015 and 0.03 - 0.0015.
+  CHECK(p.equal_weight_return == doctest::Approx(0.9985 * 1.0285 - 1.0));
+  CHECK(p.equal_weight_turnover == doctest::Approx(1.0));
+  CHECK(p.equal_weight_max_drawdown == doctest::Approx(0.0015));
+  // Holding one portfolio costs nothing between periods: only entry and exit are charged.
+  const PortfolioMetrics hold = portfolio_metrics({0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, {0, 0, 0, 0, 0, 0}, 2, costs);
+  CHECK(hold.total_return == doctest::Approx(0.9985 * 0.9985 - 1.0));
+  CHECK(hold.turnover == doctest::Approx(2.0 / 3.0));
+}
+
+TEST_CASE("scoring: a portfolio episode is scored after the configured fees, and so is its reference") {
+  FamilySource f;
+  f.name = "portfolio";
+  f.kind = tasks::TaskKind::portfolio;
+  f.outputs = 2;
+  Episode e;
+  e.task.kind = tasks::TaskKind::portfolio;
+  e.task.query_x = Tensor::zeros(Shape{2, 1});
+  e.task.query_y = Tensor::from_vector(std::vector<double>{0.1, -0.1, 0.02, 0.04}, Shape{2, 2});
+  e.periods_per_year = 1.0;
+  const std::vector<double> equal_scores(4, 0.0);  // softmax: 1/2, 1/2 in both periods
+  TradingConfig costs;  // 0.001 + 0.0005 on the entry and the exit
+  const MetricMap m = score_episode(f, e, equal_scores, costs);
+  CHECK(m.at("return") == doctest::Approx(0.9985 * 1.0285 - 1.0));
+  CHECK(m.at("turnover") == doctest::Approx(1.0));
+  CHECK(reference_strategy(f, e, costs).at("return") == doctest::Approx(0.9985 * 1.0285 - 1.0));
+  TradingConfig free;
+  free.fee_rate = free.slippage_rate = 0.0;
+  CHECK(score_episode(f, e, equal_scores, free).at("return") == doctest::Approx(0.03));
+  CHECK(lower_is_better("turnover"));
 }
 
 TEST_CASE("risk metrics: MSE, QLIKE, Spearman") {
