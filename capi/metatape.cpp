@@ -36,6 +36,7 @@ mt_status guarded(const char* where, F&& body) {
     switch (e.kind()) {
       case InputError::Kind::shape: return set_error(MT_ERR_SHAPE, e.what());
       case InputError::Kind::non_finite: return set_error(MT_ERR_NON_FINITE, e.what());
+      case InputError::Kind::non_finite_output: return set_error(MT_ERR_NON_FINITE_OUTPUT, e.what());
       case InputError::Kind::invalid_argument: break;
     }
     return set_error(MT_ERR_INVALID_ARGUMENT, e.what());
@@ -73,6 +74,7 @@ const char* mt_status_name(int32_t status) {
     case MT_ERR_BUFFER_TOO_SMALL: return "MT_ERR_BUFFER_TOO_SMALL";
     case MT_ERR_OUT_OF_MEMORY: return "MT_ERR_OUT_OF_MEMORY";
     case MT_ERR_INTERNAL: return "MT_ERR_INTERNAL";
+    case MT_ERR_NON_FINITE_OUTPUT: return "MT_ERR_NON_FINITE_OUTPUT";
   }
   return "unknown status";
 }
