@@ -18,6 +18,9 @@ struct mt_adapted {
   metatape::capi::Adapted adapted;
 };
 
+static_assert(metatape::capi::InferenceModel::kMaxArrayElements == MT_MAX_ARRAY_ELEMENTS,
+              "capi/metatape.h and capi/inference_model.h disagree on the array limit");
+
 namespace {
 
 thread_local std::string last_error;
