@@ -21,6 +21,7 @@ constexpr char magic[8] = {'M', 'T', 'C', 'K', 'P', 'T', '\0', '\1'};
 constexpr std::uint32_t format_version = 1;
 constexpr std::size_t fixed_prefix = 8 + 4 + 8;  // magic, version, header_len
 constexpr std::size_t checksum_bytes = 8;
+constexpr int max_header_depth = 64;
 
 std::uint64_t fnv1a(const unsigned char* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ULL) {
   for (std::size_t i = 0; i < n; ++i) {
@@ -237,8 +238,18 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
   const std::uint64_t actual = fnv1a(file.data(), file.size() - checksum_bytes);
   nlohmann::json header;
   try {
+    // Nesting is bounded: printing and searching the config recurse, so a header of a million '['
+    // would overflow the stack.
+    const nlohmann::json::parser_callback_t limit_depth = [&](int depth, nlohmann::json::parse_event_t,
+                                                              nlohmann::json&) {
+      if (depth > max_header_depth) {
+        fail(where + ": the header nests deeper than " + std::to_string(max_header_depth) + " levels");
+      }
+      return true;
+    };
     header = nlohmann::json::parse(file.begin() + fixed_prefix,
-                                   file.begin() + static_cast<std::ptrdiff_t>(fixed_prefix + header_len));
+                                   file.begin() + static_cast<std::ptrdiff_t>(fixed_prefix + header_len),
+                                   limit_depth);
   } catch (const nlohmann::json::exception&) {
     if (stored != actual) fail(where + ": checksum mismatch (the file is truncated or corrupted)");
     fail(where + ": the header is not valid JSON");

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -291,6 +292,28 @@ TEST_CASE("crafted checkpoints with bad offsets, sizes, shapes or counts are ref
     refused([](nlohmann::json& h) { h["sections"] = {1, 2}; }, "\"sections\" is not an object");
     refused([](nlohmann::json& h) { h["step"] = -1; }, "step -1 is negative");
     refused([](nlohmann::json& h) { h["step"] = 1e300; }, "step 1e+300 is not a non-negative integer");
+  }
+  SUBCASE("a config nested a million levels deep (printing it recursed until the stack overflowed)") {
+    write_bytes(path, craft(good, [](nlohmann::json& h) { h["config"] = nlohmann::json::object(); }));
+    auto deep = read_bytes(path);
+    const std::string marker = "\"config\":{}";
+    const auto at = std::search(deep.begin(), deep.end(), marker.begin(), marker.end());
+    REQUIRE(at != deep.end());
+    const std::size_t pos = static_cast<std::size_t>(at - deep.begin()) + marker.size() - 2;
+    std::string nested(1'000'000, '[');
+    nested += std::string(1'000'000, ']');
+    // Splice the nesting in as the config, fix header_len and the checksum.
+    std::vector<unsigned char> out(deep.begin(), deep.begin() + static_cast<std::ptrdiff_t>(pos));
+    out.insert(out.end(), nested.begin(), nested.end());
+    out.insert(out.end(), deep.begin() + static_cast<std::ptrdiff_t>(pos + 2), deep.end() - 8);
+    std::uint64_t header_len = 0;
+    for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(deep[12 + i]) << (8 * i);
+    header_len += nested.size() - 2;
+    for (int i = 0; i < 8; ++i) out[12 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(header_len >> (8 * i));
+    const std::uint64_t sum = fnv1a(out, out.size());
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+    write_bytes(path, out);
+    CHECK_THROWS_WITH_AS(nn::load_checkpoint(path), doctest::Contains("the header nests deeper than 64 levels"), Error);
   }
   SUBCASE("a generator word that is not a decimal u64 is a metatape error, not std::invalid_argument") {
     refused([](nlohmann::json& h) { h["generator"]["words"][2] = "abc"; }, "generator word 2 'abc' is not a decimal u64");
