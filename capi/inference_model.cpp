@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -49,6 +50,45 @@ const json* find_string(const json& node, const std::string& key) {
   return nullptr;
 }
 
+// The first value under `key` (any type), depth-first.
+const json* find_key(const json& node, const std::string& key) {
+  if (node.is_object()) {
+    auto it = node.find(key);
+    if (it != node.end()) return &*it;
+    for (const auto& [k, value] : node.items()) {
+      if (const json* found = find_key(value, key)) return found;
+    }
+  } else if (node.is_array()) {
+    for (const auto& value : node) {
+      if (const json* found = find_key(value, key)) return found;
+    }
+  }
+  return nullptr;
+}
+
+const char* kind_name(tasks::TaskKind kind) {
+  switch (kind) {
+    case tasks::TaskKind::classification: return "classification";
+    case tasks::TaskKind::portfolio: return "portfolio";
+    case tasks::TaskKind::regression: break;
+  }
+  return "regression";
+}
+
+// Throws NonFiniteOutputError naming the first NaN/Inf value of `t` (any dtype, any device).
+void check_finite_output(const Tensor& t, const std::string& what) {
+  const std::vector<double> v = t.to(Device::cpu).to(DType::f64).to_vector<double>();
+  const std::int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) continue;
+    const auto n = static_cast<std::int64_t>(i);
+    const std::string element = t.rank() == 2 ? element_name(what, n / cols, n % cols) : what + "[" + std::to_string(n) + "]";
+    throw NonFiniteOutputError(std::string("metatape: ") + element + " is " + (std::isnan(v[i]) ? "NaN" : "infinite") +
+                               " although every input was finite (the computation overflowed float32: scale "
+                               "the inputs, e.g. standardise them, or use fewer or smaller adaptation steps)");
+  }
+}
+
 // "mlp 1-40-40-1 relu f32" -> MlpSpec.
 nn::MlpSpec parse_model(const std::string& text, const std::string& path) {
   std::istringstream in(text);
@@ -83,11 +123,29 @@ nn::MlpSpec parse_model(const std::string& text, const std::string& path) {
   return spec;
 }
 
+// The option under `key`, or `fallback` when absent or null. A value of the wrong type, or an integer
+// out of T's range (a float such as 1e300 would be undefined behaviour to convert), is refused.
 template <class T>
 T option(const json& options, const char* key, T fallback) {
   auto it = options.find(key);
   if (it == options.end() || it->is_null()) return fallback;
-  return it->get<T>();
+  const auto bad = [&](const char* want) {
+    fail(std::string("option '") + key + "' is " + it->dump() + ", expected " + want);
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) bad("true or false");
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!it->is_number_integer()) bad("an integer");
+    if (it->is_number_unsigned() ? it->template get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                                 : it->template get<std::int64_t>() < static_cast<std::int64_t>(std::numeric_limits<T>::min())) {
+      bad("an integer in range");
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!it->is_number()) bad("a number");
+  } else {
+    if (!it->is_string()) bad("a string");
+  }
+  return it->template get<T>();
 }
 
 meta::LearnerOptions parse_options(const json& o) {
@@ -131,9 +189,12 @@ std::string infer_learner(const json& o) {
   if (o.contains("epsilon")) return "reptile";
   if (o.contains("alpha_init")) return "meta-sgd";
   if (o.contains("msl_anneal_steps")) {
-    if (o.value("first_order", false)) return "fomaml";
-    if (o.value("multi_step_loss", false) || o.value("learn_inner_lrs", false) ||
-        o.value("first_order_until", 0) > 0) {
+    // Type errors in these keys are reported by parse_options, naming the key.
+    const auto set = [&](const char* key) { return o.contains(key) && o[key].is_boolean() && o[key].get<bool>(); };
+    if (set("first_order")) return "fomaml";
+    if (set("multi_step_loss") || set("learn_inner_lrs") ||
+        (o.contains("first_order_until") && o["first_order_until"].is_number_integer() &&
+         o["first_order_until"].get<std::int64_t>() > 0)) {
       return "maml++";
     }
     return "maml";
@@ -158,8 +219,23 @@ std::string element_name(const std::string& array, std::int64_t row, std::int64_
   return array + "[" + std::to_string(row) + "," + std::to_string(col) + "]";
 }
 
+std::int64_t checked_elements(std::int64_t rows, std::int64_t cols, const std::string& what) {
+  std::int64_t n = 0;
+  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &n) || n > InferenceModel::kMaxArrayElements) {
+    throw InputError(InputError::Kind::shape,
+                     "metatape: " + what + " is " + std::to_string(rows) + " rows x " + std::to_string(cols) +
+                         " columns, " +
+                         (rows < 0 || cols < 0 ? std::string("a negative size")
+                                               : "more than the limit of " +
+                                                     std::to_string(InferenceModel::kMaxArrayElements) +
+                                                     " elements per array (MT_MAX_ARRAY_ELEMENTS; split the call)"));
+  }
+  return n;
+}
+
 void check_finite(const float* data, std::int64_t rows, std::int64_t cols, const std::string& name) {
-  for (std::int64_t i = 0; i < rows * cols; ++i) {
+  const std::int64_t n = checked_elements(rows, cols, name);
+  for (std::int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(data[i])) {
       throw InputError(InputError::Kind::non_finite,
                        "metatape: " + element_name(name, i / cols, i % cols) + " is " +
@@ -189,7 +265,12 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
                           "with meta::save_learner or `metatape train`)");
   }
   const json* learner_name = find_string(config, "learner");
-  const std::string kind = learner_name ? learner_name->get<std::string>() : infer_learner(*options);
+  std::string kind;
+  try {
+    kind = learner_name ? learner_name->get<std::string>() : infer_learner(*options);
+  } catch (const json::exception& e) {
+    throw CheckpointError("metatape: load: " + path + ": bad learner options (" + e.what() + ")");
+  }
   if (kind.empty()) {
     throw CheckpointError("metatape: load: " + path +
                           ": the config names no learner (expected \"learner\": \"maml\" etc., as "
@@ -207,7 +288,10 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
       throw CheckpointError("metatape: load: " + path + ": model '" + model->model_description_ +
                             "' has a layer wider than 16777216");
     }
-    described += (spec.sizes[i] + 1) * spec.sizes[i + 1];
+    if (__builtin_add_overflow(described, (spec.sizes[i] + 1) * spec.sizes[i + 1], &described)) {
+      throw CheckpointError("metatape: load: " + path + ": model '" + model->model_description_ +
+                            "' describes more than 2^63 parameters");
+    }
   }
   if (auto it = cp.sections.find("params"); it != cp.sections.end()) stored = it->second.numel();
   if (described > stored) {
@@ -232,8 +316,12 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
   model->out_features_ = mlp->out_features();
   model->dtype_ = spec.dtype;
   model->default_steps_ = model->learner_->default_adapt_steps();
-  if (const json* kind = find_string(config, "task_kind")) {
+  if (const json* kind = find_key(config, "task_kind")) {
+    if (!kind->is_string()) {
+      throw CheckpointError("metatape: load: " + path + ": task_kind " + kind->dump() + " is not a string");
+    }
     model->kind_ = parse_kind(kind->get<std::string>(), path);
+    model->task_recorded_ = true;
   } else {
     model->kind_ = is_metric(model->learner_name_) ? tasks::TaskKind::classification
                                                    : tasks::TaskKind::regression;
@@ -241,6 +329,21 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
   if (is_metric(model->learner_name_) && model->kind_ != tasks::TaskKind::classification) {
     throw CheckpointError("metatape: load: " + path + ": learner '" + model->learner_name_ +
                           "' only does classification, the config says another task kind");
+  }
+  if (const json* classes = find_key(config, "num_classes");
+      classes && model->kind_ == tasks::TaskKind::classification) {
+    if (!classes->is_number_unsigned() || classes->get<std::uint64_t>() > (1u << 24)) {
+      throw CheckpointError("metatape: load: " + path + ": num_classes " + classes->dump() +
+                            " is not an integer in [0, 16777216]");
+    }
+    const auto n = static_cast<std::int64_t>(classes->get<std::uint64_t>());
+    if (n == 1) throw CheckpointError("metatape: load: " + path + ": num_classes 1 (a classifier needs >= 2)");
+    if (n > 0 && !is_metric(model->learner_name_) && n != model->out_features_) {
+      throw CheckpointError("metatape: load: " + path + ": the config records " + std::to_string(n) +
+                            " classes, the model outputs " + std::to_string(model->out_features_) + " logits");
+    }
+    model->num_classes_ = n;
+    model->recorded_classes_ = n;
   }
   return model;
 }
@@ -254,6 +357,19 @@ void InferenceModel::set_task(tasks::TaskKind kind, std::int64_t num_classes) {
     throw InputError(InputError::Kind::invalid_argument,
                      "metatape: set_task: learner '" + learner_name_ + "' only does classification");
   }
+  if (task_recorded_ && kind != kind_) {
+    throw InputError(InputError::Kind::invalid_argument,
+                     std::string("metatape: set_task: the checkpoint records task kind '") + kind_name(kind_) +
+                         "'" + (recorded_classes_ > 0 ? " (" + std::to_string(recorded_classes_) + " classes)" : "") +
+                         "; '" + kind_name(kind) + "' contradicts it (leave the kind unset to use the recorded one)");
+  }
+  if (task_recorded_ && recorded_classes_ > 0 && num_classes > 0 && num_classes != recorded_classes_) {
+    throw InputError(InputError::Kind::invalid_argument,
+                     "metatape: set_task: the checkpoint records " + std::to_string(recorded_classes_) +
+                         " classes; " + std::to_string(num_classes) +
+                         " contradicts it (pass 0 to use the recorded count)");
+  }
+  if (task_recorded_ && recorded_classes_ > 0 && num_classes == 0) num_classes = recorded_classes_;
   if (!is_metric(learner_name_) && kind == tasks::TaskKind::classification && num_classes > 0 &&
       num_classes != out_features_) {
     throw InputError(InputError::Kind::invalid_argument,
@@ -284,11 +400,18 @@ Adapted InferenceModel::adapt(const float* x, std::int64_t rows, std::int64_t fe
     throw InputError(K::invalid_argument, "metatape: adapt: steps " + std::to_string(steps) +
                                               " exceeds the limit " + std::to_string(std::min(max_steps, kMaxSteps)));
   }
+  if (steps < 0 && (default_steps_ > max_steps || default_steps_ > kMaxSteps)) {
+    throw InputError(K::invalid_argument, "metatape: adapt: the checkpoint's default of " +
+                                              std::to_string(default_steps_) + " inner steps exceeds the limit " +
+                                              std::to_string(std::min(max_steps, kMaxSteps)) + " (pass steps explicitly)");
+  }
+  const std::int64_t x_elements = checked_elements(rows, features, "adapt: x");
+  checked_elements(rows, y_cols, "adapt: y");
   check_finite(x, rows, features, "x");
   check_finite(y, rows, y_cols, "y");
   tasks::Task task;
   task.kind = kind_;
-  task.support_x = Tensor::from_vector(std::vector<float>(x, x + rows * features), Shape{rows, features}, dtype_);
+  task.support_x = Tensor::from_vector(std::vector<float>(x, x + x_elements), Shape{rows, features}, dtype_);
   if (classify) {
     std::int64_t classes = num_classes_ > 0 ? num_classes_ : (is_metric(learner_name_) ? 0 : out_features_);
     std::vector<std::int64_t> labels(static_cast<std::size_t>(rows));
@@ -313,6 +436,9 @@ Adapted InferenceModel::adapt(const float* x, std::int64_t rows, std::int64_t fe
   task.query_y = task.support_y;
   Adapted out;
   out.params = learner_->adapt(task, steps);
+  for (std::size_t i = 0; i < out.params.size(); ++i) {
+    check_finite_output(out.params[i], "adapt: the adapted parameters are not finite: '" + out.params.name(i) + "'");
+  }
   out.support_rows = rows;
   out.steps = steps < 0 ? default_steps_ : steps;
   for (const Tensor& t : out.params.tensors()) {
@@ -330,11 +456,13 @@ std::vector<float> InferenceModel::predict(const Adapted& adapted, const float* 
     throw InputError(K::shape, "metatape: predict: x has " + std::to_string(features) +
                                    " features, the model expects " + std::to_string(in_features_));
   }
+  const std::int64_t x_elements = checked_elements(rows, features, "predict: x");
   check_finite(x, rows, features, "x");
   NoGradGuard no_grad;
-  const Tensor input = Tensor::from_vector(std::vector<float>(x, x + rows * features), Shape{rows, features}, dtype_);
+  const Tensor input = Tensor::from_vector(std::vector<float>(x, x + x_elements), Shape{rows, features}, dtype_);
   const Tensor output = learner_->predict(adapted.params, input);
   columns = output.rank() == 2 ? output.dim(1) : 1;
+  check_finite_output(output, "predict: the output is not finite: output");
   return output.dtype() == DType::f32 ? output.to_vector<float>() : output.to(DType::f32).to_vector<float>();
 }
 

@@ -18,6 +18,9 @@ struct mt_adapted {
   metatape::capi::Adapted adapted;
 };
 
+static_assert(metatape::capi::InferenceModel::kMaxArrayElements == MT_MAX_ARRAY_ELEMENTS,
+              "capi/metatape.h and capi/inference_model.h disagree on the array limit");
+
 namespace {
 
 thread_local std::string last_error;
@@ -36,6 +39,7 @@ mt_status guarded(const char* where, F&& body) {
     switch (e.kind()) {
       case InputError::Kind::shape: return set_error(MT_ERR_SHAPE, e.what());
       case InputError::Kind::non_finite: return set_error(MT_ERR_NON_FINITE, e.what());
+      case InputError::Kind::non_finite_output: return set_error(MT_ERR_NON_FINITE_OUTPUT, e.what());
       case InputError::Kind::invalid_argument: break;
     }
     return set_error(MT_ERR_INVALID_ARGUMENT, e.what());
@@ -73,6 +77,7 @@ const char* mt_status_name(int32_t status) {
     case MT_ERR_BUFFER_TOO_SMALL: return "MT_ERR_BUFFER_TOO_SMALL";
     case MT_ERR_OUT_OF_MEMORY: return "MT_ERR_OUT_OF_MEMORY";
     case MT_ERR_INTERNAL: return "MT_ERR_INTERNAL";
+    case MT_ERR_NON_FINITE_OUTPUT: return "MT_ERR_NON_FINITE_OUTPUT";
   }
   return "unknown status";
 }

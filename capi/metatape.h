@@ -10,6 +10,14 @@
  *   y  rows x y_cols          regression/portfolio: y_cols = out_features;
  *                             classification: y_cols = 1, integral class labels >= 0
  * NaN or Inf anywhere in x or y is refused with MT_ERR_NON_FINITE naming the element ("x[3,1]").
+ * An array may hold at most MT_MAX_ARRAY_ELEMENTS elements (rows x columns, checked without
+ * overflow before any element is read): larger or negative counts give MT_ERR_SHAPE.
+ * Outputs are checked too: when finite inputs still make an adapted parameter or a prediction NaN or
+ * infinite (values near the float32 limit overflow), the call returns MT_ERR_NON_FINITE_OUTPUT and
+ * the message names the value ("output[0,2] is NaN ..."); no NaN is ever returned with MT_OK.
+ *
+ * Task kind: a checkpoint written by `metatape train` records its task kind and class count; the
+ * model uses them, and mt_model_set_task refuses a kind or a class count that contradicts them.
  *
  * Thread safety: an mt_model is immutable once loaded (and after mt_model_set_task). Any number of
  * threads may call mt_adapt and mt_predict concurrently on one mt_model and on one mt_adapted
@@ -45,8 +53,12 @@ typedef enum mt_status {
   MT_ERR_CHECKPOINT = 4,       /* the checkpoint is missing, corrupt or not a loadable learner */
   MT_ERR_BUFFER_TOO_SMALL = 5, /* the output buffer is smaller than rows x columns */
   MT_ERR_OUT_OF_MEMORY = 6,
-  MT_ERR_INTERNAL = 7          /* anything else; the message says what */
+  MT_ERR_INTERNAL = 7,         /* anything else; the message says what */
+  MT_ERR_NON_FINITE_OUTPUT = 8 /* finite inputs gave a NaN or Inf output (overflow) */
 } mt_status;
+
+/* Most elements (rows x columns) of one input array: 2^28. */
+#define MT_MAX_ARRAY_ELEMENTS ((int64_t)1 << 28)
 
 typedef enum mt_task_kind {
   MT_TASK_REGRESSION = 0,
@@ -77,8 +89,9 @@ MT_API const char* mt_status_name(int32_t status);
 
 MT_API mt_status mt_model_load(const char* checkpoint_path, mt_model** out_model);
 MT_API mt_status mt_model_info_get(const mt_model* model, mt_model_info* out_info);
-/* Overrides the task kind read from the checkpoint: kind is an mt_task_kind (num_classes 0:
-   automatic). */
+/* Sets the task kind: kind is an mt_task_kind (num_classes 0: the recorded count, else automatic).
+   A checkpoint that records its kind accepts only that kind (and only its recorded class count):
+   anything else is MT_ERR_INVALID_ARGUMENT with a message saying what the checkpoint records. */
 MT_API mt_status mt_model_set_task(mt_model* model, int32_t kind, int64_t num_classes);
 MT_API void mt_model_free(mt_model* model);
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "eval/baselines.h"
 #include "eval/methods.h"
@@ -143,7 +144,15 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   topt.progress = progress;
   topt.progress_offset = progress_offset;
   topt.checkpoint_every = checkpoint_every;
-  topt.config_json = learner->config_json();
+  {
+    // The checkpoint records what the model predicts, so serve and the C API need no --task.
+    nlohmann::json config = nlohmann::json::parse(learner->config_json());
+    config["task_kind"] = family.kind == tasks::TaskKind::classification ? "classification"
+                          : family.kind == tasks::TaskKind::portfolio    ? "portfolio"
+                                                                         : "regression";
+    config["num_classes"] = family.kind == tasks::TaskKind::classification ? family.num_classes : 0;
+    topt.config_json = config.dump();
+  }
   topt.checkpoint_path = learner_checkpoint_path(config, run, family.name, kind);
   topt.jsonl_path = learner_log_path(config, run, family.name, kind);
   if (!topt.checkpoint_path.empty()) {

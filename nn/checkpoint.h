@@ -34,9 +34,17 @@ struct Checkpoint {
 };
 
 void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
-// Throws metatape::Error naming the file and what is wrong: missing, too short, bad magic, unknown
-// version, truncated, checksum mismatch, malformed header, an entry out of range.
-Checkpoint load_checkpoint(const std::string& path);
+// Most bytes load_checkpoint reads by default (4 GiB, about a billion f32 parameters).
+inline constexpr std::uint64_t default_max_checkpoint_bytes = std::uint64_t{4} << 30;
+
+// Throws metatape::Error naming the file and what is wrong: missing, not a regular file (a
+// directory, a device, a FIFO), larger than max_bytes, too short, bad magic, unknown version,
+// truncated, checksum mismatch, malformed header. Every entry is checked with overflow-safe
+// arithmetic before any byte is copied: offset and bytes non-negative integers with
+// [offset, offset + bytes) inside the data block, dims non-negative integers whose product times the
+// dtype size fits in 63 bits and equals bytes, a known dtype, rank <= 4, a unique non-empty name;
+// the message names the file, the section, the entry and the bad value.
+Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes = default_max_checkpoint_bytes);
 // Copies a loaded section's values into `target` in place, refusing (naming the first difference) a
 // missing or extra name, or a shape or dtype mismatch.
 void restore_section(const Checkpoint& checkpoint, const std::string& section, ParameterList& target);

@@ -52,6 +52,8 @@ struct LoadIssue {
   std::string action;     // "refused", "dropped", "repaired: ...", "reported", "filled 3 bars"
 };
 
+inline constexpr std::int64_t default_max_decompressed_bytes = std::int64_t{2} << 30;
+
 struct LoadOptions {
   ValidationPolicy policy = ValidationPolicy::fail;
   // Fill missing bars with the previous close (volume 0, Series::filled = 1). Off by default: gaps
@@ -67,6 +69,9 @@ struct LoadOptions {
   std::int64_t max_rows = 0;
   // At most this many issues are kept in the report (counts stay exact).
   std::size_t max_issues_kept = 200;
+  // Most bytes one file may hold once read, after gunzip (2 GiB by default): a larger file, or a gzip
+  // that inflates past it (a "gzip bomb"), is refused with a message naming the file and the limit.
+  std::int64_t max_decompressed_bytes = default_max_decompressed_bytes;
 };
 
 struct LoadReport {
@@ -94,8 +99,10 @@ LoadResult load_series(const std::string& path, const LoadOptions& options = {})
 LoadResult parse_series(const std::string& text, const std::string& name,
                         const LoadOptions& options = {});
 
-// Whole file as bytes, gunzipped when it is gzip (magic 1f 8b). Throws naming the path on failure.
-std::string read_file(const std::string& path);
+// Whole file as bytes, gunzipped when it is gzip (magic 1f 8b). Throws naming the path on failure:
+// a directory, device, FIFO or socket is refused before reading, and so is a file whose size, or
+// whose decompressed size, exceeds max_bytes.
+std::string read_file(const std::string& path, std::int64_t max_bytes = default_max_decompressed_bytes);
 
 // Infers (symbol, exchange, interval) from a path such as ".../Binance_BTCUSDT_1h.csv",
 // "kucoin_ETH_USDT-5m.json", "BTC_USDT-1h-futures.json.gz".

@@ -1,7 +1,8 @@
 /* adapt_predict CHECKPOINT [regression|classification|portfolio]: loads a meta-trained checkpoint through the metatape C API, adapts it to
  * a 10-row support set and predicts 5 query rows. For a 1-input regression model (the sinusoid
  * learner) the support set is y = 2 sin(x - 0.5); for other models, a fixed deterministic set.
- * The optional second argument overrides the task kind the checkpoint records (mt_model_set_task).
+ * The optional second argument sets the task kind (mt_model_set_task); a checkpoint that records its
+ * kind refuses a different one.
  * Prints the predictions and the time from main() to the first prediction. Exit code 0 on success,
  * 1 with the library's message on any failure. */
 #include <math.h>

@@ -5,16 +5,20 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "autograd/tape.h"
+#include "capi/inference_model.h"
+#include "eval/benchmark.h"
 #include "capi/metatape.h"
 #include "meta/learners.h"
 #include "nn/checkpoint.h"
@@ -319,7 +323,16 @@ TEST_CASE("capi: every error path returns a code and a message") {
     expect_error(mt_model_set_task(nullptr, MT_TASK_REGRESSION, 0), MT_ERR_INVALID_ARGUMENT, "model");
     expect_error(mt_model_set_task(model, 7, 0), MT_ERR_INVALID_ARGUMENT, "unknown task kind");
     expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, -1), MT_ERR_INVALID_ARGUMENT, "num_classes");
+    // The checkpoint records task_kind regression: another kind contradicts it.
+    expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 5), MT_ERR_INVALID_ARGUMENT,
+                 "the checkpoint records task kind 'regression'; 'classification' contradicts it");
+    CHECK(mt_model_set_task(model, MT_TASK_REGRESSION, 0) == MT_OK);
+    mt_model_free(model);
+    // With no recorded kind any kind may be chosen, but the class count must fit the logits.
+    Trained plain = write_checkpoint("maml", {2, 8, 1}, "{}", 0);
+    model = load_ok(plain.path);
     expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 5), MT_ERR_INVALID_ARGUMENT, "1 logits");
+    CHECK(mt_model_set_task(model, MT_TASK_PORTFOLIO, 0) == MT_OK);
     mt_model_free(model);
     mt_model_free(nullptr);
     mt_adapted_free(nullptr);
@@ -342,4 +355,258 @@ TEST_CASE("capi: the C example program adapts and predicts from a checkpoint") {
   CHECK(text.find("first adapted prediction") != std::string::npos);
   const int bad = std::system((example.string() + " " + (temp_dir() / "missing.ckpt").string() + " > " + out + " 2>&1").c_str());
   CHECK(bad != 0);
+}
+
+namespace {
+
+constexpr std::int64_t kFeatures = 4, kClasses = 3;
+
+// Three Gaussian clusters per task (class c around per-task means), like tests/eval's fake family.
+tasks::Task cluster_task(std::int64_t support, std::int64_t query, Generator& gen) {
+  std::vector<double> means(static_cast<std::size_t>(kClasses * kFeatures));
+  for (double& m : means) m = gen.uniform(-2.0, 2.0);
+  auto rows = [&](std::int64_t n, Tensor& x, Tensor& y) {
+    std::vector<double> xs;
+    std::vector<std::int64_t> ys;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t c = i % kClasses;
+      ys.push_back(c);
+      for (std::int64_t f = 0; f < kFeatures; ++f) xs.push_back(means[static_cast<std::size_t>(c * kFeatures + f)] + 0.5 * gen.normal());
+    }
+    x = Tensor::from_vector(xs, Shape{n, kFeatures});
+    y = Tensor::indices(ys);
+  };
+  tasks::Task t;
+  rows(support, t.support_x, t.support_y);
+  rows(query, t.query_x, t.query_y);
+  t.kind = tasks::TaskKind::classification;
+  t.num_classes = kClasses;
+  t.family = "price_direction";
+  return t;
+}
+
+eval::FamilySource three_class_family() {
+  eval::FamilySource f;
+  f.name = "price_direction";
+  f.kind = tasks::TaskKind::classification;
+  f.num_classes = kClasses;
+  f.feature_dim = kFeatures;
+  f.outputs = kClasses;
+  f.train_batch = [](std::int64_t n, Generator& gen) {
+    tasks::TaskBatch b;
+    for (std::int64_t i = 0; i < n; ++i) b.push_back(cluster_task(6, 6, gen));
+    return b;
+  };
+  return f;
+}
+
+// Meta-trains `kind` on `family` for two steps through eval::train_benchmark_learner (the path of
+// `metatape train` and the benchmark) and returns the checkpoint it wrote.
+std::string train_like_the_cli(const std::string& kind, const eval::FamilySource& family) {
+  eval::BenchmarkConfig config;
+  config.learners = {kind};
+  config.meta_steps = 2;
+  config.meta_batch = 2;
+  config.hidden = {8};
+  config.diagnose_every = 0;
+  config.out_dir = (temp_dir() / ("trained_" + family.name)).string();
+  eval::TrainingRecord record;
+  bool interrupted = false;
+  eval::train_benchmark_learner(config, family, 0, 0, 0, nullptr, 0, nullptr, record, interrupted);
+  const std::string path = eval::learner_checkpoint_path(config, 0, family.name, kind);
+  REQUIRE(fs::exists(path));
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("capi: a classifier checkpoint written by train is served as a classifier with its class count") {
+  const eval::FamilySource family = three_class_family();
+  for (const std::string kind : {"maml", "protonet"}) {
+    CAPTURE(kind);
+    const std::string path = train_like_the_cli(kind, family);
+    mt_model* model = load_ok(path);
+    mt_model_info info{};
+    REQUIRE(mt_model_info_get(model, &info) == MT_OK);
+    CHECK(info.task_kind == MT_TASK_CLASSIFICATION);
+    CHECK(info.num_classes == 3);
+    if (kind == "maml") CHECK(info.out_features == 3);
+    // One class label per row; a label outside the recorded 3 classes is refused.
+    std::vector<float> x, y;
+    for (int r = 0; r < 6; ++r) {
+      for (int f = 0; f < kFeatures; ++f) x.push_back(static_cast<float>(r % 3) + 0.1f * static_cast<float>(f));
+      y.push_back(static_cast<float>(r % 3));
+    }
+    mt_adapted* adapted = nullptr;
+    REQUIRE(mt_adapt(model, x.data(), 6, kFeatures, y.data(), 1, 1, &adapted) == MT_OK);
+    std::vector<float> out(6 * 3);
+    std::int64_t columns = 0;
+    REQUIRE(mt_predict(adapted, x.data(), 6, kFeatures, out.data(), 18, &columns) == MT_OK);
+    CHECK(columns == 3);
+    mt_adapted_free(adapted);
+    y[5] = 3.0f;
+    expect_error(mt_adapt(model, x.data(), 6, kFeatures, y.data(), 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT,
+                 "y[5,0] = 3.000000 is not a class label in [0, 3)");
+    // A caller-supplied kind or class count that contradicts the checkpoint is refused.
+    expect_error(mt_model_set_task(model, MT_TASK_REGRESSION, 0), MT_ERR_INVALID_ARGUMENT,
+                 kind == "maml" ? "the checkpoint records task kind 'classification' (3 classes); 'regression' contradicts it"
+                                : "only does classification");
+    expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 4), MT_ERR_INVALID_ARGUMENT,
+                 "the checkpoint records 3 classes; 4 contradicts it");
+    REQUIRE(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 0) == MT_OK);
+    REQUIRE(mt_model_info_get(model, &info) == MT_OK);
+    CHECK(info.num_classes == 3);
+    REQUIRE(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 3) == MT_OK);
+    mt_model_free(model);
+
+    const auto m = capi::InferenceModel::load(path);
+    CHECK(m->task_recorded());
+    CHECK(m->task_kind() == tasks::TaskKind::classification);
+    CHECK(m->num_classes() == 3);
+  }
+
+  // A regression family records regression.
+  eval::FamilySource reg = three_class_family();
+  reg.name = "volatility";
+  reg.kind = tasks::TaskKind::regression;
+  reg.num_classes = 0;
+  reg.outputs = 1;
+  reg.train_batch = [](std::int64_t n, Generator& gen) {
+    tasks::TaskBatch b;
+    for (std::int64_t i = 0; i < n; ++i) {
+      tasks::Task t = cluster_task(6, 6, gen);
+      t.kind = tasks::TaskKind::regression;
+      t.num_classes = 0;
+      t.support_y = Tensor::normal(Shape{6, 1}, 0.0, 1.0, gen);
+      t.query_y = Tensor::normal(Shape{6, 1}, 0.0, 1.0, gen);
+      b.push_back(t);
+    }
+    return b;
+  };
+  mt_model* model = load_ok(train_like_the_cli("maml", reg));
+  mt_model_info info{};
+  REQUIRE(mt_model_info_get(model, &info) == MT_OK);
+  CHECK(info.task_kind == MT_TASK_REGRESSION);
+  expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 0), MT_ERR_INVALID_ARGUMENT,
+               "records task kind 'regression'");
+  mt_model_free(model);
+}
+
+TEST_CASE("capi: a recorded class count that contradicts the model, or a bad task key, is refused at load") {
+  Trained t = write_checkpoint("maml", {2, 8, 3}, "{}", 0);
+  nn::Checkpoint cp;
+  cp.sections["params"] = t.learner->meta_parameters();
+  const std::string path = (temp_dir() / "recorded.ckpt").string();
+  auto load_with = [&](const std::string& extra) {
+    nlohmann::json config = nlohmann::json::parse(t.learner->config_json());
+    config.update(nlohmann::json::parse(extra));
+    cp.config_json = config.dump();
+    nn::save_checkpoint(path, cp);
+    mt_model* model = nullptr;
+    const mt_status s = mt_model_load(path.c_str(), &model);
+    mt_model_free(model);
+    return s;
+  };
+  expect_error(load_with(R"({"task_kind": "classification", "num_classes": 5})"), MT_ERR_CHECKPOINT,
+               "the config records 5 classes, the model outputs 3 logits");
+  expect_error(load_with(R"({"task_kind": "classification", "num_classes": -2})"), MT_ERR_CHECKPOINT, "num_classes -2");
+  expect_error(load_with(R"({"task_kind": "classification", "num_classes": 2.5})"), MT_ERR_CHECKPOINT, "num_classes 2.5");
+  expect_error(load_with(R"({"task_kind": 3})"), MT_ERR_CHECKPOINT, "task_kind 3 is not a string");
+  expect_error(load_with(R"({"task_kind": "clustering"})"), MT_ERR_CHECKPOINT, "task_kind 'clustering'");
+  CHECK(load_with(R"({"task_kind": "classification", "num_classes": 3})") == MT_OK);
+  // Learner options of the wrong type or out of range are refused (a float such as 1e300 converted
+  // to int was undefined behaviour), and a default step count above the limit is refused at adapt.
+  expect_error(load_with(R"({"inner_steps": 1e300})"), MT_ERR_CHECKPOINT, "option 'inner_steps' is 1e+300, expected an integer");
+  expect_error(load_with(R"({"inner_steps": 99999999999})"), MT_ERR_CHECKPOINT, "expected an integer in range");
+  expect_error(load_with(R"({"first_order": "yes"})"), MT_ERR_CHECKPOINT, "option 'first_order' is \"yes\", expected true or false");
+  REQUIRE(load_with(R"({"inner_steps": 100000})") == MT_OK);
+  mt_model* model = load_ok(path);
+  const std::vector<float> x = {0.1f, 0.2f}, y = {0.0f, 1.0f, 0.5f};
+  mt_adapted* adapted = nullptr;
+  expect_error(mt_adapt(model, x.data(), 1, 2, y.data(), 3, -1, &adapted), MT_ERR_INVALID_ARGUMENT,
+               "the checkpoint's default of 100000 inner steps exceeds the limit 1000");
+  mt_model_free(model);
+}
+
+TEST_CASE("capi: rows x features products are checked without overflow before any element is read") {
+  Trained t = write_checkpoint("maml", {2, 8, 1}, R"({"task_kind": "regression"})", 0);
+  mt_model* model = load_ok(t.path);
+  const std::vector<float> x = {0.1f, 0.2f, 0.3f, 0.4f}, y = {1.0f, 2.0f};
+  mt_adapted* adapted = nullptr;
+  const std::int64_t max = std::numeric_limits<std::int64_t>::max();
+  // rows = INT64_MAX read far past the 4-float buffer before.
+  expect_error(mt_adapt(model, x.data(), max, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE,
+               "adapt: x is 9223372036854775807 rows x 2 columns, more than the limit of 268435456 elements per array");
+  // rows x 2 wraps to a small positive product.
+  expect_error(mt_adapt(model, x.data(), max / 2 + 2, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE, "more than the limit");
+  expect_error(mt_adapt(model, x.data(), MT_MAX_ARRAY_ELEMENTS / 2 + 1, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE,
+               "more than the limit of 268435456");
+  CHECK(adapted == nullptr);
+  REQUIRE(mt_adapt(model, x.data(), 2, 2, y.data(), 1, 1, &adapted) == MT_OK);
+  std::vector<float> out(2);
+  std::int64_t columns = 0;
+  expect_error(mt_predict(adapted, x.data(), max, 2, out.data(), 2, &columns), MT_ERR_SHAPE,
+               "predict: x is 9223372036854775807 rows x 2 columns");
+  expect_error(mt_predict(adapted, x.data(), std::int64_t{1} << 62, 2, out.data(), max, &columns), MT_ERR_SHAPE,
+               "more than the limit");
+  CHECK(mt_predict(adapted, x.data(), 2, 2, out.data(), 2, &columns) == MT_OK);
+  // The helper itself: negative counts and overflow.
+  CHECK_THROWS_WITH_AS(capi::checked_elements(-1, 2, "x"), doctest::Contains("a negative size"), capi::InputError);
+  CHECK_THROWS_WITH_AS(capi::checked_elements(max, max, "x"), doctest::Contains("more than the limit"), capi::InputError);
+  CHECK(capi::checked_elements(1 << 14, 1 << 14, "x") == (std::int64_t{1} << 28));
+  mt_adapted_free(adapted);
+  mt_model_free(model);
+}
+
+TEST_CASE("capi: finite inputs that make the output NaN or Inf give MT_ERR_NON_FINITE_OUTPUT, never OK") {
+  // All-ones weights: x = (3e38, 3e38) makes the hidden pre-activation 6e38, past float32's 3.4e38.
+  Trained t = write_checkpoint("maml", {2, 8, 1}, "{}", 0);
+  nn::ParameterList ones;
+  const nn::ParameterList& params = t.learner->meta_parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) ones.add(params.name(i), Tensor::ones(params[i].shape()));
+  nn::Checkpoint cp;
+  cp.config_json = t.learner->config_json();
+  cp.sections["params"] = ones;
+  const std::string path = (temp_dir() / "ones.ckpt").string();
+  nn::save_checkpoint(path, cp);
+  mt_model* model = load_ok(path);
+
+  const std::vector<float> huge = {3e38f, 3e38f, -3e38f, 3e38f}, small = {0.1f, 0.2f, 0.3f, 0.4f};
+  const std::vector<float> y = {1.0f, 2.0f};
+  mt_adapted* adapted = nullptr;
+  expect_error(mt_adapt(model, huge.data(), 2, 2, y.data(), 1, 1, &adapted), MT_ERR_NON_FINITE_OUTPUT,
+               "adapt: the adapted parameters are not finite: 'layer0.weight'");
+  CHECK(adapted == nullptr);
+  CHECK(std::string(mt_last_error()).find("although every input was finite") != std::string::npos);
+  REQUIRE(mt_adapt(model, small.data(), 2, 2, y.data(), 1, 1, &adapted) == MT_OK);
+  std::vector<float> out(2, 0.0f);
+  std::int64_t columns = 0;
+  const mt_status s = mt_predict(adapted, huge.data(), 2, 2, out.data(), 2, &columns);
+  expect_error(s, MT_ERR_NON_FINITE_OUTPUT, "predict: the output is not finite: output[0,0] is infinite");
+  CHECK(std::string(mt_status_name(MT_ERR_NON_FINITE_OUTPUT)) == "MT_ERR_NON_FINITE_OUTPUT");
+  // The C++ core throws NonFiniteOutputError (an InputError), which the server also sees.
+  const auto m = capi::InferenceModel::load(path);
+  std::int64_t cols = 0;
+  const capi::Adapted a = m->adapt(small.data(), 2, 2, y.data(), 1, 1);
+  CHECK_THROWS_AS(m->predict(a, huge.data(), 2, 2, cols), capi::NonFiniteOutputError);
+  mt_adapted_free(adapted);
+  mt_model_free(model);
+}
+
+TEST_CASE("capi: a directory, /dev/zero or a crafted checkpoint is refused by mt_model_load") {
+  mt_model* model = nullptr;
+  expect_error(mt_model_load(temp_dir().c_str(), &model), MT_ERR_CHECKPOINT, "is a directory");
+  expect_error(mt_model_load("/dev/zero", &model), MT_ERR_CHECKPOINT, "checkpoint '/dev/zero': is not a regular file");
+  CHECK(model == nullptr);
+  // Every crafted file of the fuzz corpus is refused with a checkpoint error (none crashes).
+  const fs::path corpus = fs::path(METATAPE_SOURCE_DIR) / "fuzz/corpus/checkpoint";
+  int crafted = 0;
+  for (const auto& entry : fs::directory_iterator(corpus)) {
+    if (entry.path().filename().string().rfind("crafted_", 0) != 0) continue;
+    CAPTURE(entry.path());
+    ++crafted;
+    expect_error(mt_model_load(entry.path().c_str(), &model), MT_ERR_CHECKPOINT, entry.path().filename().string());
+    CHECK(model == nullptr);
+  }
+  CHECK(crafted >= 6);
 }

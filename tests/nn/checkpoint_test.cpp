@@ -3,14 +3,19 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "autograd/ops.h"
@@ -183,4 +188,160 @@ TEST_CASE("config must be valid JSON") {
   nn::Checkpoint cp = sample_checkpoint(6);
   cp.config_json = "{not json";
   CHECK_THROWS_WITH_AS(nn::save_checkpoint(temp_path("cfg.ckpt"), cp), doctest::Contains("not valid JSON"), Error);
+}
+
+namespace {
+
+std::uint64_t fnv1a(const std::vector<unsigned char>& b, std::size_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// Rewrites a checkpoint's header with `edit` and recomputes header_len and the checksum, so the file
+// passes every check but the one under test (as a crafted file would).
+std::vector<unsigned char> craft(const std::vector<unsigned char>& good,
+                                 const std::function<void(nlohmann::json&)>& edit) {
+  std::uint64_t header_len = 0;
+  for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(good[12 + i]) << (8 * i);
+  const std::size_t prefix = 20;
+  nlohmann::json header = nlohmann::json::parse(good.begin() + prefix, good.begin() + static_cast<std::ptrdiff_t>(prefix + header_len));
+  edit(header);
+  const std::string text = header.dump();
+  std::vector<unsigned char> out(good.begin(), good.begin() + 12);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(text.size() >> (8 * i)));
+  out.insert(out.end(), text.begin(), text.end());
+  out.insert(out.end(), good.begin() + static_cast<std::ptrdiff_t>(prefix + header_len), good.end() - 8);
+  const std::uint64_t sum = fnv1a(out, out.size());
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+  return out;
+}
+
+nlohmann::json& first_entry(nlohmann::json& header) { return header["sections"]["params"][0]; }
+
+}  // namespace
+
+TEST_CASE("crafted checkpoints with bad offsets, sizes, shapes or counts are refused, naming the value") {
+  const std::string path = temp_path("crafted.ckpt");
+  nn::save_checkpoint(path, sample_checkpoint(7, 4));
+  const auto good = read_bytes(path);
+  write_bytes(path, craft(good, [](nlohmann::json&) {}));
+  REQUIRE_NOTHROW(nn::load_checkpoint(path));  // the crafting itself keeps a file valid
+  const std::string entry = "checkpoint '" + path + "': section 'params' entry 'layer0.weight'";
+
+  auto refused = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& needle) {
+    write_bytes(path, craft(good, edit));
+    CHECK_THROWS_WITH_AS(nn::load_checkpoint(path), doctest::Contains(needle.c_str()), Error);
+  };
+  SUBCASE("offset + bytes wraps past 2^64 to a small end (read before the data block)") {
+    // layer0.weight is (4, 1) f32, 16 bytes: offset 2^64 - 8 ends at 8 after the wrap.
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = std::numeric_limits<std::uint64_t>::max() - 7; },
+            entry + ": data range [offset 18446744073709551608, end past 2^64) lies outside");
+  }
+  SUBCASE("offset + bytes wraps to exactly 0") {
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = std::numeric_limits<std::uint64_t>::max() - 15; },
+            "lies outside the file's");
+  }
+  SUBCASE("a huge offset") {
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = std::uint64_t{1} << 63; },
+            "[offset 9223372036854775808, end 9223372036854775824)");
+  }
+  SUBCASE("bytes of 2^64 - 1 with a small offset") {
+    refused([](nlohmann::json& h) {
+      first_entry(h)["offset"] = 1;
+      first_entry(h)["bytes"] = std::numeric_limits<std::uint64_t>::max();
+    }, "end past 2^64");
+  }
+  SUBCASE("a negative offset") {
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = -8; }, entry + ": offset -8 is negative");
+  }
+  SUBCASE("a negative byte count") {
+    refused([](nlohmann::json& h) { first_entry(h)["bytes"] = -16; }, entry + ": bytes -16 is negative");
+  }
+  SUBCASE("a fractional offset") {
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = 1.5; }, entry + ": offset 1.5 is not a non-negative integer");
+  }
+  SUBCASE("a shape whose product overflows to the stated byte count") {
+    // 2^32 * 2^32 * 4 bytes wraps to 0 in 64 bits; with bytes 0 the old check passed.
+    refused([](nlohmann::json& h) {
+      first_entry(h)["shape"] = {std::uint64_t{1} << 32, std::uint64_t{1} << 32};
+      first_entry(h)["bytes"] = 0;
+    }, entry + ": shape [4294967296,4294967296] f32 overflows");
+  }
+  SUBCASE("a dimension that does not fit in int64") {
+    refused([](nlohmann::json& h) { first_entry(h)["shape"] = {std::numeric_limits<std::uint64_t>::max()}; },
+            "overflows");
+  }
+  SUBCASE("a negative or fractional dimension") {
+    refused([](nlohmann::json& h) { first_entry(h)["shape"] = {-4, -1}; }, entry + ": dimension 0 is -4, not a non-negative integer");
+    refused([](nlohmann::json& h) { first_entry(h)["shape"] = {4.5, 1}; }, "dimension 0 is 4.5");
+  }
+  SUBCASE("bytes that disagree with shape and dtype") {
+    refused([](nlohmann::json& h) { first_entry(h)["dtype"] = "f64"; }, entry + ": 16 bytes do not match shape (4, 1) f64 (32 bytes)");
+    refused([](nlohmann::json& h) { first_entry(h)["dtype"] = "f16"; }, "unknown dtype 'f16'");
+    refused([](nlohmann::json& h) { first_entry(h)["dtype"] = 4; }, "dtype 4 is not a string");
+  }
+  SUBCASE("rank, name, section and header types") {
+    refused([](nlohmann::json& h) { first_entry(h)["shape"] = {1, 1, 1, 1, 16}; }, "rank 5 is above 4");
+    refused([](nlohmann::json& h) { first_entry(h)["name"] = h["sections"]["params"][1]["name"]; }, "a second entry with this name");
+    refused([](nlohmann::json& h) { first_entry(h)["name"] = 7; }, "section 'params' entry #0: the name is not a non-empty string");
+    refused([](nlohmann::json& h) { h["sections"]["params"] = 3; }, "section 'params' is not an array");
+    refused([](nlohmann::json& h) { h["sections"] = {1, 2}; }, "\"sections\" is not an object");
+    refused([](nlohmann::json& h) { h["step"] = -1; }, "step -1 is negative");
+    refused([](nlohmann::json& h) { h["step"] = 1e300; }, "step 1e+300 is not a non-negative integer");
+  }
+  SUBCASE("a config nested a million levels deep (printing it recursed until the stack overflowed)") {
+    write_bytes(path, craft(good, [](nlohmann::json& h) { h["config"] = nlohmann::json::object(); }));
+    auto deep = read_bytes(path);
+    const std::string marker = "\"config\":{}";
+    const auto at = std::search(deep.begin(), deep.end(), marker.begin(), marker.end());
+    REQUIRE(at != deep.end());
+    const std::size_t pos = static_cast<std::size_t>(at - deep.begin()) + marker.size() - 2;
+    std::string nested(1'000'000, '[');
+    nested += std::string(1'000'000, ']');
+    // Splice the nesting in as the config, fix header_len and the checksum.
+    std::vector<unsigned char> out(deep.begin(), deep.begin() + static_cast<std::ptrdiff_t>(pos));
+    out.insert(out.end(), nested.begin(), nested.end());
+    out.insert(out.end(), deep.begin() + static_cast<std::ptrdiff_t>(pos + 2), deep.end() - 8);
+    std::uint64_t header_len = 0;
+    for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(deep[12 + i]) << (8 * i);
+    header_len += nested.size() - 2;
+    for (int i = 0; i < 8; ++i) out[12 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(header_len >> (8 * i));
+    const std::uint64_t sum = fnv1a(out, out.size());
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+    write_bytes(path, out);
+    CHECK_THROWS_WITH_AS(nn::load_checkpoint(path), doctest::Contains("the header nests deeper than 64 levels"), Error);
+  }
+  SUBCASE("a generator word that is not a decimal u64 is a metatape error, not std::invalid_argument") {
+    refused([](nlohmann::json& h) { h["generator"]["words"][2] = "abc"; }, "generator word 2 'abc' is not a decimal u64");
+    refused([](nlohmann::json& h) { h["generator"]["words"][0] = "99999999999999999999999"; }, "generator word 0");
+    refused([](nlohmann::json& h) { h["generator"]["spare_bits"] = 12; }, "spare_bits 12 is not a decimal string");
+    refused([](nlohmann::json& h) { h["generator"]["words"] = {"1"}; }, "needs 4 words, got 1");
+  }
+}
+
+TEST_CASE("a directory, a device, a FIFO or a file over the size limit is refused as a checkpoint") {
+  const std::string dir = temp_path("a_directory");
+  fs::create_directories(dir);
+  CHECK_THROWS_WITH_AS(nn::load_checkpoint(dir), doctest::Contains(("'" + dir + "': is a directory").c_str()), Error);
+  CHECK_THROWS_WITH_AS(nn::load_checkpoint("/dev/zero"),
+                       doctest::Contains("checkpoint '/dev/zero': is not a regular file"), Error);
+  const std::string fifo = temp_path("a_fifo");
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opening a FIFO with no writer would block; the loader must refuse it without waiting.
+  CHECK_THROWS_WITH_AS(nn::load_checkpoint(fifo), doctest::Contains("is not a regular file"), Error);
+  fs::remove(fifo);
+
+  const std::string path = temp_path("limit.ckpt");
+  nn::save_checkpoint(path, sample_checkpoint(8, 4));
+  const auto size = fs::file_size(path);
+  CHECK_NOTHROW(nn::load_checkpoint(path, size));
+  CHECK_THROWS_WITH_AS(nn::load_checkpoint(path, size - 1),
+                       doctest::Contains(("has " + std::to_string(size) + " bytes, more than the checkpoint limit of " +
+                                          std::to_string(size - 1) + " bytes").c_str()),
+                       Error);
 }

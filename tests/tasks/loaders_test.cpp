@@ -1,4 +1,7 @@
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -313,4 +316,70 @@ TEST_CASE("regression (fuzz_csv): a huge timestamp gap is refused, not forward-f
       "1577836920000,1,1,1,1,1\n3155760000000,1,1,1,1,1\n";  // 1-minute bars, then a jump to 2070
   CHECK_THROWS_WITH_AS(parse_series(two_rows, "gappy.csv", options),
                        doctest::Contains("too long to forward-fill"), Error);
+}
+
+namespace {
+
+// `plain` compressed as one gzip member (zlib, windowBits 15 + 16).
+std::string gzip_bytes(const std::string& plain) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, static_cast<uLong>(plain.size())) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
+  zs.avail_in = static_cast<uInt>(plain.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a gzip bomb is refused at the decompressed-bytes limit, naming the file and the limit") {
+  // 16 MiB of zeros compresses to about 16 KiB; with a 1 MiB limit it must stop after about 1 MiB
+  // (the full-size case, 10 GiB from 10 MB, ran until bad_alloc before the limit existed).
+  const std::string zeros(std::size_t{16} << 20, '\0');
+  const std::string bomb = temp_file("bomb.json.gz", gzip_bytes(zeros));
+  CHECK(fs::file_size(bomb) < (std::size_t{64} << 10));
+  LoadOptions options;
+  options.max_decompressed_bytes = std::int64_t{1} << 20;
+  const std::string want = "load: " + bomb + ": gzip data decompresses to more than 1048576 bytes, the limit on one "
+                           "data file (LoadOptions::max_decompressed_bytes; raise it";
+  CHECK_THROWS_WITH_AS(load_series(bomb, options), doctest::Contains(want.c_str()), Error);
+  CHECK_THROWS_WITH_AS(read_file(bomb, std::int64_t{1} << 20), doctest::Contains(want.c_str()), Error);
+  // At the limit exactly, and with the limit raised, it reads.
+  CHECK(read_file(bomb, std::int64_t{16} << 20).size() == zeros.size());
+  CHECK_THROWS_AS(read_file(bomb, (std::int64_t{16} << 20) - 1), Error);
+
+  // Several gzip members each under the limit, together over it (the counter spans members).
+  const std::string member = gzip_bytes(std::string(600'000, 'a'));
+  const std::string two = temp_file("two.csv.gz", member + member);
+  CHECK(read_file(two, 1'200'000).size() == 1'200'000);
+  CHECK_THROWS_WITH_AS(read_file(two, 1'000'000), doctest::Contains("decompresses to more than 1000000 bytes"), Error);
+
+  // A plain file over the limit is refused before it is read.
+  const std::string big = temp_file("big.csv", std::string(2000, 'x'));
+  CHECK_THROWS_WITH_AS(read_file(big, 1000), doctest::Contains(("load: " + big + ": the file has more than 1000 bytes").c_str()), Error);
+  CHECK_THROWS_WITH_AS(read_file(big, 0), doctest::Contains("max_decompressed_bytes must be >= 1"), Error);
+  // A truncated gzip is still reported as such.
+  const std::string gz = gzip_bytes(std::string(5000, 'b'));
+  const std::string cut = temp_file("cut.csv.gz", gz.substr(0, gz.size() / 2));
+  CHECK_THROWS_WITH_AS(read_file(cut), doctest::Contains("gzip data is truncated"), Error);
+}
+
+TEST_CASE("a directory, a device or a FIFO given as a data file is refused up front") {
+  const fs::path dir = fs::temp_directory_path() / "metatape_loader_test" / "a_dir.csv";
+  fs::create_directories(dir);
+  CHECK_THROWS_WITH_AS(load_series(dir.string()),
+                       doctest::Contains(("load: " + dir.string() + " is a directory, not a data file").c_str()), Error);
+  CHECK_THROWS_WITH_AS(load_series("/dev/zero"),
+                       doctest::Contains("load: /dev/zero is not a regular file (a device, FIFO or socket)"), Error);
+  const fs::path fifo = fs::temp_directory_path() / "metatape_loader_test" / ("fifo_" + std::to_string(::getpid()));
+  fs::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(read_file(fifo.string()), doctest::Contains("is not a regular file"), Error);
+  fs::remove(fifo);
+  CHECK_THROWS_WITH_AS(read_file("/nonexistent/x.csv"), doctest::Contains("cannot open /nonexistent/x.csv"), Error);
 }
