@@ -24,7 +24,30 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--families", o.families, "task families (price_direction market_regime arbitrage portfolio risk)");
   cmd.add_flag("--resume", o.resume, "continue from the checkpoints in the output directory");
   cmd.add_flag("--no-progress", o.no_progress, "no progress bar");
+  cmd.add_flag("--progress", o.progress,
+               "show progress even when stderr is not a terminal (then as a line every 10 s, for logs)");
   cmd.add_flag("-q,--quiet", o.quiet, "do not print the report table");
+}
+
+eval::ProgressMode progress_mode(const RunOptions& o) {
+  if (o.no_progress) return eval::ProgressMode::off;
+  if (isatty(fileno(stderr))) return eval::ProgressMode::bar;
+  return o.progress ? eval::ProgressMode::lines : eval::ProgressMode::off;
+}
+
+void write_resolved_config(const eval::RunConfig& config) {
+  const std::string path = eval::resolved_config_path(config.benchmark.out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(config.benchmark.out_dir, ec);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << eval::resolved_config_yaml(config);
+    out.flush();
+    if (!out) throw Error("metatape: cannot write " + tmp + " (check that --out is a writable directory)");
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error("metatape: cannot rename " + tmp + " to " + path + ": " + ec.message());
 }
 
 eval::RunConfig resolve_run_config(const RunOptions& o) {
@@ -60,8 +83,9 @@ int run_and_report(const RunOptions& o, const char* what) {
   SigintScope sigint;
   std::string description;
   std::vector<eval::FamilySource> sources = eval::build_sources(config, &description);
-  const bool bar_enabled = !o.no_progress && isatty(fileno(stderr));
-  eval::ProgressBar bar(1, what, bar_enabled);
+  if (config.benchmark.out_dir.empty()) config.benchmark.out_dir = "runs/main";
+  write_resolved_config(config);
+  eval::ProgressBar bar(1, what, progress_mode(o));
   eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, &bar, &interrupt_requested());
   bar.finish(result.interrupted ? "interrupted" : "done");
   result.data_description = description;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -22,9 +23,25 @@ void train(const TrainArgs& args) {
   SigintScope sigint;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::BenchmarkConfig& b = config.benchmark;
-  const bool bar_enabled = !args.run.no_progress && isatty(fileno(stderr));
+  if (b.resume) {
+    // A checkpoint that cannot be resumed is bad input (exit 3), found before anything is written.
+    for (std::size_t fi = 0; fi < sources.size(); ++fi) {
+      for (std::size_t li = 0; li < b.learners.size(); ++li) {
+        const std::string path = eval::learner_checkpoint_path(b, 0, sources[fi].name, b.learners[li]);
+        if (!std::filesystem::exists(path)) continue;
+        eval::TrainingRecord unused;
+        try {
+          (void)eval::load_benchmark_learner(b, sources[fi], fi, li, 0, unused);
+        } catch (const Error& e) {
+          throw eval::DataError("metatape: train --resume: the checkpoint " + path + " cannot be resumed: " +
+                                e.what() + " (delete it to train that learner from the start)");
+        }
+      }
+    }
+  }
+  write_resolved_config(config);
   eval::ProgressBar bar(static_cast<std::int64_t>(sources.size() * b.learners.size()) * b.meta_steps, "train",
-                        bar_enabled);
+                        progress_mode(args.run));
   std::int64_t offset = 0;
   for (std::size_t fi = 0; fi < sources.size(); ++fi) {
     for (std::size_t li = 0; li < b.learners.size(); ++li) {
