@@ -54,6 +54,9 @@ eval::ProgressMode progress_mode(const RunOptions& options);
 // Writes <out>/config.resolved.yaml (eval/run_config.h), atomically; train and run call it before
 // training so that `metatape eval` reads what the checkpoints were trained with.
 void write_resolved_config(const eval::RunConfig& config);
+// For --resume: loads every existing checkpoint of runs 0..runs-1 into a fresh learner and throws
+// DataError (exit 3) naming the file when one cannot be resumed, before anything is written.
+void check_resumable(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources, int runs);
 // Loads the YAML (or the built-in defaults when options.config is empty) and applies --set and the
 // shortcut options; --data DIR sets data.root (the market files of the config are read from DIR).
 eval::RunConfig resolve_run_config(const RunOptions& options);

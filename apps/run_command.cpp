@@ -50,6 +50,25 @@ void write_resolved_config(const eval::RunConfig& config) {
   if (ec) throw Error("metatape: cannot rename " + tmp + " to " + path + ": " + ec.message());
 }
 
+void check_resumable(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources, int runs) {
+  const eval::BenchmarkConfig& b = config.benchmark;
+  for (int run = 0; run < runs; ++run) {
+    for (std::size_t fi = 0; fi < sources.size(); ++fi) {
+      for (std::size_t li = 0; li < b.learners.size(); ++li) {
+        const std::string path = eval::learner_checkpoint_path(b, run, sources[fi].name, b.learners[li]);
+        if (path.empty() || !std::filesystem::exists(path)) continue;
+        eval::TrainingRecord unused;
+        try {
+          (void)eval::load_benchmark_learner(b, sources[fi], fi, li, run, unused);
+        } catch (const Error& e) {
+          throw eval::DataError("metatape: --resume: the checkpoint " + path + " cannot be resumed: " + e.what() +
+                                " (delete it to train that learner from the start)");
+        }
+      }
+    }
+  }
+}
+
 eval::RunConfig resolve_run_config(const RunOptions& o) {
   std::vector<std::string> overrides = o.set;
   auto list = [](const std::vector<std::string>& v) {
@@ -84,6 +103,7 @@ int run_and_report(const RunOptions& o, const char* what) {
   std::string description;
   std::vector<eval::FamilySource> sources = eval::build_sources(config, &description);
   if (config.benchmark.out_dir.empty()) config.benchmark.out_dir = "runs/main";
+  if (config.benchmark.resume) check_resumable(config, sources, config.benchmark.runs);
   write_resolved_config(config);
   eval::ProgressBar bar(1, what, progress_mode(o));
   eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, &bar, &interrupt_requested());

@@ -23,22 +23,7 @@ void train(const TrainArgs& args) {
   SigintScope sigint;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::BenchmarkConfig& b = config.benchmark;
-  if (b.resume) {
-    // A checkpoint that cannot be resumed is bad input (exit 3), found before anything is written.
-    for (std::size_t fi = 0; fi < sources.size(); ++fi) {
-      for (std::size_t li = 0; li < b.learners.size(); ++li) {
-        const std::string path = eval::learner_checkpoint_path(b, 0, sources[fi].name, b.learners[li]);
-        if (!std::filesystem::exists(path)) continue;
-        eval::TrainingRecord unused;
-        try {
-          (void)eval::load_benchmark_learner(b, sources[fi], fi, li, 0, unused);
-        } catch (const Error& e) {
-          throw eval::DataError("metatape: train --resume: the checkpoint " + path + " cannot be resumed: " +
-                                e.what() + " (delete it to train that learner from the start)");
-        }
-      }
-    }
-  }
+  if (b.resume) check_resumable(config, sources, 1);
   write_resolved_config(config);
   eval::ProgressBar bar(static_cast<std::int64_t>(sources.size() * b.learners.size()) * b.meta_steps, "train",
                         progress_mode(args.run));

@@ -448,6 +448,7 @@ TEST_CASE("cli: eval never trains and never writes a checkpoint or a log") {
   const Captured resume = captured(tiny({"train", "--resume"}, out, "3"));
   CHECK(resume.code == apps::bad_data);
   CHECK(resume.err.find("cannot be resumed") != std::string::npos);
+  CHECK(cli(tiny({"run", "--resume"}, out, "3")) == apps::bad_data);
   CHECK(read_text(maml) == "not a checkpoint");  // refused before anything was written
   std::ofstream(maml, std::ios::trunc | std::ios::binary) << good;
 
