@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "eval/report.h"
+#include "tasks/families.h"
 
 namespace metatape::apps {
 
@@ -21,7 +22,9 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--episodes", o.episodes, "test episodes per shots value");
   cmd.add_option("--meta-steps", o.meta_steps, "meta-training steps per learner");
   cmd.add_option("--learners", o.learners, "learners to run (maml fomaml maml++ meta-sgd reptile anil protonet matching)");
-  cmd.add_option("--families", o.families, "task families (price_direction market_regime arbitrage portfolio risk)");
+  std::string families;
+  for (const auto& f : tasks::family_names()) families += (families.empty() ? "" : " ") + f;
+  cmd.add_option("--families", o.families, "task families (" + families + ")");
   cmd.add_flag("--resume", o.resume, "continue from the checkpoints in the output directory");
   cmd.add_flag("--no-progress", o.no_progress, "no progress bar");
   cmd.add_flag("--progress", o.progress,
