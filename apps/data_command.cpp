@@ -78,7 +78,7 @@ bool looks_like_market_file(const std::filesystem::path& p) {
 }
 
 // Files named on the command line are validated as given; a directory contributes its market files
-// (recursively, in name order). Throws DataError for a missing path or a directory with none.
+// (recursively, in name order; not regimes.csv, the labels `metatape simulate` writes). Throws DataError for a missing path or a directory with none.
 std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
   namespace fs = std::filesystem;
   std::vector<std::string> files;
@@ -92,7 +92,10 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
     std::vector<std::string> found;
     for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_regular_file(ec) && looks_like_market_file(it->path())) found.push_back(it->path().string());
+      // regimes.csv is the regime labels `metatape simulate` writes beside its market files.
+      if (it->is_regular_file(ec) && looks_like_market_file(it->path()) && it->path().filename() != "regimes.csv") {
+        found.push_back(it->path().string());
+      }
     }
     if (ec) throw eval::DataError("metatape: data: cannot read the directory " + p + ": " + ec.message());
     if (found.empty()) {
