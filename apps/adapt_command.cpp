@@ -96,7 +96,7 @@ void register_adapt(CLI::App& app) {
   cmd->add_option("--learner", a->learner, "learner kind (its checkpoint is <out>/run0/<family>/<learner>.ckpt)");
   cmd->add_option("--family", a->family, "task family");
   cmd->add_option("--checkpoint", a->checkpoint, "checkpoint file (default: the one train wrote under --out)");
-  cmd->add_option("--shots", a->shots, "support rows per class")->check(CLI::PositiveNumber);
+  cmd->add_option("--shots", a->shots, "support rows per class")->check(positive());
   cmd->add_option("--steps", a->steps, "adaptation steps (default: the learner's)");
   cmd->add_option("--episode", a->episode, "which test episode (seeded)");
   cmd->add_option("--json", a->json, "also write predictions and metrics to this JSON file");

@@ -48,6 +48,10 @@ struct RunOptions {
   bool resume = false, no_progress = false, progress = false, quiet = false;
 };
 void add_run_options(CLI::App& command, RunOptions& options);
+// Option checks whose messages say what is needed ("--bars must be a number > 0, got '0'"); CLI11's
+// PositiveNumber says "Value 0 not in range 0.000000 to 1.79769e+308".
+CLI::Validator positive();
+CLI::Validator non_negative();
 // The bar on a terminal; with --progress and stderr not a terminal, whole lines every 10 s; nothing
 // with --no-progress or when stderr is not a terminal.
 eval::ProgressMode progress_mode(const RunOptions& options);

@@ -181,7 +181,7 @@ void register_data(CLI::App& app) {
       "show", "load FILE and print its first rows as parsed: UTC time, open, high, low, close, volume and "
               "whether the bar was filled in");
   show->add_option("file", *spath, "market file")->required();
-  show->add_option("--rows", *srows, "how many rows to print (default 10)")->check(CLI::NonNegativeNumber);
+  show->add_option("--rows", *srows, "how many rows to print (default 10)")->check(non_negative());
   show->add_option("--policy", *spolicy, "fail, drop or repair (default repair)");
   show->callback([spath, srows, spolicy] { print_rows(load(*spath, parse_policy(*spolicy)), *srows); });
 }

@@ -2,6 +2,9 @@
 // the same episodes, print the report table and write the report files.
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdlib>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +15,26 @@
 #include "tasks/families.h"
 
 namespace metatape::apps {
+
+namespace {
+
+CLI::Validator number_check(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        const bool ok = !text.empty() && end != nullptr && *end == '\0' && std::isfinite(v) &&
+                        (zero_allowed ? v >= 0 : v > 0);
+        if (ok) return {};
+        return std::string("must be a number ") + (zero_allowed ? ">= 0" : "> 0") + ", got '" + text + "'";
+      },
+      zero_allowed ? "NUMBER >= 0" : "NUMBER > 0");
+}
+
+}  // namespace
+
+CLI::Validator positive() { return number_check(false); }
+CLI::Validator non_negative() { return number_check(true); }
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("-c,--config", o.config, "YAML configuration (see configs/*.yaml)")->check(CLI::ExistingFile);

@@ -66,7 +66,7 @@ void register_train(CLI::App& app) {
                "bit-identically");
   add_run_options(*cmd, args->run);
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "meta-steps between checkpoints (0: end only)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->callback([args] { train(*args); });
 }
 

@@ -152,7 +152,9 @@ TEST_CASE("cli: simulate writes market files; data validates and inspects them; 
   }
   CHECK(csvs.size() == 4);  // 2 assets x 2 exchanges
   CHECK(fs::exists(dir / "sim" / "regimes.csv"));
-  CHECK(cli({"simulate", "--out", (dir / "bad").string(), "--bars", "0"}) == apps::bad_usage);
+  const Captured zero = captured({"simulate", "--out", (dir / "bad").string(), "--bars", "0"});
+  CHECK(zero.code == apps::bad_usage);
+  CHECK(zero.err.find("must be a number > 0, got '0'") != std::string::npos);
   CHECK(cli({"simulate", "--out", (dir / "bad").string(), "--interval", "fortnight"}) == apps::bad_usage);
 
   REQUIRE(!csvs.empty());
