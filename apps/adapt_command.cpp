@@ -28,6 +28,13 @@ void adapt(const AdaptArgs& a) {
   RunOptions ro = a.run;
   ro.families = {a.family};
   eval::RunConfig config = resolve_run_config(ro);
+  if (a.steps < -1) throw eval::ConfigError("adapt: --steps must be >= 0 (or left out for the learner's default), got " +
+                                            std::to_string(a.steps));
+  if (a.steps > config.limits.max_inner_steps_x_episodes) {
+    throw eval::ConfigError("adapt: --steps " + std::to_string(a.steps) + " is above limits.max_inner_steps_x_episodes (" +
+                            std::to_string(config.limits.max_inner_steps_x_episodes) +
+                            "); use fewer steps or raise limits.max_inner_steps_x_episodes");
+  }
   const eval::BenchmarkConfig& b = config.benchmark;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::FamilySource& family = sources.front();

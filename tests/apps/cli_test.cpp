@@ -275,6 +275,8 @@ TEST_CASE("cli: train checkpoints, resumes bit-identically; eval and adapt use t
   CHECK(j["steps"] == 2);
   CHECK(j["metrics"].contains("accuracy"));
   CHECK(cli(tiny({"adapt", "--learner", "reptile"}, dir / "straight")) == apps::bad_usage);  // not trained
+  CHECK(cli(tiny({"adapt", "--learner", "maml", "--steps", "-2"}, dir / "straight")) == apps::bad_usage);
+  CHECK(cli(tiny({"adapt", "--learner", "maml", "--steps", "1000000000"}, dir / "straight")) == apps::bad_usage);
   {
     std::ofstream corrupt(dir / "corrupt.ckpt");
     corrupt << "not a checkpoint";
