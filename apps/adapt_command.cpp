@@ -28,6 +28,9 @@ void adapt(const AdaptArgs& a) {
   RunOptions ro = a.run;
   ro.families = {a.family};
   eval::RunConfig config = resolve_run_config(ro);
+  // What the checkpoints under --out were trained with, when train recorded it.
+  const std::string recorded = eval::resolved_config_path(config.benchmark.out_dir);
+  if (a.checkpoint.empty() && std::filesystem::exists(recorded)) config = recorded_run_config(config, recorded);
   if (a.steps < -1) throw eval::ConfigError("adapt: --steps must be >= 0 (or left out for the learner's default), got " +
                                             std::to_string(a.steps));
   if (a.steps > config.limits.max_inner_steps_x_episodes) {

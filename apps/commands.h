@@ -58,6 +58,10 @@ eval::ProgressMode progress_mode(const RunOptions& options);
 // Writes <out>/config.resolved.yaml (eval/run_config.h), atomically; train and run call it before
 // training so that `metatape eval` reads what the checkpoints were trained with.
 void write_resolved_config(const eval::RunConfig& config);
+// The configuration recorded at <out>/config.resolved.yaml (recorded_path) with the evaluation keys
+// and learner / family subsets of `requested` (the command line's); throws ConfigError listing every
+// training key that differs from the recorded value (apps/eval_command.cpp; eval and adapt use it).
+eval::RunConfig recorded_run_config(const eval::RunConfig& requested, const std::string& recorded_path);
 // For --resume: loads every existing checkpoint of runs 0..runs-1 into a fresh learner and throws
 // DataError (exit 3) naming the file when one cannot be resumed, before anything is written.
 void check_resumable(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources, int runs);

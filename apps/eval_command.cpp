@@ -64,9 +64,9 @@ std::vector<std::string> as_list(const std::string& flow) {
   return items;
 }
 
-// The configuration to evaluate with: the recorded one plus the evaluation keys of the command line.
-eval::RunConfig evaluation_config(const eval::RunConfig& requested,
-                                  const std::string& recorded_path) {
+}  // namespace
+
+eval::RunConfig recorded_run_config(const eval::RunConfig& requested, const std::string& recorded_path) {
   std::ifstream in(recorded_path);
   std::stringstream text;
   text << in.rdbuf();
@@ -113,6 +113,8 @@ eval::RunConfig evaluation_config(const eval::RunConfig& requested,
   return c;
 }
 
+namespace {
+
 void evaluate(const RunOptions& options) {
   if (options.resume) {
     throw eval::ConfigError("eval: --resume does not apply (eval never trains); to continue training use "
@@ -126,7 +128,7 @@ void evaluate(const RunOptions& options) {
                             " is missing (metatape train writes it beside its checkpoints); train first with: " +
                             train_command(options, out));
   }
-  eval::RunConfig config = evaluation_config(requested, recorded_path);
+  eval::RunConfig config = recorded_run_config(requested, recorded_path);
   eval::BenchmarkConfig& b = config.benchmark;
   if (b.runs != 1) {
     throw eval::ConfigError("eval: evaluation.runs is " + std::to_string(b.runs) +

@@ -268,13 +268,18 @@ TEST_CASE("cli: train checkpoints, resumes bit-identically; eval and adapt use t
   const fs::path json = dir / "adapt.json";
   auto adapt = tiny({"adapt", "--learner", "maml", "--family", "price_direction", "--steps", "2", "--json",
                      json.string()},
-                    dir / "straight");
+                    dir / "straight", "6");
   CHECK(cli(adapt) == apps::ok);
   std::ifstream in(json);
   const auto j = nlohmann::json::parse(in);
   CHECK(j["steps"] == 2);
   CHECK(j["metrics"].contains("accuracy"));
   CHECK(cli(tiny({"adapt", "--learner", "reptile"}, dir / "straight")) == apps::bad_usage);  // not trained
+  // adapt reads the recorded configuration too: no need to repeat training.hidden, and a training key
+  // that differs from the recorded one is named.
+  CHECK(cli({"adapt", "--learner", "maml", "--out", (dir / "straight").string()}) == apps::ok);
+  CHECK(cli({"adapt", "--learner", "maml", "--out", (dir / "straight").string(), "--set", "training.hidden=[16]"}) ==
+        apps::bad_usage);
   CHECK(cli(tiny({"adapt", "--learner", "maml", "--steps", "-2"}, dir / "straight")) == apps::bad_usage);
   CHECK(cli(tiny({"adapt", "--learner", "maml", "--steps", "1000000000"}, dir / "straight")) == apps::bad_usage);
   {
