@@ -32,6 +32,16 @@ GradOptions allow_unused_grads() {
   return o;
 }
 
+// Fields of a JSONL line read back, tolerating lines not written by train_learner.
+bool is_diagnostics(const nlohmann::json& j) {
+  const auto it = j.find("diagnostics");
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+double number_or(const nlohmann::json& j, const char* key, double fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -128,7 +138,7 @@ std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step) {
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
     const std::int64_t s = j["step"].get<std::int64_t>();
-    const bool diagnostics = j.value("diagnostics", false);
+    const bool diagnostics = is_diagnostics(j);
     // A step at or below the last one kept starts a resumed segment: it replaces what the earlier
     // segment wrote from that step on (a step's diagnostics line comes before its metrics line).
     while (!kept.empty() && (kept.back().step > s ||
@@ -197,11 +207,11 @@ std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& con
   std::ifstream log(record.log_path);
   for (std::string text; std::getline(log, text);) {
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || j.value("diagnostics", false) || !j.contains("query_loss")) continue;
-    if (!j["step"].is_number_integer() || j["step"].get<std::int64_t>() > record.steps) continue;
-    record.final_query_loss = j["query_loss"].is_number() ? j["query_loss"].get<double>() : std::nan("");
-    record.final_accuracy = j.contains("accuracy") && j["accuracy"].is_number() ? j["accuracy"].get<double>() : -1.0;
-    record.adaptation_ms = j.value("adaptation_ms", 0.0);
+    if (j.is_discarded() || !j.is_object() || is_diagnostics(j) || !j.contains("query_loss")) continue;
+    if (!j.contains("step") || !j["step"].is_number_integer() || j["step"].get<std::int64_t>() > record.steps) continue;
+    record.final_query_loss = number_or(j, "query_loss", std::nan(""));
+    record.final_accuracy = number_or(j, "accuracy", -1.0);
+    record.adaptation_ms = number_or(j, "adaptation_ms", 0.0);
   }
   return learner;
 }

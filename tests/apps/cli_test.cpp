@@ -504,9 +504,10 @@ TEST_CASE("cli: resume cuts the log back to the checkpoint and removes stale tem
   // An old log with the rows of earlier resumes repeated keeps the last of each, up to the checkpoint.
   const fs::path messy = dir / "messy.jsonl";
   std::ofstream(messy) << "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
-                          "{\"step\":4}\nnot json\n{\"step\":5}\n";
-  CHECK(eval::cut_log_to_step(messy.string(), 4) == 4);
-  CHECK(read_text(messy) == "{\"step\":1}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n{\"step\":4}\n");
+                          "{\"step\":4}\nnot json\n{\"step\":\"x\"}\n{\"step\":4,\"diagnostics\":\"odd\"}\n{\"step\":5}\n";
+  CHECK(eval::cut_log_to_step(messy.string(), 4) == 6);
+  CHECK(read_text(messy) == "{\"step\":1}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
+                            "{\"step\":4,\"diagnostics\":\"odd\"}\n");
   CHECK(eval::cut_log_to_step(messy.string(), 4) == 0);
   CHECK(eval::cut_log_to_step((dir / "none.jsonl").string(), 4) == 0);
   fs::remove_all(dir);
