@@ -28,6 +28,16 @@ void adapt(const AdaptArgs& a) {
   RunOptions ro = a.run;
   ro.families = {a.family};
   eval::RunConfig config = resolve_run_config(ro);
+  // What the checkpoints under --out were trained with, when train recorded it.
+  const std::string recorded = eval::resolved_config_path(config.benchmark.out_dir);
+  if (a.checkpoint.empty() && std::filesystem::exists(recorded)) config = recorded_run_config(config, recorded);
+  if (a.steps < -1) throw eval::ConfigError("adapt: --steps must be >= 0 (or left out for the learner's default), got " +
+                                            std::to_string(a.steps));
+  if (a.steps > config.limits.max_inner_steps_x_episodes) {
+    throw eval::ConfigError("adapt: --steps " + std::to_string(a.steps) + " is above limits.max_inner_steps_x_episodes (" +
+                            std::to_string(config.limits.max_inner_steps_x_episodes) +
+                            "); use fewer steps or raise limits.max_inner_steps_x_episodes");
+  }
   const eval::BenchmarkConfig& b = config.benchmark;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::FamilySource& family = sources.front();
@@ -96,7 +106,7 @@ void register_adapt(CLI::App& app) {
   cmd->add_option("--learner", a->learner, "learner kind (its checkpoint is <out>/run0/<family>/<learner>.ckpt)");
   cmd->add_option("--family", a->family, "task family");
   cmd->add_option("--checkpoint", a->checkpoint, "checkpoint file (default: the one train wrote under --out)");
-  cmd->add_option("--shots", a->shots, "support rows per class")->check(CLI::PositiveNumber);
+  cmd->add_option("--shots", a->shots, "support rows per class")->check(positive());
   cmd->add_option("--steps", a->steps, "adaptation steps (default: the learner's)");
   cmd->add_option("--episode", a->episode, "which test episode (seeded)");
   cmd->add_option("--json", a->json, "also write predictions and metrics to this JSON file");

@@ -45,12 +45,33 @@ struct RunOptions {
   std::string out, data;
   long long seed = -1, episodes = -1, meta_steps = -1;
   std::vector<std::string> learners, families;
-  bool resume = false, no_progress = false, quiet = false;
+  bool resume = false, no_progress = false, progress = false, quiet = false;
 };
 void add_run_options(CLI::App& command, RunOptions& options);
+// Option checks whose messages say what is needed ("--bars must be a number > 0, got '0'"); CLI11's
+// PositiveNumber says "Value 0 not in range 0.000000 to 1.79769e+308".
+CLI::Validator positive();
+CLI::Validator non_negative();
+// The bar on a terminal; with --progress and stderr not a terminal, whole lines every 10 s; nothing
+// with --no-progress or when stderr is not a terminal.
+eval::ProgressMode progress_mode(const RunOptions& options);
+// Writes <out>/config.resolved.yaml (eval/run_config.h), atomically; train and run call it before
+// training so that `metatape eval` reads what the checkpoints were trained with.
+void write_resolved_config(const eval::RunConfig& config);
+// The configuration recorded at <out>/config.resolved.yaml (recorded_path) with the evaluation keys
+// and learner / family subsets of `requested` (the command line's); throws ConfigError listing every
+// training key that differs from the recorded value (apps/eval_command.cpp; eval and adapt use it).
+eval::RunConfig recorded_run_config(const eval::RunConfig& requested, const std::string& recorded_path);
+// For --resume: loads every existing checkpoint of runs 0..runs-1 into a fresh learner and throws
+// DataError (exit 3) naming the file when one cannot be resumed, before anything is written.
+void check_resumable(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources, int runs);
 // Loads the YAML (or the built-in defaults when options.config is empty) and applies --set and the
 // shortcut options; --data DIR sets data.root (the market files of the config are read from DIR).
 eval::RunConfig resolve_run_config(const RunOptions& options);
+
+// What run_cli prints when std::bad_alloc reaches it (exit 1): memory ran out, and which limit keys
+// bound memory.
+std::string out_of_memory_message();
 
 // Parses and runs one command line (args without the program name); returns the exit code.
 int run_cli(const std::vector<std::string>& args);

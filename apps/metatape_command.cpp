@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
+#include <string>
 
 #include "apps/commands.h"
 #include "eval/run_config.h"
@@ -17,9 +19,44 @@ extern "C" void on_sigint(int) {
   g_interrupt.store(true);
 }
 
+// CLI11 says "The following argument was not expected: frobnicate" for an unknown subcommand; this
+// names it as a command and lists the ones there are. Returns the message, or "" when all is well.
+std::string unknown_command(CLI::App& app, const std::vector<std::string>& args) {
+  CLI::App* level = &app;
+  std::string path = "metatape";
+  for (const std::string& arg : args) {
+    if (arg.empty() || arg[0] == '-') return "";
+    const auto subs = level->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return "";
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : subs) {
+      if (sub->check_name(arg)) next = sub;
+    }
+    if (next == nullptr) {
+      const auto positionals = level->get_options([](const CLI::Option* o) { return o->get_positional(); });
+      if (!positionals.empty()) return "";
+      std::string names;
+      for (CLI::App* sub : subs) names += (names.empty() ? "" : ", ") + sub->get_name();
+      return "metatape: unknown command '" + arg + "'" + (level == &app ? "" : " for " + path) +
+             "; the commands are: " + names + " (see " + path + " --help)";
+    }
+    level = next;
+    path += " " + next->get_name();
+  }
+  return "";
+}
+
 }  // namespace
 
 std::atomic<bool>& interrupt_requested() { return g_interrupt; }
+
+std::string out_of_memory_message() {
+  return "metatape: out of memory: the command asked for more memory than this machine has. Lower what the "
+         "configuration sizes (training.hidden, training.meta_batch, training.inner_steps, evaluation.episodes, "
+         "evaluation.steps, data.simulator.bars, the market files), or lower the limits that bound them: "
+         "limits.max_parameters, limits.max_rows, limits.max_inner_steps_x_episodes, limits.max_bars "
+         "(docs/cli.md, \"Resource limits\")";
+}
 
 SigintScope::SigintScope() {
   g_interrupt.store(false);
@@ -29,7 +66,7 @@ SigintScope::SigintScope() {
 SigintScope::~SigintScope() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_); }
 
 int run_cli(const std::vector<std::string>& args) {
-  CLI::App app{"metatape: few-shot meta-learning on market data, with exact second-order gradients"};
+  CLI::App app{"metatape: few-shot meta-learning on market data, with exact second-order gradients", "metatape"};
   app.require_subcommand(1);
   app.footer("Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 3 bad input data, "
              "130 interrupted (checkpoint saved). See docs/cli.md.");
@@ -44,6 +81,10 @@ int run_cli(const std::vector<std::string>& args) {
 #ifdef METATAPE_WITH_SERVE
   register_serve(app);
 #endif
+  if (const std::string message = unknown_command(app, args); !message.empty()) {
+    std::fprintf(stderr, "%s\n", message.c_str());
+    return bad_usage;
+  }
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them in reverse
   try {
     app.parse(reversed);
@@ -59,6 +100,9 @@ int run_cli(const std::vector<std::string>& args) {
     return bad_data;
   } catch (const metatape::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
+    return runtime_failure;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "%s\n", out_of_memory_message().c_str());
     return runtime_failure;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "metatape: unexpected error: %s\n", e.what());

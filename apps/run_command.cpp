@@ -2,6 +2,9 @@
 // the same episodes, print the report table and write the report files.
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdlib>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,8 +12,29 @@
 
 #include "apps/commands.h"
 #include "eval/report.h"
+#include "tasks/families.h"
 
 namespace metatape::apps {
+
+namespace {
+
+CLI::Validator number_check(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        const bool ok = !text.empty() && end != nullptr && *end == '\0' && std::isfinite(v) &&
+                        (zero_allowed ? v >= 0 : v > 0);
+        if (ok) return {};
+        return std::string("must be a number ") + (zero_allowed ? ">= 0" : "> 0") + ", got '" + text + "'";
+      },
+      zero_allowed ? "NUMBER >= 0" : "NUMBER > 0");
+}
+
+}  // namespace
+
+CLI::Validator positive() { return number_check(false); }
+CLI::Validator non_negative() { return number_check(true); }
 
 void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("-c,--config", o.config, "YAML configuration (see configs/*.yaml)")->check(CLI::ExistingFile);
@@ -21,10 +45,54 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--episodes", o.episodes, "test episodes per shots value");
   cmd.add_option("--meta-steps", o.meta_steps, "meta-training steps per learner");
   cmd.add_option("--learners", o.learners, "learners to run (maml fomaml maml++ meta-sgd reptile anil protonet matching)");
-  cmd.add_option("--families", o.families, "task families (price_direction market_regime arbitrage portfolio risk)");
+  std::string families;
+  for (const auto& f : tasks::family_names()) families += (families.empty() ? "" : " ") + f;
+  cmd.add_option("--families", o.families, "task families (" + families + ")");
   cmd.add_flag("--resume", o.resume, "continue from the checkpoints in the output directory");
   cmd.add_flag("--no-progress", o.no_progress, "no progress bar");
+  cmd.add_flag("--progress", o.progress,
+               "show progress even when stderr is not a terminal (then as a line every 10 s, for logs)");
   cmd.add_flag("-q,--quiet", o.quiet, "do not print the report table");
+}
+
+eval::ProgressMode progress_mode(const RunOptions& o) {
+  if (o.no_progress) return eval::ProgressMode::off;
+  if (isatty(fileno(stderr))) return eval::ProgressMode::bar;
+  return o.progress ? eval::ProgressMode::lines : eval::ProgressMode::off;
+}
+
+void write_resolved_config(const eval::RunConfig& config) {
+  const std::string path = eval::resolved_config_path(config.benchmark.out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(config.benchmark.out_dir, ec);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << eval::resolved_config_yaml(config);
+    out.flush();
+    if (!out) throw Error("metatape: cannot write " + tmp + " (check that --out is a writable directory)");
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error("metatape: cannot rename " + tmp + " to " + path + ": " + ec.message());
+}
+
+void check_resumable(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources, int runs) {
+  const eval::BenchmarkConfig& b = config.benchmark;
+  for (int run = 0; run < runs; ++run) {
+    for (std::size_t fi = 0; fi < sources.size(); ++fi) {
+      for (std::size_t li = 0; li < b.learners.size(); ++li) {
+        const std::string path = eval::learner_checkpoint_path(b, run, sources[fi].name, b.learners[li]);
+        if (path.empty() || !std::filesystem::exists(path)) continue;
+        eval::TrainingRecord unused;
+        try {
+          (void)eval::load_benchmark_learner(b, sources[fi], fi, li, run, unused);
+        } catch (const Error& e) {
+          throw eval::DataError("metatape: --resume: the checkpoint " + path + " cannot be resumed: " + e.what() +
+                                " (delete it to train that learner from the start)");
+        }
+      }
+    }
+  }
 }
 
 eval::RunConfig resolve_run_config(const RunOptions& o) {
@@ -60,8 +128,10 @@ int run_and_report(const RunOptions& o, const char* what) {
   SigintScope sigint;
   std::string description;
   std::vector<eval::FamilySource> sources = eval::build_sources(config, &description);
-  const bool bar_enabled = !o.no_progress && isatty(fileno(stderr));
-  eval::ProgressBar bar(1, what, bar_enabled);
+  if (config.benchmark.out_dir.empty()) config.benchmark.out_dir = "runs/main";
+  if (config.benchmark.resume) check_resumable(config, sources, config.benchmark.runs);
+  write_resolved_config(config);
+  eval::ProgressBar bar(1, what, progress_mode(o));
   eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, &bar, &interrupt_requested());
   bar.finish(result.interrupted ? "interrupted" : "done");
   result.data_description = description;

@@ -58,9 +58,9 @@ void register_simulate(CLI::App& app) {
                   "lead-lag and spreads) as one CSV per series plus regimes.csv");
   cmd->add_option("-o,--out", a->out, "output directory")->required();
   cmd->add_option("--seed", a->seed, "simulator seed");
-  cmd->add_option("--bars", a->bars, "bars per series")->check(CLI::PositiveNumber);
-  cmd->add_option("--assets", a->assets, "number of assets")->check(CLI::PositiveNumber);
-  cmd->add_option("--exchanges", a->exchanges, "exchanges quoting each asset")->check(CLI::PositiveNumber);
+  cmd->add_option("--bars", a->bars, "bars per series")->check(positive());
+  cmd->add_option("--assets", a->assets, "number of assets")->check(positive());
+  cmd->add_option("--exchanges", a->exchanges, "exchanges quoting each asset")->check(positive());
   cmd->add_option("--interval", a->interval, "bar interval (1m, 5m, 1h, 1d, ...)");
   cmd->callback([a] { simulate(*a); });
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -342,17 +343,20 @@ void register_sinusoid(CLI::App& app) {
   cmd->add_option("--learners", config->learners, "learners to train: maml, fomaml, maml++, meta-sgd, reptile, anil")
       ->delimiter(',');
   cmd->add_option("--iterations", config->iterations, "meta-iterations per learner (the paper: 70000)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--seconds", config->seconds, "wall-clock training budget per learner, in seconds (0 = none)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--minutes", [config](const CLI::results_t& r) {
-        config->seconds = 60.0 * std::stod(r.at(0));
+        char* end = nullptr;
+        const double minutes = std::strtod(r.at(0).c_str(), &end);
+        if (r.at(0).empty() || *end != '\0' || !std::isfinite(minutes) || minutes < 0) return false;
+        config->seconds = 60.0 * minutes;
         return true;
       }, "training budget per learner, in minutes");
-  cmd->add_option("--meta-batch", config->meta_batch, "tasks per meta-step")->check(CLI::PositiveNumber);
+  cmd->add_option("--meta-batch", config->meta_batch, "tasks per meta-step")->check(positive());
   cmd->add_option("--seed", config->seed, "seed for initialisation, training and evaluation tasks");
   cmd->add_option("--eval-tasks", config->eval_tasks, "fresh evaluation tasks per K")->check(CLI::Range(2, 1000000));
-  cmd->add_option("--query-rows", config->query_rows, "query points per evaluation task")->check(CLI::PositiveNumber);
+  cmd->add_option("--query-rows", config->query_rows, "query points per evaluation task")->check(positive());
   cmd->add_option("--shots", config->shots, "support sizes K to evaluate")->delimiter(',');
   cmd->add_option("--steps", config->steps, "inner-step counts to report")->delimiter(',');
   cmd->add_option("--inner-lr", config->inner_lr, "inner SGD learning rate (Meta-SGD: initial alpha)");
@@ -364,9 +368,9 @@ void register_sinusoid(CLI::App& app) {
                              "small_normal"}));
   cmd->add_option("--reptile-inner-lr", config->reptile_inner_lr, "Reptile: inner SGD learning rate");
   cmd->add_option("--reptile-inner-steps", config->reptile_inner_steps, "Reptile: inner SGD steps per task")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--reptile-epsilon", config->reptile_epsilon, "Reptile: outer step size epsilon")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--log-every", config->log_every, "print the training loss every N iterations (0 = never)");
   cmd->add_option("--json", config->json_path, "also write the results as JSON to this file");
   cmd->add_option("--save-prefix", config->save_prefix, "save each trained learner to <prefix><learner>.ckpt");

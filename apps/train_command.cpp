@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -22,9 +23,10 @@ void train(const TrainArgs& args) {
   SigintScope sigint;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::BenchmarkConfig& b = config.benchmark;
-  const bool bar_enabled = !args.run.no_progress && isatty(fileno(stderr));
+  if (b.resume) check_resumable(config, sources, 1);
+  write_resolved_config(config);
   eval::ProgressBar bar(static_cast<std::int64_t>(sources.size() * b.learners.size()) * b.meta_steps, "train",
-                        bar_enabled);
+                        progress_mode(args.run));
   std::int64_t offset = 0;
   for (std::size_t fi = 0; fi < sources.size(); ++fi) {
     for (std::size_t li = 0; li < b.learners.size(); ++li) {
@@ -64,7 +66,7 @@ void register_train(CLI::App& app) {
                "bit-identically");
   add_run_options(*cmd, args->run);
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "meta-steps between checkpoints (0: end only)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->callback([args] { train(*args); });
 }
 

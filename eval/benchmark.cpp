@@ -131,6 +131,10 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
                                                        const std::atomic<bool>* interrupt,
                                                        TrainingRecord& record, bool& interrupted,
                                                        std::int64_t checkpoint_every) {
+  if (config.evaluate_only) {
+    interrupted = false;
+    return load_benchmark_learner(config, family, family_index, learner_index, run, record);
+  }
   const std::string& kind = config.learners.at(learner_index);
   const auto r = static_cast<std::uint64_t>(run);
   Generator init_gen(derive_seed(config.seed, {r, family_index, learner_index, 1}));
@@ -157,8 +161,10 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   topt.jsonl_path = learner_log_path(config, run, family.name, kind);
   if (!topt.checkpoint_path.empty()) {
     std::filesystem::create_directories(std::filesystem::path(topt.checkpoint_path).parent_path());
+    remove_stale_checkpoint_temporaries(topt.checkpoint_path);
     if (config.resume && std::filesystem::exists(topt.checkpoint_path)) {
       resume_learner(topt.checkpoint_path, *learner, task_gen);
+      cut_log_to_step(topt.jsonl_path, learner->meta_steps());
     } else if (std::filesystem::exists(topt.jsonl_path)) {
       std::filesystem::remove(topt.jsonl_path);
     }

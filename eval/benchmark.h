@@ -86,6 +86,9 @@ struct BenchmarkConfig {
   // learner whose checkpoint exists continues from it (finished ones are not retrained).
   std::string out_dir;
   bool resume = false;
+  // Evaluate only (`metatape eval`): every learner is loaded from its checkpoint as it is
+  // (load_benchmark_learner); nothing is trained and nothing under out_dir is written.
+  bool evaluate_only = false;
 };
 
 struct CellResult {
@@ -211,6 +214,14 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
                                                        const std::atomic<bool>* interrupt,
                                                        TrainingRecord& record, bool& interrupted,
                                                        std::int64_t checkpoint_every = 0);
+
+// Builds learner config.learners[learner_index] as train_benchmark_learner does and loads its
+// checkpoint, without training and without writing anything: `record` gets the checkpoint's step and
+// the last metrics of its JSONL log (when present). Throws naming the file when there is no
+// checkpoint or it does not fit (eval/training.cpp).
+std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
+                                                      std::size_t family_index, std::size_t learner_index,
+                                                      int run, TrainingRecord& record);
 
 // Derives a seed from a base seed and a path of integers (stable across platforms).
 std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_t> path);

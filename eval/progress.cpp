@@ -24,6 +24,13 @@ ProgressBar::ProgressBar(std::int64_t total, std::string label, bool enabled, st
       stream_(stream), min_interval_s_(min_interval_s), start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
+ProgressBar::ProgressBar(std::int64_t total, std::string label, ProgressMode mode, std::FILE* stream,
+                         double min_interval_s)
+    : ProgressBar(total, std::move(label), mode != ProgressMode::off, stream,
+                  min_interval_s >= 0 ? min_interval_s : mode == ProgressMode::lines ? 10.0 : 0.2) {
+  lines_ = mode == ProgressMode::lines;
+}
+
 double ProgressBar::elapsed_seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
@@ -53,13 +60,14 @@ void ProgressBar::update(std::int64_t done, const std::string& status) {
   if (drawn_ && std::chrono::duration<double>(now - last_draw_).count() < min_interval_s_) return;
   last_draw_ = now;
   drawn_ = true;
-  std::fprintf(stream_, "\r\033[K%s", render(done, status).c_str());
+  if (lines_) std::fprintf(stream_, "%s\n", render(done, status).c_str());
+  else std::fprintf(stream_, "\r\033[K%s", render(done, status).c_str());
   std::fflush(stream_);
 }
 
 void ProgressBar::finish(const std::string& status) {
   if (!enabled_) return;
-  std::fprintf(stream_, "\r\033[K%s\n", render(total_, status).c_str());
+  std::fprintf(stream_, lines_ ? "%s\n" : "\r\033[K%s\n", render(total_, status).c_str());
   std::fflush(stream_);
 }
 

@@ -1,12 +1,19 @@
 #include "eval/training.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "autograd/tape.h"
+#include "eval/benchmark.h"
 #include "kernels/error.h"
 #include "nn/checkpoint.h"
 
@@ -23,6 +30,16 @@ GradOptions allow_unused_grads() {
   GradOptions o;
   o.allow_unused = true;
   return o;
+}
+
+// Fields of a JSONL line read back, tolerating lines not written by train_learner.
+bool is_diagnostics(const nlohmann::json& j) {
+  const auto it = j.find("diagnostics");
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+double number_or(const nlohmann::json& j, const char* key, double fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -104,6 +121,99 @@ void resume_learner(const std::string& path, meta::Learner& learner, Generator& 
   learner.optimizer().load_state(ck.sections.at("optimizer"));
   gen.set_state(*ck.generator);
   learner.set_meta_steps(ck.step);
+}
+
+std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step) {
+  std::ifstream in(jsonl_path);
+  if (!in) return 0;
+  struct Line {
+    std::string text;
+    std::int64_t step;
+    bool diagnostics;
+  };
+  std::vector<Line> kept;
+  std::size_t read = 0;
+  for (std::string text; std::getline(in, text);) {
+    ++read;
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    const std::int64_t s = j["step"].get<std::int64_t>();
+    const bool diagnostics = is_diagnostics(j);
+    // A step at or below the last one kept starts a resumed segment: it replaces what the earlier
+    // segment wrote from that step on (a step's diagnostics line comes before its metrics line).
+    while (!kept.empty() && (kept.back().step > s ||
+                             (kept.back().step == s && (diagnostics || !kept.back().diagnostics)))) {
+      kept.pop_back();
+    }
+    if (s >= 1 && s <= step) kept.push_back({std::move(text), s, diagnostics});
+  }
+  in.close();
+  if (kept.size() == read) return 0;
+  const std::string tmp = jsonl_path + ".cut";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const Line& l : kept) out << l.text << '\n';
+    out.flush();
+    if (!out) fail("resume: cannot rewrite the metrics log " + jsonl_path + " (via " + tmp + "); check the disk");
+  }
+  std::filesystem::rename(tmp, jsonl_path);
+  return read - kept.size();
+}
+
+std::size_t remove_stale_checkpoint_temporaries(const std::string& checkpoint_path) {
+  namespace fs = std::filesystem;
+  const fs::path ck(checkpoint_path);
+  const fs::path dir = ck.parent_path().empty() ? fs::path(".") : ck.parent_path();
+  const std::string prefix = ck.filename().string() + ".tmp.";
+  std::error_code ec;
+  std::size_t removed = 0;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const long pid = std::stol(digits);
+    const bool alive = pid != static_cast<long>(::getpid()) && pid > 0 &&
+                       (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+    if (alive) continue;
+    std::error_code rm;
+    if (fs::remove(entry.path(), rm)) ++removed;
+  }
+  return removed;
+}
+
+std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
+                                                      std::size_t family_index, std::size_t learner_index,
+                                                      int run, TrainingRecord& record) {
+  const std::string& kind = config.learners.at(learner_index);
+  const auto r = static_cast<std::uint64_t>(run);
+  Generator init_gen(derive_seed(config.seed, {r, family_index, learner_index, 1}));
+  Generator task_gen(derive_seed(config.seed, {r, family_index, learner_index, 2}));
+  auto learner = make_benchmark_learner(kind, config, family, init_gen);
+  const std::string path = learner_checkpoint_path(config, run, family.name, kind);
+  if (path.empty() || !std::filesystem::exists(path)) {
+    fail("eval: no checkpoint for " + kind + " on " + family.name + (path.empty() ? "" : " at " + path) +
+         "; train it first (metatape train)");
+  }
+  resume_learner(path, *learner, task_gen);
+  record = TrainingRecord{};
+  record.family = family.name;
+  record.learner = kind;
+  record.run = run;
+  record.steps = learner->meta_steps();
+  record.final_query_loss = std::nan("");
+  record.log_path = learner_log_path(config, run, family.name, kind);
+  // The last metrics line of the log at or before the checkpoint's step, read only.
+  std::ifstream log(record.log_path);
+  for (std::string text; std::getline(log, text);) {
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || is_diagnostics(j) || !j.contains("query_loss")) continue;
+    if (!j.contains("step") || !j["step"].is_number_integer() || j["step"].get<std::int64_t>() > record.steps) continue;
+    record.final_query_loss = number_or(j, "query_loss", std::nan(""));
+    record.final_accuracy = number_or(j, "accuracy", -1.0);
+    record.adaptation_ms = number_or(j, "adaptation_ms", 0.0);
+  }
+  return learner;
 }
 
 TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, Generator& gen,

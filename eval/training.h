@@ -75,4 +75,14 @@ void save_learner_checkpoint(const std::string& path, meta::Learner& learner, co
 // and the difference) when the checkpoint does not fit the learner.
 void resume_learner(const std::string& path, meta::Learner& learner, Generator& gen);
 
+// Tidying before a resume from a checkpoint at `step`, so a run killed any number of times leaves the
+// same files as one that never was:
+// cut_log_to_step keeps the JSONL lines of steps 1..step, one per step and kind (the lines a killed run
+// wrote after its last checkpoint are dropped, and so are repeats of steps written by earlier resumes
+// and a half-written last line); returns the number of lines removed. No file: nothing to do.
+std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step);
+// Removes "<checkpoint>.tmp.<pid>" files (left by a writer killed mid-save, nn/checkpoint.h) whose pid
+// is not a running process or is this process; returns how many were removed.
+std::size_t remove_stale_checkpoint_temporaries(const std::string& checkpoint_path);
+
 }  // namespace metatape::eval
