@@ -34,8 +34,9 @@ struct ServeArgs {
 
 std::chrono::milliseconds seconds_option(const char* flag, double seconds) {
   if (!(seconds > 0) || seconds > 86400) {
-    throw eval::ConfigError("serve: " + std::string(flag) + " " + std::to_string(seconds) +
-                            " is outside (0, 86400] seconds");
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g", seconds);
+    throw eval::ConfigError("serve: " + std::string(flag) + " " + text + " is outside (0, 86400] seconds");
   }
   return std::chrono::milliseconds(std::max<long long>(1, static_cast<long long>(seconds * 1000)));
 }
