@@ -92,6 +92,7 @@ struct HttpLoop::Conn {
   std::size_t scanned = 0;   // bytes of `in` searched for the end of the head
   std::size_t head_end = 0;  // 0: the head is incomplete
   std::size_t request_end = 0;
+  std::size_t reserved = 0;  // this request's body bytes counted in reserved_bytes_
   std::string out;  // the reply being sent
   std::size_t out_sent = 0;
   bool close_after_write = false;
@@ -493,6 +494,22 @@ void HttpLoop::advance(int fd) {
                                   std::to_string(options_.max_body_bytes) + " (--max-body-kb)");
       return;
     }
+    if (length > 0 && reserved_bytes_ + length > options_.max_buffered_bytes) {
+      {
+        std::lock_guard<std::mutex> lock(stats_mutex_);
+        ++stats_.rejected_memory;
+      }
+      reply_and_close(c, 503, "the server is receiving too many request bodies at once (" +
+                                  std::to_string(reserved_bytes_) + " bytes); retry shortly",
+                      "Retry-After: 1\r\n");
+      return;
+    }
+    c.reserved = static_cast<std::size_t>(length);
+    reserved_bytes_ += c.reserved;
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex_);
+      stats_.buffered_bytes = static_cast<std::int64_t>(reserved_bytes_);
+    }
     // The loop answers "100 Continue" itself; httplib must not send a second one.
     if (expect_continue) c.in.erase(expect_begin, expect_size);
     c.head_end = end + 4 - expect_size;
@@ -586,6 +603,7 @@ void HttpLoop::take_returned() {
   }
   for (std::unique_ptr<Conn>& c : back) {
     const int fd = c->fd;
+    release(*c);
     if (stopping_.load() || epoll_fd_ < 0) {
       ::close(fd);
       std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -602,7 +620,16 @@ void HttpLoop::take_returned() {
   }
 }
 
+void HttpLoop::release(Conn& c) {
+  if (c.reserved == 0) return;
+  reserved_bytes_ -= std::min(reserved_bytes_, c.reserved);
+  c.reserved = 0;
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_.buffered_bytes = static_cast<std::int64_t>(reserved_bytes_);
+}
+
 void HttpLoop::close_conn(int fd) {
+  release(*conns_[static_cast<std::size_t>(fd)]);
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   ::close(fd);
   conns_[static_cast<std::size_t>(fd)].reset();

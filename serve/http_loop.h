@@ -13,6 +13,9 @@
 //   write_timeout  a reply must be taken by the client within this time, else the connection closes
 //   max_head_bytes request line + headers larger than this: 431
 //   max_body_bytes a Content-Length larger than this: 413 before the body is read
+//   max_buffered_bytes  bodies being received or run, all connections together; a head whose
+//                  Content-Length would pass it is answered 503 (memory stays bounded however many
+//                  clients send large bodies slowly)
 //   Transfer-Encoding on a request (chunked bodies): 411, send a Content-Length
 //   max_connections open connections held at once; one more is answered 503 and closed
 //   queue_length   complete requests waiting for a free worker; one more is answered 503
@@ -50,6 +53,7 @@ struct LoopOptions {
   std::chrono::milliseconds write_timeout{10000};
   std::size_t max_head_bytes = 32 << 10;
   std::size_t max_body_bytes = 4 << 20;
+  std::size_t max_buffered_bytes = std::size_t(256) << 20;
   // Starts one thread (workers and the I/O thread of start()); tests replace it to simulate failure.
   std::function<std::thread(std::function<void()>)> spawn;
 };
@@ -58,6 +62,7 @@ struct LoopOptions {
 struct LoopStats {
   std::int64_t open_connections = 0;
   std::int64_t queued = 0;                // complete requests waiting for a worker now
+  std::int64_t buffered_bytes = 0;        // request bodies announced and not yet run, now
   std::int64_t accepted = 0;
   std::int64_t rejected_busy = 0;         // over max_connections
   std::int64_t rejected_queue_full = 0;   // over queue_length
@@ -66,6 +71,7 @@ struct LoopStats {
   std::int64_t write_timeouts = 0;
   std::int64_t idle_closed = 0;
   std::int64_t too_large = 0;             // 413 and 431
+  std::int64_t rejected_memory = 0;       // over max_buffered_bytes
 };
 
 class HttpLoop {
@@ -118,6 +124,8 @@ class HttpLoop {
 
   // Owned by the I/O thread.
   std::vector<std::unique_ptr<Conn>> conns_;  // indexed by fd
+  std::size_t reserved_bytes_ = 0;            // bodies announced and not yet run, all connections
+  void release(Conn& c);
 
   // Complete requests waiting for a worker, and connections the workers hand back.
   mutable std::mutex mutex_;

@@ -332,11 +332,14 @@ std::string Server::metrics_text() const {
         << "metatape_connections_total " << l.accepted << "\n"
         << "# HELP metatape_requests_queued Complete requests waiting for a worker.\n# TYPE metatape_requests_queued gauge\n"
         << "metatape_requests_queued " << l.queued << "\n"
+        << "# HELP metatape_request_body_bytes Request bodies held in memory (announced, not yet run).\n"
+        << "# TYPE metatape_request_body_bytes gauge\nmetatape_request_body_bytes " << l.buffered_bytes << "\n"
         << "# HELP metatape_connections_refused_total Connections the connection layer answered with an error and closed.\n"
         << "# TYPE metatape_connections_refused_total counter\n";
     const std::pair<const char*, std::int64_t> reasons[] = {
         {"busy", l.rejected_busy},         {"queue_full", l.rejected_queue_full}, {"head_timeout", l.head_timeouts},
-        {"body_timeout", l.body_timeouts}, {"write_timeout", l.write_timeouts},   {"too_large", l.too_large}};
+        {"body_timeout", l.body_timeouts}, {"write_timeout", l.write_timeouts},   {"too_large", l.too_large},
+        {"memory", l.rejected_memory}};
     for (const auto& [reason, n] : reasons) {
       out << "metatape_connections_refused_total{reason=\"" << reason << "\"} " << n << "\n";
     }
@@ -348,6 +351,9 @@ int Server::bind() {
   if (http_) fail("serve: already bound");
   http_ = std::make_unique<Router>();
   http_->set_payload_max_length(options_.max_body_bytes);
+  // Only for the Keep-Alive header httplib writes; HttpLoop enforces both.
+  http_->set_keep_alive_max_count(static_cast<std::size_t>(options_.keep_alive_max));
+  http_->set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(options_.idle_timeout.count() / 1000)));
   auto handler = [this](const httplib::Request& req, httplib::Response& res) {
     const Response out = handle(req.method, req.path, req.get_header_value("Authorization"), req.body);
     res.status = out.status;
@@ -378,6 +384,7 @@ int Server::bind() {
   lo.write_timeout = options_.write_timeout;
   lo.max_head_bytes = options_.max_head_bytes;
   lo.max_body_bytes = options_.max_body_bytes;
+  lo.max_buffered_bytes = std::max(options_.max_buffered_bytes, 4 * options_.max_body_bytes);
   lo.spawn = options_.spawn_thread;
   loop_ = std::make_unique<HttpLoop>(
       lo,

@@ -53,6 +53,7 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{10000}; // the client taking a reply
   std::size_t max_head_bytes = 32 << 10;          // else 431
   std::size_t max_body_bytes = 4 << 20;           // else 413
+  std::size_t max_buffered_bytes = std::size_t(256) << 20;  // bodies in memory in all (at least 4 bodies), else 503
   std::int64_t max_support_rows = 10000;
   std::int64_t max_query_rows = 10000;
   int max_steps = 100;

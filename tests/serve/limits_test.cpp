@@ -176,6 +176,21 @@ void expect_reply(const std::string& reply, int status, const std::string& needl
   CHECK(body["error"].get<std::string>().find(needle) != std::string::npos);
 }
 
+// Runs an HttpLoop on its own thread; stops and joins it on destruction, also when a check fails.
+class Running {
+ public:
+  explicit Running(serve::HttpLoop& loop) : loop_(loop), thread_([&loop] { loop.run(); }) {}
+  ~Running() { stop(); }
+  void stop() {
+    loop_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  serve::HttpLoop& loop_;
+  std::thread thread_;
+};
+
 template <class Predicate>
 bool wait_until(Predicate ready, std::chrono::milliseconds limit = 5000ms) {
   const auto end = Clock::now() + limit;
@@ -379,7 +394,21 @@ TEST_CASE("serve: a full request queue is answered 503; queued requests still ru
       },
       [](int, const std::string& message) { return json{{"error", message}}.dump(); });
   const int port = loop.bind("127.0.0.1", 0);
-  std::thread io([&] { loop.run(); });
+  // Released before the loop stops, also when a check fails.
+  struct Release {
+    std::mutex& mutex;
+    std::condition_variable& cv;
+    bool& release;
+    ~Release() {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        release = true;
+      }
+      cv.notify_all();
+    }
+  };
+  Running running_loop(loop);
+  Release release_guard{mutex, cv, release};
   const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   Socket a(port), b(port), c(port);
   REQUIRE(a.send_all(request));
@@ -394,8 +423,7 @@ TEST_CASE("serve: a full request queue is answered 503; queued requests still ru
   }
   cv.notify_all();
   const std::string ra = a.read_reply(), rb = b.read_reply();
-  loop.stop();
-  io.join();
+  running_loop.stop();
   CHECK(a_running);
   CHECK(b_queued);
   expect_reply(refused, 503, "all 1 workers are busy and 1 requests are waiting");
@@ -403,6 +431,46 @@ TEST_CASE("serve: a full request queue is answered 503; queued requests still ru
   CHECK(ra.find("\r\n\r\nok") != std::string::npos);
   CHECK(rb.find("\r\n\r\nok") != std::string::npos);
   CHECK(loop.stats().rejected_queue_full == 1);
+}
+
+TEST_CASE("serve: bodies in memory are bounded across connections (503 beyond), and freed after use") {
+  serve::LoopOptions lo;
+  lo.threads = 1;
+  lo.max_body_bytes = 100;
+  lo.max_buffered_bytes = 100;
+  serve::HttpLoop loop(
+      lo,
+      [](httplib::Stream& stream, bool, bool&) {
+        char buffer[256];
+        std::string request;  // the whole request, head and body
+        for (ssize_t r; (r = stream.read(buffer, sizeof(buffer))) > 0;) request.append(buffer, static_cast<std::size_t>(r));
+        const std::string body = std::to_string(request.size() - request.find("\r\n\r\n") - 4);
+        stream.write("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+        return true;
+      },
+      [](int, const std::string& message) { return json{{"error", message}}.dump(); });
+  const int port = loop.bind("127.0.0.1", 0);
+  Running running_loop(loop);
+  auto head = [](int length) {
+    return "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+  };
+  Socket a(port), b(port);
+  REQUIRE(a.send_all(head(80) + std::string(10, 'a')));  // 80 bytes announced, 10 sent
+  REQUIRE(wait_until([&] { return loop.stats().buffered_bytes == 80; }));
+  REQUIRE(b.send_all(head(50)));
+  const std::string refused = b.read_for(5000ms);
+  REQUIRE(a.send_all(std::string(70, 'a')));
+  const std::string ra = a.read_reply();
+  // a's 80 bytes are released: the same 50-byte body now fits.
+  Socket c(port);
+  REQUIRE(c.send_all(head(50) + std::string(50, 'c')));
+  const std::string rc = c.read_reply();
+  running_loop.stop();
+  CHECK(loop.stats().buffered_bytes == 0);
+  expect_reply(refused, 503, "too many request bodies at once (80 bytes)");
+  CHECK(ra.find("\r\n\r\n80") != std::string::npos);
+  CHECK(rc.find("\r\n\r\n50") != std::string::npos);
+  CHECK(loop.stats().rejected_memory == 1);
 }
 
 TEST_CASE("serve: the listen backlog holds many connections made before the loop accepts") {
