@@ -3,7 +3,7 @@
 //                  [--token-env VAR] [--max-body-kb 4096] [--max-support-rows 10000]
 //                  [--max-query-rows 10000] [--max-steps 100] [--cache-mb 64] [--ttl-s 300]
 //                  [--task regression|classification|portfolio] [--num-classes 0]
-//                  [--max-connections 512] [--queue-length 64] [--backlog 1024]
+//                  [--max-connections 512] [--queue-length 256] [--backlog 1024]
 //                  [--head-timeout-s 5] [--body-timeout-s 30] [--idle-timeout-s 5]
 //                  [--max-seconds 0]
 // Limits: docs/serve.md. Ctrl-C (or --max-seconds) stops it cleanly. Exit codes: 0 stopped, 2 bad
@@ -27,7 +27,7 @@ struct ServeArgs {
   std::string checkpoint, host = "127.0.0.1", token_env, task;
   long long port = 8080, threads = 0, max_steps = 100;
   long long max_body_kb = 4096, max_support_rows = 10000, max_query_rows = 10000, num_classes = 0;
-  long long max_connections = 512, queue_length = 64, backlog = 1024;
+  long long max_connections = 512, queue_length = 256, backlog = 1024;
   double cache_mb = 64, ttl_s = 300, max_seconds = 0;
   double head_timeout_s = 5, body_timeout_s = 30, idle_timeout_s = 5;
 };
@@ -159,7 +159,7 @@ void register_serve(CLI::App& app) {
                   "open connections held at once, at most " + std::to_string(serve::ServerOptions::kMaxConnections) +
                       "; one more is answered 503 (default 512)");
   cmd->add_option("--queue-length", args->queue_length,
-                  "complete requests waiting for a free worker; one more is answered 503 (default 64)");
+                  "complete requests waiting for a free worker; one more is answered 503 (default 256)");
   cmd->add_option("--backlog", args->backlog,
                   "listen backlog, capped by the kernel's net.core.somaxconn (default 1024)");
   cmd->add_option("--head-timeout-s", args->head_timeout_s,

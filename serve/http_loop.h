@@ -44,7 +44,7 @@ namespace metatape::serve {
 struct LoopOptions {
   int threads = 4;
   int max_connections = 512;
-  int queue_length = 64;
+  int queue_length = 256;
   int backlog = 1024;
   int keep_alive_max = 100;
   std::chrono::milliseconds head_timeout{5000};

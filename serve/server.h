@@ -44,7 +44,7 @@ struct ServerOptions {
   int port = 8080;  // 0: any free port (see bind())
   int threads = 4;  // workers running requests, [1, kMaxThreads]
   int max_connections = 512;  // open connections held at once; more are answered 503
-  int queue_length = 64;      // complete requests waiting for a worker; more are answered 503
+  int queue_length = 256;     // complete requests waiting for a worker; more are answered 503
   int backlog = 1024;         // listen(2) backlog (the kernel caps it at net.core.somaxconn)
   int keep_alive_max = 100;   // requests per connection
   std::chrono::milliseconds head_timeout{5000};   // request line + headers, else 408
