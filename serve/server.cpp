@@ -40,7 +40,8 @@ bool same_token(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-// Checks `value` in [lo, hi] for the option spelt `flag` on the command line.
+// Checks `value` in [lo, hi] for the option spelt `flag` on the command line (or its ServerOptions
+// field name where there is no flag).
 void check_range(const char* flag, long long value, long long lo, long long hi, const std::string& why = "") {
   if (value < lo || value > hi) {
     throw OptionError("metatape: serve: " + std::string(flag) + " " + std::to_string(value) + " is outside [" +
@@ -139,12 +140,12 @@ Server::Server(std::shared_ptr<const capi::InferenceModel> model, ServerOptions 
   check_range("--max-connections", o.max_connections, 1, ServerOptions::kMaxConnections);
   check_range("--queue-length", o.queue_length, 1, ServerOptions::kMaxQueueLength);
   check_range("--backlog", o.backlog, 1, ServerOptions::kMaxBacklog);
-  check_range("--keep-alive-max", o.keep_alive_max, 1, 1000000);
+  check_range("keep_alive_max", o.keep_alive_max, 1, 1000000);
   check_range("--max-steps", o.max_steps, 0, capi::InferenceModel::kMaxSteps);
   check_positive("--head-timeout-s", o.head_timeout);
   check_positive("--body-timeout-s", o.body_timeout);
   check_positive("--idle-timeout-s", o.idle_timeout);
-  check_positive("--write-timeout-s", o.write_timeout);
+  check_positive("write_timeout", o.write_timeout);
   if (o.max_body_bytes < 1) throw OptionError("metatape: serve: --max-body-kb must be positive");
   if (o.max_head_bytes < 1024) throw OptionError("metatape: serve: the request head limit must be at least 1024 bytes");
   limits_.in_features = model_->in_features();
