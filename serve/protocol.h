@@ -9,8 +9,11 @@
 //   -> 200 {"model_id", "rows", "columns", "predictions": [[f, ...], ...]}
 // Errors: {"error": "<message naming the field and the fix>"} with status 400 (malformed JSON, a
 // missing or mistyped field, NaN/Inf or a value that overflows float32, shapes that do not fit the
-// model, limits), 401 (token), 404 (unknown or expired model_id, unknown path), 405 (method), 413
-// (body too large), 507 (the adapted model alone exceeds the cache), 500 (anything else).
+// model, limits, a protonet/matching support set without a row of some class), 401 (token), 404
+// (unknown or expired model_id, unknown path), 405 (method), 413 (body too large), 422 (the model's
+// output or adapted parameters are not finite), 507 (the adapted model alone exceeds the cache), 500
+// (anything else); the connection layer's 408, 411, 431 and 503 are in serve/http_loop.h. Every
+// reply body is valid JSON (docs/serve.md).
 #pragma once
 
 #include <cstdint>
