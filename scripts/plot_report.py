@@ -369,17 +369,16 @@ def line_plot(rep, family, axis, fixed, path):
     # smallest mean (a t interval of a positive loss can reach below zero).
     log_scale = wide_range([p[1] for _, pts in series for p in pts])
     floor = min(p[1] for _, pts in series for p in pts) / 10 if log_scale else None
-    # When some methods sit far from the rest, a second panel zooms on the strongest baseline's range
-    # (all baselines' without one), where the comparison that decides a verdict happens.
-    base_values = [v for m, pts in series if m == ref for p in pts for v in p[2:]] or \
-        [v for m, pts in series if m in rep.baselines for p in pts for v in p[2:]]
+    # When some methods sit far from the rest, a second panel zooms on the range of the baselines'
+    # intervals, where the comparisons that decide the verdicts happen.
+    base_values = [v for m, pts in series if m in rep.baselines for p in pts for v in p[2:]]
     zoom = None
     if base_values and not log_scale:
         lo, hi = min(base_values), max(base_values)
         core = max(hi - lo, 1e-9)
         full = max(all_values) - min(all_values)
-        if full > 5 * core:
-            zoom = (lo - 0.6 * core, hi + 0.6 * core)
+        if full > 3 * core:
+            zoom = (lo - 0.3 * core, hi + 0.3 * core)
     if zoom:
         fig, (ax, axz) = plt.subplots(2, 1, figsize=(8.8, 7.4), sharex=True,
                                       gridspec_kw={"height_ratios": [1, 1.25], "hspace": 0.12})
