@@ -168,7 +168,7 @@ class Report:
         return self.steps[len(self.steps) // 2] if self.steps else None
 
     def headline_shots(self):
-        if "headline_shots" in self.cfg:
+        if self.cfg.get("headline_shots"):  # 0 or absent: the middle shots value (eval/benchmark.cpp)
             return self.cfg["headline_shots"]
         return self.shots[len(self.shots) // 2] if self.shots else None
 
