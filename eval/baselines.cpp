@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <string>
@@ -222,8 +224,10 @@ class HarMethod final : public Baseline {
   }
 
  private:
-  // One fit per label horizon (a distribution may mix horizons), on first use.
+  // One fit per label horizon (a distribution may mix horizons), on first use; the lock makes
+  // concurrent predict() calls safe.
   const HarModel& model(std::int64_t horizon) {
+    const std::lock_guard<std::mutex> lock(mutex_);
     auto it = fits_.find(horizon);
     if (it == fits_.end()) {
       it = fits_.emplace(horizon, fit_har(market_->market, series_, train_, horizon, windows_, min_rows_)).first;
@@ -235,7 +239,8 @@ class HarMethod final : public Baseline {
   std::pair<std::int64_t, std::int64_t> train_;
   HarWindows windows_;
   std::int64_t min_rows_;
-  std::map<std::int64_t, HarModel> fits_;
+  std::map<std::int64_t, HarModel> fits_;  // std::map: references stay valid as fits are added
+  std::mutex mutex_;
 };
 
 // ---- portfolio -------------------------------------------------------------------------------------
@@ -542,8 +547,8 @@ HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
   HarModel model;
   model.windows = windows;
   model.horizon = horizon;
-  std::int64_t full = 0;
-  for (std::size_t i = 0; i < series.size(); ++i) full += std::max<std::int64_t>(0, last - std::max(train.first, windows.month));
+  const std::int64_t full = static_cast<std::int64_t>(series.size()) *
+                           std::max<std::int64_t>(0, last - std::max(train.first, windows.month));
   model.clipped = full < min_rows;
   const std::int64_t first = model.clipped ? std::max<std::int64_t>(train.first, 1) : std::max(train.first, windows.month);
   // Running means and co-moments of z = (log RV_d, log RV_w, log RV_m, y) (Welford).
