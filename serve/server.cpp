@@ -169,7 +169,9 @@ Response Server::handle(const std::string& method, const std::string& path,
   } catch (const capi::InputError& e) {
     // The request's numbers were checked before they reached the model, so "not finite" here is about
     // what the model computed from them.
-    response = e.kind() == capi::InputError::Kind::non_finite
+    // The model's own check (capi::NonFiniteOutputError) already says what to do.
+    response = e.kind() == capi::InputError::Kind::non_finite_output ? json_error(422, e.what())
+               : e.kind() == capi::InputError::Kind::non_finite
                    ? json_error(422, std::string(e.what()) + kNonFiniteAdvice)
                    : json_error(400, e.what());
   } catch (const std::exception& e) {

@@ -178,7 +178,9 @@ TEST_CASE("cli: run and bench write the report; bad configs exit 2") {
   std::ifstream in(dir / "out" / "report" / "report.json");
   const auto j = nlohmann::json::parse(in);
   CHECK(j["methods"] == nlohmann::json({"maml", "protonet"}));
-  CHECK(j["comparisons"].size() == 2 * 3);  // 2 learners x 3 baselines with the primary metric
+  // 2 learners x 5 baselines with the primary metric (prior, majority, persistence, scratch, finetune).
+  CHECK(j["comparisons"].size() == 2 * 5);
+  CHECK(j["verdicts"].size() == 2);
   CHECK(fs::exists(dir / "out" / "report" / "report.md"));
   CHECK(fs::exists(dir / "out" / "report" / "comparisons.csv"));
   CHECK(fs::exists(dir / "out" / "config.yaml"));

@@ -582,9 +582,10 @@ TEST_CASE("serve: non-finite model outputs are 422 with a JSON body, never NaN i
   const json body = json::parse(p.body, nullptr, false);
   REQUIRE(body.is_object());
   const std::string message = body.at("error");
-  CHECK(message.find("the model's output is not finite (predictions[") != std::string::npos);
-  CHECK(message.find("predictions[0]") == std::string::npos);  // row 0 is finite
-  CHECK(message.find("scale the features") != std::string::npos);
+  // The model's check (capi/inference_model.cpp) names the first non-finite element; row 0 is finite.
+  CHECK(message.find("the output is not finite: output[") != std::string::npos);
+  CHECK(message.find("output[0,") == std::string::npos);
+  CHECK(message.find("scale the inputs") != std::string::npos);
   CHECK(p.body.find("nan") == std::string::npos);
   CHECK(p.body.find("inf\"") == std::string::npos);
   // A support set of the same size: the adapted parameters are not finite, so nothing is stored.
