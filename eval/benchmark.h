@@ -30,6 +30,7 @@
 #include "eval/metrics.h"
 #include "eval/progress.h"
 #include "eval/statistics.h"
+#include "eval/walk_forward.h"
 #include "meta/learners.h"
 #include "nn/mlp.h"
 
@@ -59,6 +60,9 @@ struct BenchmarkConfig {
   double baseline_lr = 0.05;
 
   TradingConfig trading;
+  // Walk-forward trading on the test split (eval/walk_forward.h); run_benchmark fills its shots (when
+  // 0), steps, trading and seed from this config.
+  WalkForwardConfig walk_forward;
   int bootstrap_resamples = 2000;
   double alpha = 0.05;
 
@@ -112,6 +116,9 @@ struct BenchmarkResult {
   std::vector<CellResult> cells;                  // learners, baselines and reference strategies
   std::vector<Comparison> comparisons;
   std::vector<TrainingRecord> training;
+  // One stitched test-split equity curve per (price_direction / market_regime family, method, asset,
+  // run), plus buy-and-hold (run 0); empty when walk_forward.enabled is false.
+  std::vector<EquityCurve> walk_forward;
   double seconds = 0.0;
   bool interrupted = false;
 };

@@ -1,0 +1,177 @@
+#include "eval/sharpe_inference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/error.h"
+
+namespace metatape::eval {
+
+ReturnMoments return_moments(const std::vector<double>& returns) {
+  if (returns.empty()) fail("sharpe: no returns");
+  for (std::size_t i = 0; i < returns.size(); ++i) {
+    if (!std::isfinite(returns[i])) fail("sharpe: return " + std::to_string(i) + " is not finite");
+  }
+  ReturnMoments m;
+  m.n = returns.size();
+  const double n = static_cast<double>(m.n);
+  double sum = 0.0;
+  for (double r : returns) sum += r;
+  m.mean = sum / n;
+  double m2 = 0.0, m3 = 0.0, m4 = 0.0;
+  for (double r : returns) {
+    const double d = r - m.mean, d2 = d * d;
+    m2 += d2;
+    m3 += d2 * d;
+    m4 += d2 * d2;
+  }
+  m.sd = m.n > 1 ? std::sqrt(m2 / (n - 1.0)) : 0.0;
+  m2 /= n;
+  m3 /= n;
+  m4 /= n;
+  // A sample whose spread is at rounding level is constant for these purposes.
+  if (m2 > 1e-300 && std::sqrt(m2) > 1e-14 * std::max(1.0, std::abs(m.mean))) {
+    m.skewness = m3 / std::pow(m2, 1.5);
+    m.kurtosis = m4 / (m2 * m2);
+  }
+  return m;
+}
+
+double sharpe_ratio(const std::vector<double>& returns) {
+  const ReturnMoments m = return_moments(returns);
+  return m.sd > 0.0 ? m.mean / m.sd : 0.0;
+}
+
+double probabilistic_sharpe_ratio(double sharpe, double benchmark_sharpe, double n, double skewness,
+                                  double kurtosis) {
+  if (!(n >= 2.0)) fail("probabilistic_sharpe_ratio: needs at least 2 observations, got " + std::to_string(n));
+  if (!std::isfinite(sharpe) || !std::isfinite(benchmark_sharpe) || !std::isfinite(skewness) ||
+      !std::isfinite(kurtosis)) {
+    fail("probabilistic_sharpe_ratio: Sharpe ratios, skewness and kurtosis must be finite");
+  }
+  const double radicand = std::max(1e-12, 1.0 - skewness * sharpe + (kurtosis - 1.0) / 4.0 * sharpe * sharpe);
+  return normal_cdf((sharpe - benchmark_sharpe) * std::sqrt(n - 1.0) / std::sqrt(radicand));
+}
+
+double expected_maximum_sharpe(std::int64_t trials, double trial_variance, double mean) {
+  if (trials < 1) fail("expected_maximum_sharpe: the number of trials must be >= 1, got " + std::to_string(trials));
+  if (!(trial_variance >= 0.0) || !std::isfinite(trial_variance)) {
+    fail("expected_maximum_sharpe: the trials' Sharpe variance must be finite and >= 0, got " +
+         std::to_string(trial_variance));
+  }
+  if (trials == 1) return mean;
+  const double n = static_cast<double>(trials);
+  const double z = (1.0 - kEulerMascheroni) * normal_quantile(1.0 - 1.0 / n) +
+                   kEulerMascheroni * normal_quantile(1.0 - 1.0 / (n * std::exp(1.0)));
+  return mean + std::sqrt(trial_variance) * z;
+}
+
+double trial_sharpe_variance(const std::vector<double>& trial_sharpes) {
+  if (trial_sharpes.size() < 2) return 0.0;
+  for (double s : trial_sharpes) {
+    if (!std::isfinite(s)) fail("trial_sharpe_variance: a trial's Sharpe ratio is not finite");
+  }
+  return std::pow(return_moments(trial_sharpes).sd, 2);
+}
+
+DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::int64_t trials,
+                                     double trial_variance) {
+  if (returns.size() < 2) {
+    fail("deflated_sharpe_ratio: needs at least 2 returns, got " + std::to_string(returns.size()));
+  }
+  const ReturnMoments m = return_moments(returns);
+  DeflatedSharpe d;
+  d.sharpe = m.sd > 0.0 ? m.mean / m.sd : 0.0;
+  d.expected_max = expected_maximum_sharpe(trials, trial_variance);
+  d.trials = trials;
+  d.trial_variance = trial_variance;
+  d.n = m.n;
+  d.skewness = m.skewness;
+  d.kurtosis = m.kurtosis;
+  d.dsr = probabilistic_sharpe_ratio(d.sharpe, d.expected_max, static_cast<double>(m.n), m.skewness, m.kurtosis);
+  return d;
+}
+
+std::vector<std::size_t> stationary_bootstrap_indices(const std::vector<std::size_t>& starts,
+                                                      const std::vector<double>& uniforms,
+                                                      double mean_block_length) {
+  const std::size_t n = starts.size();
+  if (n == 0) fail("stationary_bootstrap: no observations");
+  if (uniforms.size() != n) {
+    fail("stationary_bootstrap: " + std::to_string(starts.size()) + " starts but " +
+         std::to_string(uniforms.size()) + " uniforms (one of each per observation)");
+  }
+  if (!(mean_block_length >= 1.0) || !std::isfinite(mean_block_length)) {
+    fail("stationary_bootstrap: the mean block length must be >= 1, got " + std::to_string(mean_block_length));
+  }
+  const double p = 1.0 / mean_block_length;
+  std::vector<std::size_t> idx(n);
+  for (std::size_t t = 0; t < n; ++t) {
+    if (starts[t] >= n) {
+      fail("stationary_bootstrap: start " + std::to_string(starts[t]) + " is outside [0, " + std::to_string(n) + ")");
+    }
+    idx[t] = t == 0 || uniforms[t] < p ? starts[t] : (idx[t - 1] + 1 == n ? 0 : idx[t - 1] + 1);
+  }
+  return idx;
+}
+
+std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length,
+                                                      Generator& gen) {
+  std::vector<std::size_t> starts(n);
+  std::vector<double> u(n);
+  for (auto& s : starts) s = static_cast<std::size_t>(gen.below(n));
+  for (auto& x : u) x = gen.uniform();
+  return stationary_bootstrap_indices(starts, u, mean_block_length);
+}
+
+double default_block_length(std::size_t n) {
+  return std::max(1.0, std::ceil(std::cbrt(static_cast<double>(n))));
+}
+
+Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
+                                        const std::vector<std::vector<std::size_t>>& resamples,
+                                        double confidence) {
+  if (!(confidence > 0.0 && confidence < 1.0)) {
+    fail("sharpe_interval: confidence must lie in (0, 1), got " + std::to_string(confidence));
+  }
+  if (resamples.empty()) fail("sharpe_interval: no resamples");
+  std::vector<double> stats;
+  stats.reserve(resamples.size());
+  std::vector<double> x;
+  for (const auto& idx : resamples) {
+    x.clear();
+    for (std::size_t i : idx) {
+      if (i >= returns.size()) fail("sharpe_interval: resample index " + std::to_string(i) + " is out of range");
+      x.push_back(returns[i]);
+    }
+    stats.push_back(sharpe_ratio(x));
+  }
+  std::sort(stats.begin(), stats.end());
+  auto percentile = [&](double q) {
+    const double pos = q * static_cast<double>(stats.size() - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(pos));
+    const std::size_t hi = std::min(lo + 1, stats.size() - 1);
+    return stats[lo] + (pos - static_cast<double>(lo)) * (stats[hi] - stats[lo]);
+  };
+  Interval out;
+  out.estimate = sharpe_ratio(returns);
+  out.low = percentile((1.0 - confidence) / 2.0);
+  out.high = percentile((1.0 + confidence) / 2.0);
+  return out;
+}
+
+Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length,
+                                   int resamples, std::uint64_t seed, double confidence) {
+  if (returns.size() < 2) {
+    fail("sharpe_bootstrap_interval: needs at least 2 returns, got " + std::to_string(returns.size()));
+  }
+  if (resamples < 10) fail("sharpe_bootstrap_interval: resamples must be at least 10, got " + std::to_string(resamples));
+  const double block = mean_block_length > 0.0 ? mean_block_length : default_block_length(returns.size());
+  Generator gen(seed);
+  std::vector<std::vector<std::size_t>> draws(static_cast<std::size_t>(resamples));
+  for (auto& d : draws) d = stationary_bootstrap_indices(returns.size(), block, gen);
+  return sharpe_interval_from_resamples(returns, draws, confidence);
+}
+
+}  // namespace metatape::eval
