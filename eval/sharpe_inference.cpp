@@ -26,15 +26,15 @@ ReturnMoments return_moments(const std::vector<double>& returns) {
     m3 += d2 * d;
     m4 += d2 * d2;
   }
+  // A sample whose spread is at rounding level (e.g. n copies of 0.001, whose computed mean is off by
+  // an ulp) is constant: sd 0 (Sharpe 0), normal skewness and kurtosis.
+  if (m2 == 0.0 || std::sqrt(m2 / n) <= 1e-12 * std::abs(m.mean)) return m;
   m.sd = m.n > 1 ? std::sqrt(m2 / (n - 1.0)) : 0.0;
   m2 /= n;
   m3 /= n;
   m4 /= n;
-  // A sample whose spread is at rounding level is constant for these purposes.
-  if (m2 > 1e-300 && std::sqrt(m2) > 1e-14 * std::max(1.0, std::abs(m.mean))) {
-    m.skewness = m3 / std::pow(m2, 1.5);
-    m.kurtosis = m4 / (m2 * m2);
-  }
+  m.skewness = m3 / std::pow(m2, 1.5);
+  m.kurtosis = m4 / (m2 * m2);
   return m;
 }
 

@@ -28,7 +28,8 @@ inline constexpr double kEulerMascheroni = 0.57721566490153286061;
 // Moments of a sample. sd uses the n - 1 denominator (as the Sharpe ratio); skewness and kurtosis are
 // the biased moment estimators m3 / m2^1.5 and m4 / m2^2 (scipy.stats.skew and
 // scipy.stats.kurtosis(fisher=False), bias=True), kurtosis NOT in excess (normal: 3). A constant
-// sample has skewness 0 and kurtosis 3 (the normal values, so the PSR denominator stays 1).
+// sample (spread below 1e-12 of |mean|: rounding) has sd 0, skewness 0 and kurtosis 3 (the normal
+// values, so the PSR denominator stays 1).
 struct ReturnMoments {
   std::size_t n = 0;
   double mean = 0.0, sd = 0.0, skewness = 0.0, kurtosis = 3.0;

@@ -94,6 +94,11 @@ TEST_CASE("deflated Sharpe: limits and errors") {
   CHECK(flat.kurtosis == 3.0);
   CHECK(flat.dsr < 0.5);
   CHECK(std::isfinite(flat.dsr));
+  // A constant nonzero stream: its computed mean is off by rounding, yet its Sharpe ratio is 0, not 1e16.
+  const std::vector<double> same(37, 0.001);
+  CHECK(sharpe_ratio(same) == 0.0);
+  CHECK(return_moments(same).sd == 0.0);
+  CHECK(return_moments(same).kurtosis == 3.0);
   // More trials deflate more.
   Generator gen(3);
   std::vector<double> r(400);

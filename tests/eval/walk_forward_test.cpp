@@ -6,13 +6,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "autograd/tensor.h"
+#include "eval/benchmark.h"
 #include "eval/episodes.h"
 #include "eval/methods.h"
+#include "eval/report.h"
 #include "eval/walk_forward.h"
 #include "kernels/error.h"
 #include "tasks/families.h"
@@ -415,4 +419,52 @@ TEST_CASE("assign_deflated_sharpe: trials' variance from the methods on the asse
   std::size_t days = 0;
   for (const auto& c : curves) days += c.daily_returns.size();
   CHECK(lines == days + 1);
+}
+
+TEST_CASE("run_benchmark: walk-forward for every method plus buy-and-hold, deflated over methods x runs, in the report") {
+  const tasks::Market market = tasks::align({random_walk("AAA/USDT", 700, 41), random_walk("BBB/USDT", 700, 42)});
+  const std::vector<FamilySource> families = {source(market, "price_direction"), source(market, "risk")};
+  BenchmarkConfig c;
+  c.learners = {"maml"};
+  c.shots = {1, 2, 3};  // the walk uses the middle one
+  c.steps = {2, 1};     // and the first one
+  c.runs = 2;
+  c.episodes = 2;
+  c.meta_steps = 2;
+  c.meta_batch = 2;
+  c.hidden = {8};
+  c.bootstrap_resamples = 20;
+  c.walk_forward.resamples = 50;
+  const BenchmarkResult r = run_benchmark(c, families);
+  // maml, zero_skill, scratch, finetune on 2 assets in 2 runs, plus buy-and-hold once per asset;
+  // risk is not traded.
+  REQUIRE(r.walk_forward.size() == 4 * 2 * 2 + 2);
+  int runs_seen[2] = {0, 0};
+  for (const EquityCurve& e : r.walk_forward) {
+    CHECK(e.family == "price_direction");
+    CHECK(e.shots == 2);
+    CHECK(e.steps == 2);
+    CHECK(e.deflated.trials == 4 * 2);
+    CHECK(e.first_row >= families[0].test_rows.first);
+    ++runs_seen[e.run];
+  }
+  CHECK(runs_seen[0] == 4 * 2 + 2);
+  CHECK(runs_seen[1] == 4 * 2);
+  CHECK(report_json(r)["walk_forward"].size() == r.walk_forward.size());
+  CHECK(report_markdown(r).find("## Walk-forward trading (test split, stitched)") != std::string::npos);
+  const auto dir = std::filesystem::temp_directory_path() / "metatape_walk_forward_report";
+  std::filesystem::remove_all(dir);
+  write_report(r, dir.string());
+  std::ifstream equity(dir / "equity.csv");
+  REQUIRE(equity.good());
+  std::string header;
+  std::getline(equity, header);
+  CHECK(header == "family,method,asset,run,day,daily_return,equity,drawdown");
+  std::filesystem::remove_all(dir);
+
+  c.walk_forward.enabled = false;
+  c.runs = 1;
+  const BenchmarkResult off = run_benchmark(c, families);
+  CHECK(off.walk_forward.empty());
+  CHECK(report_markdown(off).find("Walk-forward") == std::string::npos);
 }
