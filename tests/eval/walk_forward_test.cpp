@@ -65,9 +65,10 @@ tasks::Series random_walk(const std::string& symbol, std::int64_t bars, std::uin
 }
 
 FamilySource source(tasks::Market market, const std::string& family, std::int64_t stride = 1,
-                    std::int64_t horizon = 4) {
+                    std::int64_t horizon = 4, std::vector<std::string> symbols = {}) {
   tasks::DistributionConfig c;
   c.families = {family};
+  c.symbols = std::move(symbols);
   c.horizons = {horizon};
   c.stride = stride;
   c.splits.train_end = 0.5;
@@ -330,6 +331,15 @@ TEST_CASE("walk_forward: perturbing bars after T leaves every position up to T u
   bool later_differs = false;
   for (std::size_t t = upto + 1; t < a.positions.size(); ++t) later_differs = later_differs || a.positions[t] != b.positions[t];
   CHECK(later_differs);
+}
+
+TEST_CASE("walk_forward: trades only the configured symbols (tasks.symbols)") {
+  const tasks::Market market = tasks::align({random_walk("AAA/USDT", 800, 1), random_walk("BBB/USDT", 800, 2)});
+  const FamilySource f = source(market, "price_direction", 1, 4, {"BBB/USDT"});
+  const auto curves = buy_and_hold_curve(f, wf_config());
+  REQUIRE(curves.size() == 1);
+  CHECK(curves[0].asset == "BBB/USDT@sim");
+  CHECK(source(market, "price_direction").series_groups.size() == 2);
 }
 
 TEST_CASE("walk_forward: the position rule") {
