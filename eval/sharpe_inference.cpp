@@ -129,6 +129,56 @@ double default_block_length(std::size_t n) {
   return std::max(1.0, std::ceil(std::cbrt(static_cast<double>(n))));
 }
 
+double politis_white_block_length(const std::vector<double>& x) {
+  const std::size_t n = x.size();
+  if (n < 16) fail("politis_white_block_length: needs at least 16 observations, got " + std::to_string(n));
+  const double nd = static_cast<double>(n);
+  const double mean = return_moments(x).mean;
+  std::vector<double> eps(n);
+  for (std::size_t i = 0; i < n; ++i) eps[i] = x[i] - mean;
+  const double b_max = std::ceil(std::min(3.0 * std::sqrt(nd), nd / 3.0));
+  const auto kn = static_cast<std::size_t>(std::max(5, static_cast<int>(std::log10(nd))));
+  const std::size_t m_max = static_cast<std::size_t>(std::ceil(std::sqrt(nd))) + kn;
+  const double cv = 2.0 * std::sqrt(std::log10(nd) / nd);
+  std::vector<double> acv(m_max + 1), abs_acorr(m_max + 1);
+  bool found = false;
+  std::size_t opt_m = 0;
+  for (std::size_t i = 0; i <= m_max; ++i) {
+    // arch's normalisation: eps[i+1:] . eps[i+1:] and eps[:n-i-1] . eps[:n-i-1].
+    double v1 = 0.0, v2 = 0.0, cross = 0.0;
+    for (std::size_t k = i + 1; k < n; ++k) v1 += eps[k] * eps[k];
+    for (std::size_t k = 0; k + i + 1 < n; ++k) v2 += eps[k] * eps[k];
+    for (std::size_t k = i; k < n; ++k) cross += eps[k] * eps[k - i];
+    acv[i] = cross / nd;
+    abs_acorr[i] = std::abs(cross) / std::sqrt(v1 * v2);
+    if (i >= kn && !found) {
+      bool inside = true;
+      for (std::size_t k = i - kn; k < i; ++k) inside = inside && abs_acorr[k] < cv;
+      if (inside) {
+        found = true;
+        opt_m = i - kn;
+      }
+    }
+  }
+  const std::size_t m = std::min(found ? 2 * std::max<std::size_t>(opt_m, 1) : m_max, m_max);
+  double g = 0.0, long_run = acv[0];
+  for (std::size_t k = 1; k <= m; ++k) {
+    const double ratio = static_cast<double>(k) / static_cast<double>(m);
+    const double lambda = ratio <= 0.5 ? 1.0 : 2.0 * (1.0 - ratio);
+    g += 2.0 * lambda * static_cast<double>(k) * acv[k];
+    long_run += 2.0 * lambda * acv[k];
+  }
+  if (!(long_run > 0.0)) return std::nan("");
+  const double d_sb = 2.0 * long_run * long_run;
+  return std::min(std::cbrt(2.0 * g * g / d_sb) * std::cbrt(nd), b_max);
+}
+
+double automatic_block_length(const std::vector<double>& x) {
+  if (x.size() < 16) return default_block_length(x.size());
+  const double b = politis_white_block_length(x);
+  return std::isfinite(b) ? std::max(1.0, b) : default_block_length(x.size());
+}
+
 Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
                                         const std::vector<std::vector<std::size_t>>& resamples,
                                         double confidence) {
@@ -167,7 +217,7 @@ Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double me
     fail("sharpe_bootstrap_interval: needs at least 2 returns, got " + std::to_string(returns.size()));
   }
   if (resamples < 10) fail("sharpe_bootstrap_interval: resamples must be at least 10, got " + std::to_string(resamples));
-  const double block = mean_block_length > 0.0 ? mean_block_length : default_block_length(returns.size());
+  const double block = mean_block_length > 0.0 ? mean_block_length : automatic_block_length(returns);
   Generator gen(seed);
   std::vector<std::vector<std::size_t>> draws(static_cast<std::size_t>(resamples));
   for (auto& d : draws) d = stationary_bootstrap_indices(returns.size(), block, gen);

@@ -82,9 +82,20 @@ std::vector<std::size_t> stationary_bootstrap_indices(const std::vector<std::siz
 // The same with starts = gen.below(n) and uniforms = gen.uniform() (n of each, starts first).
 std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length,
                                                       Generator& gen);
-// Documented default when no block length is configured: ceil(n^(1/3)) (at least 1), the rate-optimal
-// order of the block length for variance-type statistics (Politis and White 2004).
+// ceil(n^(1/3)) (at least 1): the rate-optimal order of the block length (Politis and White 2004);
+// the fallback of automatic_block_length.
 double default_block_length(std::size_t n);
+// Politis and White (2004) with the correction of Patton, Politis and White (2009): the estimated
+// optimal mean block length of the stationary bootstrap, b = (2 g^2 / d)^(1/3) n^(1/3), capped at
+// ceil(min(3 sqrt(n), n / 3)), with the flat-top lag window and the lag choice of arch's
+// optimal_block_length (first run of max(5, log10 n) autocorrelations inside +-2 sqrt(log10(n) / n);
+// m = 2 max(that lag, 1), at most ceil(sqrt(n)) + max(5, log10 n)). Equal to arch's b_sb. Needs n >= 16
+// (the lags need that many observations); may be below 1 (weak dependence); NaN when the long-run
+// variance estimate is not positive (a constant series).
+double politis_white_block_length(const std::vector<double>& x);
+// The block length the Sharpe interval uses when none is configured: politis_white_block_length
+// clamped to at least 1, or default_block_length(n) when n < 16 or the estimate is undefined.
+double automatic_block_length(const std::vector<double>& x);
 
 // Percentile interval (numpy.percentile's linear interpolation) of the per-period Sharpe ratio over
 // the given resamples (each a list of indices into `returns`); estimate = sharpe_ratio(returns).
@@ -92,7 +103,7 @@ Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
                                         const std::vector<std::vector<std::size_t>>& resamples,
                                         double confidence = 0.95);
 // `resamples` stationary-bootstrap resamples drawn from Generator(seed), then the interval above.
-// mean_block_length <= 0 selects default_block_length(n). Needs n >= 2 and resamples >= 10.
+// mean_block_length <= 0 selects automatic_block_length(returns). Needs n >= 2 and resamples >= 10.
 Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length,
                                    int resamples, std::uint64_t seed, double confidence = 0.95);
 

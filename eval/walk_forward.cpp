@@ -151,7 +151,7 @@ EquityCurve stitch(const FamilySource& family, int series, const WalkPlan& plan,
     c.sharpe = c.sharpe_daily * annual;
     const double n = static_cast<double>(c.daily_returns.size());
     c.sortino = downside > 0.0 ? m.mean / std::sqrt(downside / n) * annual : 0.0;
-    c.block_length = config.block_length > 0 ? config.block_length : default_block_length(c.daily_returns.size());
+    c.block_length = config.block_length > 0 ? config.block_length : automatic_block_length(c.daily_returns);
     c.resamples = config.resamples;
     const Interval ci = sharpe_bootstrap_interval(c.daily_returns, c.block_length, config.resamples,
                                                   mix(config.seed ^ mix(static_cast<std::uint64_t>(series) + 17)),
@@ -347,8 +347,9 @@ std::string walk_forward_markdown(const std::vector<EquityCurve>& curves) {
      << " bars the method adapts on the most recent " << first.shots << "-shot support window (past data only, "
      << first.steps << " adaptation step(s)) and holds p(up) - p(down) (direction: p(BUY) - p(SELL); regime: "
      << "p(bull) - p(bear)) for the next bars, fees and slippage on turnover. Metrics on the stitched daily "
-     << "returns, annualised with sqrt(365); Sharpe interval: stationary block bootstrap (mean block length "
-     << num(first.block_length, 1) << " days, " << first.resamples << " resamples); deflated Sharpe "
+     << "returns, annualised with sqrt(365); Sharpe interval: stationary block bootstrap (Politis and Romano "
+     << "1994; " << first.resamples << " resamples; mean block length per curve, report.json block_length_days: "
+     << "Politis and White 2004 unless configured); deflated Sharpe "
      << "(Bailey and Lopez de Prado 2014): the probability that the true Sharpe exceeds the expected maximum "
      << "of N = " << first.deflated.trials << " trials (learners and baselines x runs).\n";
   for (const auto& fam : families) {

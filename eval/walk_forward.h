@@ -33,8 +33,9 @@
 // sqrt(365)): total return prod(1 + r) - 1; Sharpe mean / sd (n - 1) * sqrt(365); Sortino
 // mean / sqrt(mean(min(r, 0)^2)) * sqrt(365) (0 when no day lost); maximum drawdown of the daily
 // equity curve; a stationary block-bootstrap percentile interval of the Sharpe ratio (mean block
-// length block_length days, 0 = ceil(n^(1/3)); `resamples` resamples from a seed derived from
-// config.seed and the series index); the deflated Sharpe ratio over the trials (assign_deflated_sharpe).
+// length block_length days, 0 = automatic_block_length (Politis-White, eval/sharpe_inference.h);
+// `resamples` resamples from a seed derived from config.seed and the series index); the deflated
+// Sharpe ratio over the trials (assign_deflated_sharpe).
 // Fewer than two days: Sharpe, Sortino, interval and deflated Sharpe are 0.
 #pragma once
 
@@ -58,7 +59,7 @@ struct WalkForwardConfig {
   int readapt_every = 24;     // bars between re-adaptations (rounded up to a multiple of the stride)
   int shots = 0;              // 0: the benchmark's middle shots value
   int steps = 1;              // adaptation steps (the benchmark passes its first steps value)
-  double block_length = 0.0;  // stationary-bootstrap mean block length in days; 0: ceil(n^(1/3))
+  double block_length = 0.0;  // stationary-bootstrap mean block length in days; 0: Politis-White
   int resamples = 1000;       // bootstrap resamples of the Sharpe interval
   double confidence = 0.95;
   std::uint64_t seed = 1;     // bootstrap seed (the benchmark derives it from its own)

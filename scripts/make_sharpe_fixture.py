@@ -129,6 +129,28 @@ def main():
                                  "low": float(np.percentile(boot, 2.5)),
                                  "high": float(np.percentile(boot, 97.5))}
 
+    # Politis-White automatic block length: arch's optimal_block_length (b_sb), when arch is there.
+    out["block_length"] = []
+    try:
+        from arch.bootstrap import optimal_block_length
+    except Exception:
+        optimal_block_length = None
+    if optimal_block_length is not None:
+        brng = np.random.default_rng(7)
+        for name, n, phi in [("iid", 100, 0.0), ("ar_0.5", 500, 0.5), ("ar_0.9", 300, 0.9),
+                             ("ar_0.3_short", 16, 0.3), ("ar_0.99_short", 50, 0.99),
+                             ("ar_-0.4", 250, -0.4), ("ma_garchish", 400, None)]:
+            e = brng.standard_normal(n + 200)
+            x = np.zeros(n + 200)
+            for t in range(1, n + 200):
+                if phi is None:
+                    x[t] = e[t] * (0.5 + abs(e[t - 1])) + 0.6 * e[t - 1]
+                else:
+                    x[t] = phi * x[t - 1] + e[t]
+            x = 0.01 * x[200:]
+            b = float(optimal_block_length(x)["stationary"].iloc[0])
+            out["block_length"].append({"name": name, "x": x.tolist(), "b_sb": b})
+
     path = os.path.join("tests", "data", "stats", "sharpe_inference.json")
     with open(path, "w") as f:
         json.dump(out, f, separators=(",", ":"))

@@ -3,6 +3,7 @@
 // distributional properties of the stationary bootstrap.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -128,6 +129,21 @@ TEST_CASE("bootstrap percentile interval of the Sharpe ratio matches numpy on th
   CHECK(i.estimate == doctest::Approx(c["estimate"].get<double>()).epsilon(1e-12));
   CHECK(i.low == doctest::Approx(c["low"].get<double>()).epsilon(1e-10));
   CHECK(i.high == doctest::Approx(c["high"].get<double>()).epsilon(1e-10));
+}
+
+TEST_CASE("Politis-White automatic block length matches arch's optimal_block_length") {
+  const auto fx = load_fixture();
+  REQUIRE(fx["block_length"].size() == 7);
+  for (const auto& c : fx["block_length"]) {
+    CAPTURE(c["name"].get<std::string>());
+    const auto x = vec(c["x"]);
+    CHECK(politis_white_block_length(x) == doctest::Approx(c["b_sb"].get<double>()).epsilon(1e-9));
+    CHECK(automatic_block_length(x) == doctest::Approx(std::max(1.0, c["b_sb"].get<double>())).epsilon(1e-9));
+  }
+  // Short or constant series fall back to ceil(n^(1/3)).
+  CHECK(automatic_block_length(std::vector<double>(10, 0.01)) == default_block_length(10));
+  CHECK(automatic_block_length(std::vector<double>(40, 0.0)) == default_block_length(40));
+  CHECK_THROWS_AS(politis_white_block_length(std::vector<double>(15, 0.0)), Error);
 }
 
 TEST_CASE("stationary bootstrap: blocks have the configured mean length") {
