@@ -19,6 +19,7 @@
 #include "eval/report.h"
 #include "eval/walk_forward.h"
 #include "kernels/error.h"
+#include "nn/mlp.h"
 #include "tasks/families.h"
 #include "tasks/sampler.h"
 
@@ -319,18 +320,28 @@ TEST_CASE("walk_forward: perturbing bars after T leaves every position up to T u
     s.close[i] *= k;
   }
   const FamilySource g = source(perturbed, "price_direction");
-  Recording m1, m2;
-  Generator gen1(8), gen2(8);
-  const EquityCurve a = walk_forward(f, m1, wf_config(), gen1).front();
-  const EquityCurve b = walk_forward(g, m2, wf_config(), gen2).front();
-  REQUIRE(a.positions.size() == b.positions.size());
-  const auto upto = static_cast<std::size_t>(cut - a.first_row);
-  for (std::size_t t = 0; t <= upto; ++t) CHECK(a.positions[t] == b.positions[t]);
-  for (std::size_t t = 0; t < upto; ++t) CHECK(a.bar_returns[t] == b.bar_returns[t]);
-  // The perturbation does reach the later positions (the test could fail).
-  bool later_differs = false;
-  for (std::size_t t = upto + 1; t < a.positions.size(); ++t) later_differs = later_differs || a.positions[t] != b.positions[t];
-  CHECK(later_differs);
+  // The recording double and a real one: a small network trained from scratch on each support set.
+  nn::MlpSpec spec;
+  spec.sizes = {f.feature_dim, 8, 3};
+  const auto net = std::make_shared<nn::Mlp>(spec);
+  for (int which = 0; which < 2; ++which) {
+    CAPTURE(which);
+    std::unique_ptr<Method> m1 = which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>())
+                                            : make_scratch_method(net, 0.05);
+    std::unique_ptr<Method> m2 = which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>())
+                                            : make_scratch_method(net, 0.05);
+    Generator gen1(8), gen2(8);
+    const EquityCurve a = walk_forward(f, *m1, wf_config(), gen1).front();
+    const EquityCurve b = walk_forward(g, *m2, wf_config(), gen2).front();
+    REQUIRE(a.positions.size() == b.positions.size());
+    const auto upto = static_cast<std::size_t>(cut - a.first_row);
+    for (std::size_t t = 0; t <= upto; ++t) CHECK(a.positions[t] == b.positions[t]);
+    for (std::size_t t = 0; t < upto; ++t) CHECK(a.bar_returns[t] == b.bar_returns[t]);
+    // The perturbation does reach the later positions (the test could fail).
+    bool later_differs = false;
+    for (std::size_t t = upto + 1; t < a.positions.size(); ++t) later_differs = later_differs || a.positions[t] != b.positions[t];
+    CHECK(later_differs);
+  }
 }
 
 TEST_CASE("walk_forward: trades only the configured symbols (tasks.symbols)") {
