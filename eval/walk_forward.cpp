@@ -47,6 +47,13 @@ WalkPlan plan_walk(const FamilySource& family, const WalkForwardConfig& config) 
   if (config.readapt_every < 1) fail("walk_forward: readapt_every must be >= 1 bar, got " + std::to_string(config.readapt_every));
   if (config.shots < 1) fail("walk_forward: shots must be >= 1, got " + std::to_string(config.shots));
   if (config.steps < 0) fail("walk_forward: steps must be >= 0, got " + std::to_string(config.steps));
+  if (config.resamples < 10) fail("walk_forward: resamples must be >= 10, got " + std::to_string(config.resamples));
+  if (!(config.block_length >= 0.0) || (config.block_length > 0.0 && config.block_length < 1.0)) {
+    fail("walk_forward: block_length must be 0 (automatic) or >= 1 day, got " + std::to_string(config.block_length));
+  }
+  if (!(config.confidence > 0.0 && config.confidence < 1.0)) {
+    fail("walk_forward: confidence must lie in (0, 1), got " + std::to_string(config.confidence));
+  }
   WalkPlan p;
   p.support = support_rows(family, config.shots);
   p.stride = std::max<std::int64_t>(1, family.stride);

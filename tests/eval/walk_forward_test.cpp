@@ -382,6 +382,12 @@ TEST_CASE("walk_forward: bad inputs name the problem") {
   WalkForwardConfig c = wf_config();
   c.readapt_every = 0;
   CHECK_THROWS_WITH_AS(walk_forward(f, oracle, c, gen), doctest::Contains("readapt_every"), Error);
+  c = wf_config();
+  c.resamples = 3;
+  CHECK_THROWS_WITH_AS(walk_forward(f, oracle, c, gen), doctest::Contains("resamples"), Error);
+  c = wf_config();
+  c.block_length = 0.5;
+  CHECK_THROWS_WITH_AS(buy_and_hold_curve(f, c), doctest::Contains("block_length"), Error);
   const FamilySource risk = source(tasks::align({random_walk("AAA/USDT", 800, 1)}), "risk");
   CHECK_THROWS_WITH_AS(walk_forward(risk, oracle, wf_config(), gen), doctest::Contains("not traded"), Error);
   c = wf_config();
