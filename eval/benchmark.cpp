@@ -406,6 +406,34 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
           }
         }
       }
+
+      // ---- walk-forward trading on the test split (eval/walk_forward.h) ------------------------------
+      // Every method of this family (learners and baselines) at walk_forward.shots (0: the middle shots
+      // value) and the first steps value, plus buy-and-hold (run 0 only: it does not depend on the run).
+      // The deflated Sharpe counts N = methods x runs trials; it is recomputed over all curves so far,
+      // so after the last run it covers every run.
+      if (config.walk_forward.enabled && !stopped() && family.market &&
+          (family.name == "price_direction" || family.name == "market_regime")) {
+        WalkForwardConfig wf = config.walk_forward;
+        if (wf.shots == 0) wf.shots = config.shots[config.shots.size() / 2];
+        wf.steps = config.steps.front();
+        wf.trading = config.trading;
+        wf.seed = derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 4000});
+        auto keep = [&](std::vector<EquityCurve> curves) {
+          for (auto& c : curves) c.run = run;
+          for (auto& c : curves) result.walk_forward.push_back(std::move(c));
+        };
+        try {
+          for (std::size_t mi = 0; mi < methods.size() && !stopped(); ++mi) {
+            Generator wf_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 4001, mi}));
+            keep(walk_forward(family, *methods[mi], wf, wf_gen));
+          }
+          if (run == 0) keep(buy_and_hold_curve(family, wf));
+        } catch (const Error& e) {
+          fail(std::string(e.what()) + " (or turn walk-forward off: evaluation.walk_forward.enabled: false)");
+        }
+        assign_deflated_sharpe(result.walk_forward, static_cast<std::int64_t>(methods.size()) * config.runs);
+      }
     }
   }
   result.interrupted = stopped();

@@ -45,6 +45,7 @@
 #include "eval/metrics.h"
 #include "eval/progress.h"
 #include "eval/statistics.h"
+#include "eval/walk_forward.h"
 #include "meta/learners.h"
 #include "nn/mlp.h"
 
@@ -74,6 +75,9 @@ struct BenchmarkConfig {
   double baseline_lr = 0.05;
 
   TradingConfig trading;
+  // Walk-forward trading on the test split (eval/walk_forward.h); run_benchmark fills its shots (when
+  // 0), steps, trading and seed from this config.
+  WalkForwardConfig walk_forward;
   int bootstrap_resamples = 2000;
   double alpha = 0.05;
 
@@ -177,6 +181,9 @@ struct BenchmarkResult {
   std::vector<Verdict> verdicts;                  // one per (family, learner) that was evaluated
   std::vector<EpisodeRecord> episodes;            // every test episode, in scoring order
   std::vector<TrainingRecord> training;
+  // One stitched test-split equity curve per (price_direction / market_regime family, method, asset,
+  // run), plus buy-and-hold (run 0); empty when walk_forward.enabled is false.
+  std::vector<EquityCurve> walk_forward;
   double seconds = 0.0;
   bool interrupted = false;
 };

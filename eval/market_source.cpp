@@ -104,7 +104,14 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     source.train_rows = any.split_rows(tasks::Split::train);
     source.validation_rows = any.split_rows(tasks::Split::validation);
     source.test_rows = any.split_rows(tasks::Split::test);
-    source.series_groups = fam->candidates(market->market);
+    // The groups a task may use: those whose every symbol is configured (tasks.symbols, empty = all).
+    for (auto& group : fam->candidates(market->market)) {
+      const bool allowed = std::all_of(group.begin(), group.end(), [&](int k) {
+        return c.symbols.empty() || std::find(c.symbols.begin(), c.symbols.end(),
+                                              market->market.series[static_cast<std::size_t>(k)].symbol) != c.symbols.end();
+      });
+      if (allowed) source.series_groups.push_back(std::move(group));
+    }
     source.horizon = c.horizons.empty() ? 0 : c.horizons.front();
     source.embargo = c.embargo;
     source.stride = c.stride;

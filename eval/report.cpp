@@ -126,6 +126,7 @@ nlohmann::json report_json(const BenchmarkResult& r) {
                              {"adaptation_ms", t.adaptation_ms}, {"vanishing_flags", t.vanishing_flags},
                              {"exploding_flags", t.exploding_flags}, {"log", t.log_path}});
   }
+  j["walk_forward"] = walk_forward_json(r.walk_forward);
   return j;
 }
 
@@ -238,6 +239,7 @@ std::string report_markdown(const BenchmarkResult& r) {
     md << "\nAcross all " << total << " " << fam << " comparisons (every shots and steps value): " << sig
        << " significant after Holm correction, " << better << " of them in the learner's favour.\n";
   }
+  if (!r.walk_forward.empty()) md << "\n## Walk-forward trading (test split, stitched)\n\n" << walk_forward_markdown(r.walk_forward);
   if (!r.training.empty()) {
     md << "\n## Meta-training\n\n| family | learner | run | steps | seconds | tasks/s | final query loss | final accuracy | adapt ms | vanishing / exploding flags |\n|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& t : r.training) {
@@ -361,6 +363,7 @@ void write_report(const BenchmarkResult& result, const std::string& directory) {
   write("comparisons.csv", comparisons_csv(result));
   write("verdicts.csv", verdicts_csv(result));
   write("training.csv", training_csv(result));
+  write("equity.csv", walk_forward_equity_csv(result.walk_forward));
 }
 
 }  // namespace metatape::eval
