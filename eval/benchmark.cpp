@@ -29,6 +29,26 @@ std::uint64_t name_hash(const std::string& s) {
   return h;
 }
 
+// Summed validation scores per steps value: steps -> (sum of the primary metric, episodes).
+using ValidationSums = std::map<int, std::pair<double, std::int64_t>>;
+
+// The steps value with the best validation mean; `fallback` when nothing was validated.
+int best_validation_steps(const ValidationSums& sums, bool lower_better, int fallback) {
+  int best_steps = fallback;
+  double best = 0.0;
+  bool first = true;
+  for (const auto& [steps, sn] : sums) {
+    if (sn.second == 0) continue;
+    const double mean = sn.first / static_cast<double>(sn.second);
+    if (first || (lower_better ? mean < best : mean > best)) {
+      best = mean;
+      best_steps = steps;
+      first = false;
+    }
+  }
+  return best_steps;
+}
+
 void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& families) {
   auto bad = [](const std::string& what) { fail("benchmark: " + what); };
   if (families.empty()) bad("no task family to run (configure families: [...])");
@@ -225,7 +245,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
   std::map<std::tuple<std::string, int, int, std::string>,
            std::pair<std::vector<std::int64_t>, std::vector<double>>> pooled_rows;
   // Validation means of the primary metric, summed over runs: (family, learner) -> steps -> (sum, n).
-  std::map<std::pair<std::string, std::string>, std::map<int, std::pair<double, std::int64_t>>> validation;
+  std::map<std::pair<std::string, std::string>, ValidationSums> validation;
 
   for (int run = 0; run < config.runs && !stopped(); ++run) {
     for (std::size_t fi = 0; fi < families.size() && !stopped(); ++fi) {
@@ -409,7 +429,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
 
       // ---- walk-forward trading on the test split (eval/walk_forward.h) ------------------------------
       // Every method of this family (learners and baselines) at walk_forward.shots (0: the middle shots
-      // value) and the first steps value, plus buy-and-hold (run 0 only: it does not depend on the run).
+      // value); a learner adapts with the steps its validation episodes chose so far (the headline
+      // choice), else the first steps value; plus buy-and-hold (run 0 only: it does not depend on the run).
       // The deflated Sharpe counts N = methods x runs trials; it is recomputed over all curves so far,
       // so after the last run it covers every run.
       if (config.walk_forward.enabled && !stopped() && family.market &&
@@ -426,7 +447,11 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
         try {
           for (std::size_t mi = 0; mi < methods.size() && !stopped(); ++mi) {
             Generator wf_gen(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 4001, mi}));
-            keep(walk_forward(family, *methods[mi], wf, wf_gen));
+            WalkForwardConfig method_wf = wf;
+            if (auto v = validation.find({family.name, methods[mi]->name()}); v != validation.end()) {
+              method_wf.steps = best_validation_steps(v->second, lower_is_better(primary_metric(family)), wf.steps);
+            }
+            keep(walk_forward(family, *methods[mi], method_wf, wf_gen));
           }
           if (run == 0) keep(buy_and_hold_curve(family, wf));
         } catch (const Error& e) {
@@ -534,20 +559,11 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       choice.steps = middle_steps;
       auto it = validation.find({f.name, learner});
       if (it != validation.end() && !it->second.empty()) {
-        const bool lower = lower_is_better(primary_metric(f));
-        double best = 0.0;
-        bool first = true;
         for (const auto& [steps, sn] : it->second) {
-          if (sn.second == 0) continue;
-          const double mean = sn.first / static_cast<double>(sn.second);
-          choice.validation_means[steps] = mean;
-          if (first || (lower ? mean < best : mean > best)) {
-            best = mean;
-            choice.steps = steps;
-            first = false;
-          }
+          if (sn.second > 0) choice.validation_means[steps] = sn.first / static_cast<double>(sn.second);
         }
-        if (!first) choice.selected_on = "validation";
+        choice.steps = best_validation_steps(it->second, lower_is_better(primary_metric(f)), middle_steps);
+        if (!choice.validation_means.empty()) choice.selected_on = "validation";
       }
       headline[{f.name, learner}] = choice;
     }

@@ -9,6 +9,7 @@
 //   comparisons.csv   family,shots,steps,learner,baseline,metric,pairs,mean_difference,boot_low,
 //                     boot_high,t,p_t,p_t_holm,wilcoxon,p_wilcoxon,p_wilcoxon_holm,cohens_d,
 //                     significant,learner_better
+//   equity.csv        family,method,asset,run,day,daily_return,equity,drawdown (walk-forward)
 //   verdicts.csv      family,learner,metric,shots,steps,steps_selected_on,strongest_baseline,
 //                     learner_mean,baseline_mean,difference,ci_low,ci_high,p,p_holm,skill,verdict
 //   training.csv      family,run,learner,steps,seconds,tasks_per_second,final_query_loss,

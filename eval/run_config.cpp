@@ -297,6 +297,17 @@ void check_values(const RunConfig& c) {
                       list_text(b.shots) + " does not list it (use one of them, or 0 for the middle value)");
   }
   at_least("evaluation.selection_episodes", b.selection_episodes, 0);
+  at_least("evaluation.walk_forward.readapt_every", b.walk_forward.readapt_every, 1);
+  at_least("evaluation.walk_forward.resamples", b.walk_forward.resamples, 10);
+  if (b.walk_forward.shots != 0 &&
+      std::find(b.shots.begin(), b.shots.end(), b.walk_forward.shots) == b.shots.end()) {
+    throw ConfigError("evaluation.walk_forward.shots is " + std::to_string(b.walk_forward.shots) +
+                      " but evaluation.shots " + list_text(b.shots) + " does not list it (or 0: the middle value)");
+  }
+  if (b.walk_forward.block_length != 0.0) {
+    finite("evaluation.walk_forward.block_length", b.walk_forward.block_length, 1.0, inf, false, true,
+           ">= 1 day (or 0: chosen automatically, Politis-White)");
+  }
 
   at_least("limits.max_parameters", c.limits.max_parameters, 1);
   at_least("limits.max_rows", c.limits.max_rows, 1);
@@ -570,7 +581,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   const YAML::Node ev = croot["evaluation"];
   check_keys(ev, "evaluation", {"shots", "steps", "runs", "episodes", "baseline_lr", "bootstrap_resamples",
                                 "alpha", "fee_rate", "slippage_rate", "headline_shots", "selection_episodes",
-                                "verdict_against"});
+                                "verdict_against", "walk_forward"});
   read(ev, "shots", b.shots, "evaluation");
   read(ev, "steps", b.steps, "evaluation");
   read(ev, "runs", b.runs, "evaluation");
@@ -583,6 +594,13 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(ev, "headline_shots", b.headline_shots, "evaluation");
   read(ev, "selection_episodes", b.selection_episodes, "evaluation");
   read(ev, "verdict_against", b.verdict_against, "evaluation");
+  const YAML::Node wf = present(ev) ? ev["walk_forward"] : YAML::Node();
+  check_keys(wf, "evaluation.walk_forward", {"enabled", "readapt_every", "shots", "block_length", "resamples"});
+  read(wf, "enabled", b.walk_forward.enabled, "evaluation.walk_forward");
+  read(wf, "readapt_every", b.walk_forward.readapt_every, "evaluation.walk_forward");
+  read(wf, "shots", b.walk_forward.shots, "evaluation.walk_forward");
+  read(wf, "block_length", b.walk_forward.block_length, "evaluation.walk_forward");
+  read(wf, "resamples", b.walk_forward.resamples, "evaluation.walk_forward");
 
   const YAML::Node lim = croot["limits"];
   check_keys(lim, "limits", {"max_parameters", "max_rows", "max_inner_steps_x_episodes", "max_bars"});
@@ -710,6 +728,12 @@ std::string resolved_config_yaml(const RunConfig& c) {
   ev["headline_shots"] = b.headline_shots;
   ev["selection_episodes"] = b.selection_episodes;
   ev["verdict_against"] = sequence(b.verdict_against);
+  YAML::Node wf = ev["walk_forward"];
+  wf["enabled"] = b.walk_forward.enabled;
+  wf["readapt_every"] = b.walk_forward.readapt_every;
+  wf["shots"] = b.walk_forward.shots;
+  wf["block_length"] = scalar(b.walk_forward.block_length);
+  wf["resamples"] = b.walk_forward.resamples;
   YAML::Node lim = root["limits"];
   lim["max_parameters"] = c.limits.max_parameters;
   lim["max_rows"] = c.limits.max_rows;

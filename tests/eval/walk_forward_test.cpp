@@ -454,7 +454,7 @@ TEST_CASE("run_benchmark: walk-forward for every method plus buy-and-hold, defla
   BenchmarkConfig c;
   c.learners = {"maml"};
   c.shots = {1, 2, 3};  // the walk uses the middle one
-  c.steps = {2, 1};     // and the first one
+  c.steps = {2, 1};     // and the first one (learners: the steps their validation episodes chose)
   c.runs = 2;
   c.episodes = 2;
   c.meta_steps = 2;
@@ -463,20 +463,32 @@ TEST_CASE("run_benchmark: walk-forward for every method plus buy-and-hold, defla
   c.bootstrap_resamples = 20;
   c.walk_forward.resamples = 50;
   const BenchmarkResult r = run_benchmark(c, families);
-  // maml, zero_skill, scratch, finetune on 2 assets in 2 runs, plus buy-and-hold once per asset;
-  // risk is not traded.
-  REQUIRE(r.walk_forward.size() == 4 * 2 * 2 + 2);
+  // maml, prior, majority, persistence, scratch, finetune on 2 assets in 2 runs, plus buy-and-hold
+  // once per asset; risk is not traded.
+  constexpr int kMethods = 6;
+  REQUIRE(r.walk_forward.size() == kMethods * 2 * 2 + 2);
   int runs_seen[2] = {0, 0};
   for (const EquityCurve& e : r.walk_forward) {
     CHECK(e.family == "price_direction");
     CHECK(e.shots == 2);
-    CHECK(e.steps == 2);
-    CHECK(e.deflated.trials == 4 * 2);
+    if (e.method == "maml") {
+      CHECK((e.steps == 1 || e.steps == 2));
+    } else {
+      CHECK(e.steps == 2);
+    }
+    CHECK(e.deflated.trials == kMethods * 2);
     CHECK(e.first_row >= families[0].test_rows.first);
     ++runs_seen[e.run];
   }
-  CHECK(runs_seen[0] == 4 * 2 + 2);
-  CHECK(runs_seen[1] == 4 * 2);
+  CHECK(runs_seen[0] == kMethods * 2 + 2);
+  CHECK(runs_seen[1] == kMethods * 2);
+  // The learner trades with the steps of its headline verdict (chosen on validation).
+  for (const auto& v : r.verdicts) {
+    if (v.family != "price_direction") continue;
+    for (const EquityCurve& e : r.walk_forward) {
+      if (e.method == v.learner) CHECK(e.steps == v.steps);
+    }
+  }
   CHECK(report_json(r)["walk_forward"].size() == r.walk_forward.size());
   CHECK(report_markdown(r).find("## Walk-forward trading (test split, stitched)") != std::string::npos);
   const auto dir = std::filesystem::temp_directory_path() / "metatape_walk_forward_report";
