@@ -6,6 +6,25 @@
 #include "kernels/cpu/float_dispatch.h"
 
 namespace metatape::kernels::cpu {
+namespace {
+
+// One row's max and rest = sum of exp(x_c - max) over every column but the first argmax, so that
+// log(sum) = log1p(rest) keeps full relative precision when the row is confident (rest << 1); the
+// plain sum 1 + rest would round rest to the spacing of 1.0 (f32: 1.2e-7, i.e. 0.3% of e^-10).
+template <class T>
+void row_max_rest(const T* in, std::int64_t cols, T& mx, T& rest) {
+  std::int64_t arg = 0;
+  for (std::int64_t c = 1; c < cols; ++c) {
+    if (in[c] > in[arg]) arg = c;
+  }
+  mx = in[arg];
+  rest = T(0);
+  for (std::int64_t c = 0; c < cols; ++c) {
+    if (c != arg) rest += std::exp(in[c] - mx);
+  }
+}
+
+}  // namespace
 
 void softmax(const View& x, const View& out, bool log) {
   with_float_type(x.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
@@ -15,14 +34,15 @@ void softmax(const View& x, const View& out, bool log) {
     for (std::int64_t r = 0; r < rows; ++r) {
       const T* in = x.as<T>() + r * cols;
       T* y = out.as<T>() + r * cols;
-      T mx = in[0];
-      for (std::int64_t c = 1; c < cols; ++c) mx = std::max(mx, in[c]);
-      T sum = T(0);
-      for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(in[c] - mx);
+      T mx, rest;
+      row_max_rest(in, cols, mx, rest);
       if (log) {
-        const T lse = mx + std::log(sum);
-        for (std::int64_t c = 0; c < cols; ++c) y[c] = in[c] - lse;
+        // (x - max) - log1p(rest), not x - (max + log(sum)): the latter loses the small log(sum) of
+        // a confident row to rounding against a large max (f32 logits [100, 90]: 0.8% off).
+        const T log_sum = std::log1p(rest);
+        for (std::int64_t c = 0; c < cols; ++c) y[c] = (in[c] - mx) - log_sum;
       } else {
+        const T sum = T(1) + rest;
         for (std::int64_t c = 0; c < cols; ++c) y[c] = std::exp(in[c] - mx) / sum;
       }
     }
@@ -42,11 +62,9 @@ void cross_entropy(const View& logits, const View& labels, const View& out) {
         fail("cross_entropy: label " + std::to_string(lab[r]) + " in row " + std::to_string(r) +
              " is outside [0, " + std::to_string(cols) + ") (check the number of classes)");
       }
-      T mx = in[0];
-      for (std::int64_t c = 1; c < cols; ++c) mx = std::max(mx, in[c]);
-      T sum = T(0);
-      for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(in[c] - mx);
-      total += mx + std::log(sum) - in[lab[r]];
+      T mx, rest;
+      row_max_rest(in, cols, mx, rest);
+      total += std::log1p(rest) - (in[lab[r]] - mx);  // -log_softmax, computed as in softmax() above
     }
     out.as<T>()[0] = rows == 0 ? T(0) : total / static_cast<T>(rows);
   });

@@ -12,16 +12,31 @@ namespace {
 
 constexpr int rows_per_block = block_threads / 32;
 
-// Returns (max, sum of exp(x - max)) of one row, valid in every lane.
+// Returns (max, rest) of one row, valid in every lane: rest = sum of exp(x - max) over every column
+// but the first argmax, so log(sum) = log1p(rest) keeps full precision on confident rows (see
+// kernels/cpu/softmax.cpp). The first argmax is the smallest column holding the max (a min tree).
 template <class T>
-__device__ inline void row_max_sum(const T* in, long long cols, T& mx, T& sum) {
+__device__ inline void row_max_rest(const T* in, long long cols, T& mx, T& rest) {
   const int lane = threadIdx.x % 32;
   mx = in[0];
   for (long long c = lane; c < cols; c += 32) mx = in[c] > mx ? in[c] : mx;
   mx = warp_max(mx);
-  sum = T(0);
-  for (long long c = lane; c < cols; c += 32) sum += exp(in[c] - mx);
-  sum = warp_sum(sum);
+  long long arg = cols;
+  for (long long c = lane; c < cols; c += 32) {
+    if (in[c] == mx) {
+      arg = c;
+      break;
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const long long other = __shfl_xor_sync(0xffffffffu, arg, offset);
+    arg = other < arg ? other : arg;
+  }
+  rest = T(0);
+  for (long long c = lane; c < cols; c += 32) {
+    if (c != arg) rest += exp(in[c] - mx);
+  }
+  rest = warp_sum(rest);
 }
 
 template <class T>
@@ -31,13 +46,15 @@ __global__ void softmax_kernel(const T* x, T* y, long long rows, long long cols,
        r += warps) {
     const T* in = x + r * cols;
     T* out = y + r * cols;
-    T mx, sum;
-    row_max_sum(in, cols, mx, sum);
+    T mx, rest;
+    row_max_rest(in, cols, mx, rest);
     const int lane = threadIdx.x % 32;
     if (log_output) {
-      const T lse = mx + log(sum);
-      for (long long c = lane; c < cols; c += 32) out[c] = in[c] - lse;
+      // (x - max) - log1p(rest): see kernels/cpu/softmax.cpp.
+      const T log_sum = log1p(rest);
+      for (long long c = lane; c < cols; c += 32) out[c] = (in[c] - mx) - log_sum;
     } else {
+      const T sum = T(1) + rest;
       for (long long c = lane; c < cols; c += 32) out[c] = exp(in[c] - mx) / sum;
     }
   }
@@ -60,9 +77,9 @@ __global__ void cross_entropy_kernel(const T* logits, const long long* labels, T
       }
       loss = quiet_nan<T>();
     } else {
-      T mx, sum;
-      row_max_sum(logits + r * cols, cols, mx, sum);
-      loss = mx + log(sum) - logits[r * cols + label];
+      T mx, rest;
+      row_max_rest(logits + r * cols, cols, mx, rest);
+      loss = log1p(rest) - (logits[r * cols + label] - mx);
     }
     total += loss;
   }
