@@ -34,6 +34,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -63,6 +64,13 @@ struct BenchmarkConfig {
   std::int64_t meta_batch = 8;
   std::int64_t train_shots = 5;
   std::int64_t diagnose_every = 50;
+  // Checkpoint selection on the validation split (eval/training.h): every validate_every meta-steps
+  // and at the last one, the learner is scored on validation_episodes validation episodes with the
+  // headline shots and its default inner steps; with select_best the best evaluation's
+  // meta-parameters are the ones tested and saved. validate_every 0: off.
+  std::int64_t validate_every = 100;
+  int validation_episodes = 50;
+  bool select_best = true;
   std::vector<std::int64_t> hidden = {64, 64};
   std::string activation = "relu";
   std::string outer_optimizer = "adam";
@@ -163,6 +171,12 @@ struct TrainingRecord {
   double final_accuracy = -1.0;  // -1 when not a classification family
   std::int64_t vanishing_flags = 0, exploding_flags = 0;
   std::string log_path;
+  // Checkpoint selection (eval/training.h): the meta-step whose meta-parameters were tested and saved
+  // (the best validation evaluation with select_best, else the last step) and its validation value of
+  // validation_metric; 0, NaN and "" when no validation ran.
+  std::string validation_metric;
+  std::int64_t selected_step = 0;
+  double selected_validation_value = std::nan("");
 };
 
 struct BenchmarkResult {
