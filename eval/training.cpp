@@ -363,13 +363,15 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
                               training_params);
     }
   };
-  auto validate = [&] {
+  auto better = [&](double v, double than) { return lower ? v < than : v > than; };
+  // `grid`: an evaluation at a multiple of vopt.every (a candidate for good); otherwise the evaluation
+  // of the last step of a run that does not end on the grid, a candidate only while it is the last.
+  auto validate = [&](bool grid) {
     std::int64_t diverged = 0;
-    const double v = validation_value(learner, family, validation_episodes, vopt.seed, vopt.trading,
-                                      &diverged);
+    const double v = validation_value(learner, family, validation_episodes, vopt.seed, vopt.trading, &diverged);
     const std::int64_t step = learner.meta_steps();
-    const bool best = std::isfinite(v) && (sel.best_step == 0 || (lower ? v < sel.best_value : v > sel.best_value));
-    if (best) {
+    const bool best = std::isfinite(v) && (sel.best_step == 0 || better(v, sel.best_value));
+    if (best && grid) {
       sel.best_step = step;
       sel.best_value = v;
       sel.best = learner.meta_parameters().clone(false);
@@ -439,8 +441,10 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     line["adaptation_ms"] = adapt_ms;
     log.write(line);
     outcome.last = m;
-    if (validating && (learner.meta_steps() % vopt.every == 0 || learner.meta_steps() == options.meta_steps)) {
-      validate();
+    if (validating && learner.meta_steps() % vopt.every == 0) {
+      validate(true);
+    } else if (validating && learner.meta_steps() == options.meta_steps) {
+      validate(false);
     }
     if (options.progress != nullptr) {
       char status[160];
@@ -452,7 +456,10 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     if (options.checkpoint_every > 0 && learner.meta_steps() % options.checkpoint_every == 0) checkpoint();
   }
   if (!outcome.interrupted) {
-    if (validating && vopt.select_best && sel.best_step > 0 && sel.best_step != learner.meta_steps()) {
+    const std::int64_t end = learner.meta_steps();
+    const bool last_evaluated = sel.last_step == end && std::isfinite(sel.last_value);
+    if (validating && vopt.select_best && sel.best_step > 0 && sel.best_step != end &&
+        !(last_evaluated && better(sel.last_value, sel.best_value))) {
       // Restore the best evaluation's meta-parameters; the checkpoint keeps the training state too.
       const nn::ParameterList training_params = learner.meta_parameters().clone(false);
       learner.meta_parameters().assign(sel.best);
@@ -461,8 +468,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
       checkpoint(&training_params);
     } else {
       if (validating) {
-        sel.selected_step = learner.meta_steps();
-        sel.selected_value = sel.last_step == learner.meta_steps() ? sel.last_value : std::nan("");
+        sel.selected_step = end;
+        sel.selected_value = sel.last_step == end ? sel.last_value : std::nan("");
       }
       checkpoint();
     }

@@ -16,18 +16,21 @@
 // `interrupt` becomes true (then training stops and the outcome says interrupted).
 //
 // Checkpoint selection on the validation split (ValidationOptions; off when `every` is 0 or the
-// family has no validation split): after every `every`-th meta-step, and after the last one, the
-// learner is scored on the same `episodes` validation episodes (drawn once from Generator(seed), with
-// `shots` support rows per class) exactly as the benchmark scores a test episode: eval::
-// make_learner_method with the learner's default inner steps, eval::score_episode, the family's
-// primary metric (eval::primary_metric; lower_is_better gives the direction). Each evaluation is one
-// JSONL line {"step", "split": "validation", "validation_metric", "validation_value", "best",
-// "diverged"} written after that step's metrics line; validation_value is null (and never best) when
-// an adaptation produced a non-finite output (counted in "diverged"). The meta-parameters of the best
-// evaluation so far (the earliest on ties) are kept; when training ends (not when interrupted) with
-// select_best set they are restored into the learner, so the learner returned and the final
-// checkpoint predict with them. Validation draws nothing from the training generator and records
-// nothing on the tape, so the training trajectory is the same with it on or off.
+// family has no validation split): after every meta-step that is a multiple of `every`, and after the
+// last step of the run, the learner is scored on the same `episodes` validation episodes (drawn once
+// from Generator(seed), `shots` support rows per class) exactly as the benchmark scores a test
+// episode: eval::make_learner_method with the learner's default inner steps, eval::score_episode,
+// the family's primary metric (eval::primary_metric; lower_is_better gives the direction). Each
+// evaluation is one JSONL line {"step", "split": "validation", "validation_metric",
+// "validation_value", "best", "diverged"} written after that step's metrics line; validation_value is
+// null (and never best) when an adaptation produced a non-finite output (counted in "diverged").
+// The candidates are the evaluations at multiples of `every` (the best so far, earliest on ties, is
+// kept with its meta-parameters) and the evaluation of the last step; when training ends (not when
+// interrupted) with select_best set the better of the two is restored into the learner, so the
+// learner returned and the final checkpoint predict with it. The last step of a shorter run that a
+// later run extends is no candidate any more, so training to N steps at once or in pieces selects
+// the same step. Validation draws nothing from the training generator and records nothing on the
+// tape: the training trajectory is the same with it on or off.
 //
 // Checkpoint layout with validation on: "params" holds what the model predicts with (the selected
 // meta-parameters in the final checkpoint with select_best, the current ones otherwise);
@@ -36,7 +39,7 @@
 // "selection": {"split": "validation", "metric", "shots", "episodes", "every", "select_best",
 // "best_step", "best_value", "last_step", "last_value", and, once training has ended,
 // "selected_step" and "selected_validation_value"} (values null when not finite). Resuming restores
-// the best-so-far state from these, so a resumed run selects bit-identically.
+// the validation history from these, so a resumed run selects bit-identically.
 #pragma once
 
 #include <atomic>
@@ -80,7 +83,7 @@ struct ValidationOptions {
 // The validation history a run needs to go on selecting (saved in checkpoints, see above).
 struct SelectionState {
   std::string metric;               // the family's primary metric
-  std::int64_t best_step = 0;       // 0: no finite evaluation yet
+  std::int64_t best_step = 0;       // 0: no finite evaluation at a multiple of `every` yet
   double best_value = std::nan("");
   nn::ParameterList best;           // meta-parameters at best_step (no history)
   std::int64_t last_step = 0;       // the most recent evaluation
