@@ -417,3 +417,23 @@ TEST_CASE("selection: the benchmark selects per learner, records it, and eval re
   CHECK_THROWS_AS(run_benchmark(bad, {family}), Error);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("selection: cutting a log back keeps each step's metrics and validation rows") {
+  const auto dir = fresh_dir("cut");
+  const auto path = dir / "log.jsonl";
+  // Steps 3 and 4 with their validation rows, then a resumed segment from step 3 that got to step 5.
+  std::ofstream(path) << "{\"step\":3}\n{\"step\":3,\"split\":\"validation\"}\n{\"step\":4}\n"
+                         "{\"step\":3,\"again\":1}\n{\"step\":3,\"split\":\"validation\",\"again\":1}\n"
+                         "{\"step\":4,\"again\":1}\n{\"step\":4,\"split\":\"validation\",\"again\":1}\n{\"step\":5}\n"
+                         "{\"step\":5,\"split\":\"validation\"}\n";
+  CHECK(cut_log_to_step(path.string(), 4) == 5);
+  std::ifstream in(path);
+  std::vector<nlohmann::json> kept;
+  for (std::string line; std::getline(in, line);) kept.push_back(nlohmann::json::parse(line));
+  REQUIRE(kept.size() == 4);
+  CHECK(kept[0] == nlohmann::json({{"step", 3}, {"again", 1}}));
+  CHECK(kept[1] == nlohmann::json({{"step", 3}, {"split", "validation"}, {"again", 1}}));
+  CHECK(kept[2] == nlohmann::json({{"step", 4}, {"again", 1}}));
+  CHECK(kept[3] == nlohmann::json({{"step", 4}, {"split", "validation"}, {"again", 1}}));
+  std::filesystem::remove_all(dir);
+}
