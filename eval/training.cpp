@@ -368,7 +368,10 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
   // of the last step of a run that does not end on the grid, a candidate only while it is the last.
   auto validate = [&](bool grid) {
     std::int64_t diverged = 0;
+    const auto v0 = std::chrono::steady_clock::now();
     const double v = validation_value(learner, family, validation_episodes, vopt.seed, vopt.trading, &diverged);
+    const double seconds = seconds_since(v0);
+    outcome.validation_seconds += seconds;
     const std::int64_t step = learner.meta_steps();
     const bool best = std::isfinite(v) && (sel.best_step == 0 || better(v, sel.best_value));
     if (best && grid) {
@@ -384,7 +387,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
                {"validation_metric", sel.metric},
                {"validation_value", finite_or_null(v)},
                {"best", best},
-               {"diverged", diverged}});
+               {"diverged", diverged},
+               {"seconds", seconds}});
   };
   while (learner.meta_steps() < options.meta_steps) {
     if (options.interrupt != nullptr && options.interrupt->load()) {

@@ -22,7 +22,7 @@
 // episode: eval::make_learner_method with the learner's default inner steps, eval::score_episode,
 // the family's primary metric (eval::primary_metric; lower_is_better gives the direction). Each
 // evaluation is one JSONL line {"step", "split": "validation", "validation_metric",
-// "validation_value", "best", "diverged"} written after that step's metrics line; validation_value is
+// "validation_value", "best", "diverged", "seconds"} written after that step's metrics line; validation_value is
 // null (and never best) when an adaptation produced a non-finite output (counted in "diverged").
 // The candidates are the evaluations at multiples of `every` (the best so far, earliest on ties, is
 // kept with its meta-parameters) and the evaluation of the last step; when training ends (not when
@@ -119,6 +119,7 @@ struct TrainOutcome {
   // the end (the best evaluation's with select_best, else the last step's) and its validation value.
   std::string validation_metric;
   std::int64_t validations = 0;  // evaluations run by this call
+  double validation_seconds = 0.0;  // their wall time (included in `seconds`)
   std::int64_t selected_step = 0;
   double selected_validation_value = std::nan("");
 };
