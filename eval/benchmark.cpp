@@ -166,12 +166,6 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
                           : family.kind == tasks::TaskKind::portfolio    ? "portfolio"
                                                                          : "regression";
     config["num_classes"] = family.kind == tasks::TaskKind::classification ? family.num_classes : 0;
-    if (topt.validation.every > 0 && family.validation_episode) {
-      config["selection"] = {{"shots", topt.validation.shots},
-                             {"episodes", topt.validation.episodes},
-                             {"every", topt.validation.every},
-                             {"select_best", topt.validation.select_best}};
-    }
     topt.config_json = config.dump();
   }
   topt.checkpoint_path = learner_checkpoint_path(config, run, family.name, kind);

@@ -94,6 +94,11 @@ SelectionState selection_from(const nn::Checkpoint& ck) {
   s.last_value = number_or(j, "last_value", std::nan(""));
   s.selected_step = integer("selected_step");
   s.selected_value = number_or(j, "selected_validation_value", std::nan(""));
+  s.every = integer("every");
+  s.episodes = static_cast<int>(integer("episodes"));
+  s.shots = static_cast<int>(integer("shots"));
+  if (const auto it = j.find("seed"); it != j.end() && it->is_number_unsigned()) s.seed = it->get<std::uint64_t>();
+  if (const auto it = j.find("select_best"); it != j.end() && it->is_boolean()) s.select_best = it->get<bool>();
   if (s.best_step > 0) {
     const auto it = ck.sections.find(kBestSection);
     if (it == ck.sections.end()) {
@@ -163,12 +168,11 @@ void save_learner_checkpoint(const std::string& path, meta::Learner& learner, co
       j["selected_step"] = selection->selected_step;
       j["selected_validation_value"] = finite_or_null(selection->selected_value);
     }
-    if (config.contains("selection") && config["selection"].is_object()) {
-      // Keep the settings the caller recorded (shots, episodes, every, select_best).
-      for (auto it = config["selection"].begin(); it != config["selection"].end(); ++it) {
-        if (!j.contains(it.key())) j[it.key()] = it.value();
-      }
-    }
+    j["every"] = selection->every;
+    j["episodes"] = selection->episodes;
+    j["shots"] = selection->shots;
+    j["seed"] = selection->seed;
+    j["select_best"] = selection->select_best;
     config["selection"] = j;
     ck.config_json = config.dump();
     if (selection->best_step > 0) ck.sections[kBestSection] = selection->best;
@@ -349,7 +353,19 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
       fail("train: the checkpoint selected on " + sel.metric + " but " + family.name + " validates on " + metric +
            " (retrain without --resume)");
     }
+    if (sel.last_step > 0 && (sel.episodes != vopt.episodes || sel.shots != vopt.shots || sel.seed != vopt.seed)) {
+      fail("train: the checkpoint's validation history was scored on " + std::to_string(sel.episodes) +
+           " validation episodes of " + std::to_string(sel.shots) + " shots (seed " + std::to_string(sel.seed) +
+           "), this run scores " + std::to_string(vopt.episodes) + " of " + std::to_string(vopt.shots) + " (seed " +
+           std::to_string(vopt.seed) + "); resume with the same training.validation_episodes, "
+           "evaluation.headline_shots and seed, or retrain without --resume");
+    }
     sel.metric = metric;
+    sel.every = vopt.every;
+    sel.episodes = vopt.episodes;
+    sel.shots = vopt.shots;
+    sel.seed = vopt.seed;
+    sel.select_best = vopt.select_best;
     outcome.validation_metric = metric;
   }
   const bool lower = validating && lower_is_better(sel.metric);

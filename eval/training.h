@@ -36,7 +36,7 @@
 // meta-parameters in the final checkpoint with select_best, the current ones otherwise);
 // "validation.best" the best meta-parameters so far; "training.params" the last training state when
 // it differs from "params" (continuing a finished run trains on from there); the config JSON gains
-// "selection": {"split": "validation", "metric", "shots", "episodes", "every", "select_best",
+// "selection": {"split": "validation", "metric", "shots", "episodes", "seed", "every", "select_best",
 // "best_step", "best_value", "last_step", "last_value", and, once training has ended,
 // "selected_step" and "selected_validation_value"} (values null when not finite). Resuming restores
 // the validation history from these, so a resumed run selects bit-identically.
@@ -83,6 +83,12 @@ struct ValidationOptions {
 // The validation history a run needs to go on selecting (saved in checkpoints, see above).
 struct SelectionState {
   std::string metric;               // the family's primary metric
+  // The validation settings the history was made with (ValidationOptions); resuming with other
+  // episodes, shots or seed is refused (the values would not be comparable).
+  std::int64_t every = 0;
+  int episodes = 0, shots = 0;
+  std::uint64_t seed = 0;
+  bool select_best = true;
   std::int64_t best_step = 0;       // 0: no finite evaluation at a multiple of `every` yet
   double best_value = std::nan("");
   nn::ParameterList best;           // meta-parameters at best_step (no history)

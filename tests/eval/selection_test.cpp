@@ -186,6 +186,11 @@ TEST_CASE("selection: select_best restores the best validation step, bit-identic
   CHECK(config["selection"]["metric"] == "log_loss");
   CHECK(config["selection"]["selected_step"] == 3);
   CHECK(config["selection"]["selected_validation_value"].get<double>() == out.selected_validation_value);
+  CHECK(config["selection"]["episodes"] == 8);
+  CHECK(config["selection"]["shots"] == 2);
+  CHECK(config["selection"]["every"] == 3);
+  CHECK(config["selection"]["seed"] == 77);
+  CHECK(config["selection"]["select_best"] == true);
   CHECK(ck.step == 12);
   // Loading for prediction gets the selected parameters; loading to train on gets the last ones.
   auto predict = fresh(family);
@@ -340,6 +345,27 @@ TEST_CASE("selection: resume across a validation point selects bit-identically")
   const TrainOutcome f = train_learner(*extended, family, tasks_f, oe, &sf);
   CHECK(f.selected_step == a.selected_step);
   CHECK(values(*extended) == values(*straight));
+
+  // Resuming with other validation episodes would compare values of different episodes: refused,
+  // naming the keys.
+  for (int variant = 0; variant < 3; ++variant) {
+    auto other = fresh(family);
+    Generator tg(0);
+    SelectionState so;
+    resume_learner(ob.checkpoint_path, *other, tg, &so);
+    TrainOptions changed = oc;
+    changed.checkpoint_path.clear();
+    changed.jsonl_path.clear();
+    if (variant == 0) changed.validation.episodes = 9;
+    if (variant == 1) changed.validation.shots = 3;
+    if (variant == 2) changed.validation.seed = 78;
+    try {
+      train_learner(*other, family, tg, changed, &so);
+      FAIL("a resume with other validation settings was accepted");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("training.validation_episodes") != std::string::npos);
+    }
+  }
   std::filesystem::remove_all(dir);
 }
 
