@@ -1,6 +1,9 @@
 // The few-shot benchmark: learners x task families x shots x adaptation steps x runs x episodes.
 //
-// Per run r and family f: every learner is meta-trained (eval/training.h) from its own seed; the
+// Per run r and family f: every learner is meta-trained (eval/training.h) from its own seed, and with
+// validate_every > 0 keeps (select_best) the meta-parameters of its best evaluation on
+// validation_episodes validation-split episodes (the same episodes for every learner of the run and
+// family; TrainingRecord says which step); the
 // fine-tune baseline's network is pre-trained on the same family with the same budget (meta_steps x
 // meta_batch tasks). Then, per shots value, `episodes` test episodes are drawn once from a generator
 // derived from (seed, r, f, shots) and every method (learners and baselines) is scored on the same
