@@ -67,6 +67,10 @@ void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& fam
         " but shots does not list it (use one of shots, or 0 for the middle value)");
   }
   if (c.selection_episodes < 0) bad("evaluation.selection_episodes must be >= 0 (0 turns selection off)");
+  if (c.validate_every < 0) bad("training.validate_every must be >= 0 (0 turns checkpoint selection off)");
+  if (c.validate_every > 0 && c.validation_episodes < 1) {
+    bad("training.validation_episodes must be >= 1 when training.validate_every is on");
+  }
   bool any = false;
   for (const auto& kind : c.learners) {
     for (const auto& f : families) any = any || learner_fits(kind, f);
@@ -168,6 +172,13 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   topt.progress = progress;
   topt.progress_offset = progress_offset;
   topt.checkpoint_every = checkpoint_every;
+  topt.validation.every = config.validate_every;
+  topt.validation.episodes = config.validation_episodes;
+  topt.validation.shots = headline_shots(config);
+  topt.validation.select_best = config.select_best;
+  topt.validation.trading = config.trading;
+  // The same validation episodes for every learner of a (run, family).
+  topt.validation.seed = derive_seed(config.seed, {r, family_index, 4100});
   {
     // The checkpoint records what the model predicts, so serve and the C API need no --task.
     nlohmann::json config = nlohmann::json::parse(learner->config_json());
@@ -179,18 +190,20 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   }
   topt.checkpoint_path = learner_checkpoint_path(config, run, family.name, kind);
   topt.jsonl_path = learner_log_path(config, run, family.name, kind);
+  SelectionState selection;
   if (!topt.checkpoint_path.empty()) {
     std::filesystem::create_directories(std::filesystem::path(topt.checkpoint_path).parent_path());
     remove_stale_checkpoint_temporaries(topt.checkpoint_path);
     if (config.resume && std::filesystem::exists(topt.checkpoint_path)) {
-      resume_learner(topt.checkpoint_path, *learner, task_gen);
+      resume_learner(topt.checkpoint_path, *learner, task_gen, &selection);
       cut_log_to_step(topt.jsonl_path, learner->meta_steps());
     } else if (std::filesystem::exists(topt.jsonl_path)) {
       std::filesystem::remove(topt.jsonl_path);
     }
   }
   const TrainOutcome outcome =
-      train_learner(*learner, is_metric_learner(kind) ? with_support_classes_only(family) : family, task_gen, topt);
+      train_learner(*learner, is_metric_learner(kind) ? with_support_classes_only(family) : family, task_gen, topt,
+                    &selection);
   record = TrainingRecord{};
   record.family = family.name;
   record.learner = kind;
@@ -204,6 +217,9 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   record.vanishing_flags = outcome.vanishing_flags;
   record.exploding_flags = outcome.exploding_flags;
   record.log_path = topt.jsonl_path;
+  record.validation_metric = outcome.validation_metric;
+  record.selected_step = outcome.selected_step;
+  record.selected_validation_value = outcome.selected_validation_value;
   interrupted = outcome.interrupted;
   return learner;
 }

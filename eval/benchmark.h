@@ -1,6 +1,9 @@
 // The few-shot benchmark: learners x task families x shots x adaptation steps x runs x episodes.
 //
-// Per run r and family f: every learner is meta-trained (eval/training.h) from its own seed; the
+// Per run r and family f: every learner is meta-trained (eval/training.h) from its own seed, and with
+// validate_every > 0 keeps (select_best) the meta-parameters of its best evaluation on
+// validation_episodes validation-split episodes (the same episodes for every learner of the run and
+// family; TrainingRecord says which step); the
 // fine-tune baseline's network is pre-trained on the same family with the same budget (meta_steps x
 // meta_batch tasks). Then, per shots value, `episodes` test episodes are drawn once from a generator
 // derived from (seed, r, f, shots) and every method (learners and baselines) is scored on the same
@@ -34,6 +37,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -64,6 +68,13 @@ struct BenchmarkConfig {
   std::int64_t meta_batch = 8;
   std::int64_t train_shots = 5;
   std::int64_t diagnose_every = 50;
+  // Checkpoint selection on the validation split (eval/training.h): every validate_every meta-steps
+  // and at the last one, the learner is scored on validation_episodes validation episodes with the
+  // headline shots and its default inner steps; with select_best the best evaluation's
+  // meta-parameters are the ones tested and saved. validate_every 0: off.
+  std::int64_t validate_every = 100;
+  int validation_episodes = 50;
+  bool select_best = true;
   std::vector<std::int64_t> hidden = {64, 64};
   std::string activation = "relu";
   std::string outer_optimizer = "adam";
@@ -167,6 +178,12 @@ struct TrainingRecord {
   double final_accuracy = -1.0;  // -1 when not a classification family
   std::int64_t vanishing_flags = 0, exploding_flags = 0;
   std::string log_path;
+  // Checkpoint selection (eval/training.h): the meta-step whose meta-parameters were tested and saved
+  // (the best validation evaluation with select_best, else the last step) and its validation value of
+  // validation_metric; 0, NaN and "" when no validation ran.
+  std::string validation_metric;
+  std::int64_t selected_step = 0;
+  double selected_validation_value = std::nan("");
 };
 
 struct BenchmarkResult {

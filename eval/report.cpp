@@ -124,7 +124,12 @@ nlohmann::json report_json(const BenchmarkResult& r) {
                              {"seconds", t.seconds}, {"tasks_per_second", t.tasks_per_second},
                              {"final_query_loss", t.final_query_loss}, {"final_accuracy", t.final_accuracy},
                              {"adaptation_ms", t.adaptation_ms}, {"vanishing_flags", t.vanishing_flags},
-                             {"exploding_flags", t.exploding_flags}, {"log", t.log_path}});
+                             {"exploding_flags", t.exploding_flags}, {"log", t.log_path},
+                             {"validation_metric", t.validation_metric},
+                             {"selected_step", t.selected_step},
+                             {"selected_validation_value", std::isfinite(t.selected_validation_value)
+                                                               ? nlohmann::json(t.selected_validation_value)
+                                                               : nlohmann::json(nullptr)}});
   }
   j["walk_forward"] = walk_forward_json(r.walk_forward);
   return j;
@@ -241,12 +246,22 @@ std::string report_markdown(const BenchmarkResult& r) {
   }
   if (!r.walk_forward.empty()) md << "\n## Walk-forward trading (test split, stitched)\n\n" << walk_forward_markdown(r.walk_forward);
   if (!r.training.empty()) {
-    md << "\n## Meta-training\n\n| family | learner | run | steps | seconds | tasks/s | final query loss | final accuracy | adapt ms | vanishing / exploding flags |\n|---|---|---|---|---|---|---|---|---|---|\n";
+    md << "\n## Meta-training\n\nThe selected step is the meta-step whose parameters were tested, chosen on the "
+          "validation split (training.validate_every, training.select_best): its validation value of the "
+          "primary metric is shown; - when no validation ran.\n\n"
+          "| family | learner | run | steps | seconds | tasks/s | final query loss | final accuracy | adapt ms | "
+          "vanishing / exploding flags | selected step | validation value |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& t : r.training) {
       md << "| " << t.family << " | " << t.learner << " | " << t.run << " | " << t.steps << " | "
          << num(t.seconds, 1) << " | " << num(t.tasks_per_second, 1) << " | " << num(t.final_query_loss)
          << " | " << (t.final_accuracy >= 0 ? num(t.final_accuracy, 3) : std::string("-")) << " | "
-         << num(t.adaptation_ms, 2) << " | " << t.vanishing_flags << " / " << t.exploding_flags << " |\n";
+         << num(t.adaptation_ms, 2) << " | " << t.vanishing_flags << " / " << t.exploding_flags << " | "
+         << (t.selected_step > 0 ? std::to_string(t.selected_step) : std::string("-")) << " | "
+         << (t.validation_metric.empty() || !std::isfinite(t.selected_validation_value)
+                 ? std::string("-")
+                 : t.validation_metric + " " + num(t.selected_validation_value))
+         << " |\n";
     }
   }
   return md.str();
@@ -339,11 +354,12 @@ std::string training_csv(const BenchmarkResult& r) {
   std::ostringstream out;
   out.precision(10);
   out << "family,run,learner,steps,seconds,tasks_per_second,final_query_loss,final_accuracy,"
-         "adaptation_ms,vanishing_flags,exploding_flags,log\n";
+         "adaptation_ms,vanishing_flags,exploding_flags,log,validation_metric,selected_step,selected_validation_value\n";
   for (const auto& t : r.training) {
     out << t.family << ',' << t.run << ',' << t.learner << ',' << t.steps << ',' << t.seconds << ','
         << t.tasks_per_second << ',' << t.final_query_loss << ',' << t.final_accuracy << ','
-        << t.adaptation_ms << ',' << t.vanishing_flags << ',' << t.exploding_flags << ',' << t.log_path << '\n';
+        << t.adaptation_ms << ',' << t.vanishing_flags << ',' << t.exploding_flags << ',' << t.log_path << ','
+        << t.validation_metric << ',' << t.selected_step << ',' << t.selected_validation_value << '\n';
   }
   return out.str();
 }

@@ -276,6 +276,8 @@ void check_values(const RunConfig& c) {
                       "above training.meta_steps runs them at the first and last step only), got " +
                       std::to_string(b.diagnose_every));
   }
+  at_least("training.validate_every", b.validate_every, 0);  // 0: no checkpoint selection
+  at_least("training.validation_episodes", b.validation_episodes, 1);
 
   if (b.shots.empty()) throw ConfigError("evaluation.shots is empty (e.g. [1, 5, 10])");
   for (int v : b.shots) {
@@ -360,6 +362,13 @@ void check_limits(const RunConfig& c) {
          "evaluation.episodes (" + std::to_string(b.episodes) + ") x (largest evaluation.shots (" +
          std::to_string(max_shots) + ") + tasks.query_size) test rows per shots value",
          "limits.max_rows", "lower evaluation.episodes");
+  if (b.validate_every > 0) {
+    const int headline = b.headline_shots != 0 ? b.headline_shots : b.shots[b.shots.size() / 2];
+    within(static_cast<double>(b.validation_episodes) * (headline + query), l.max_rows,
+           "training.validation_episodes (" + std::to_string(b.validation_episodes) + ") x (headline shots (" +
+           std::to_string(headline) + ") + tasks.query_size) validation rows held while training",
+           "limits.max_rows", "lower training.validation_episodes");
+  }
   const std::int64_t inner = std::max(lo.maml.inner_steps, lo.reptile.inner_steps);
   within(static_cast<double>(inner) * static_cast<double>(b.meta_batch), l.max_inner_steps_x_episodes,
          "training.inner_steps / reptile_steps (" + std::to_string(inner) + ") x training.meta_batch (" +
@@ -541,7 +550,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   const YAML::Node tr = croot["training"];
   check_keys(tr, "training", {"meta_steps", "meta_batch", "train_shots", "outer_optimizer", "outer_lr",
                               "clip_norm", "inner_lr", "inner_steps", "first_order", "recompute_inner", "reptile_steps",
-                              "hidden", "activation", "diagnose_every"});
+                              "hidden", "activation", "diagnose_every", "validate_every", "validation_episodes",
+                              "select_best"});
   b.meta_steps = 1000;
   b.meta_batch = 8;
   b.hidden = {64, 64};
@@ -554,6 +564,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(tr, "hidden", b.hidden, "training");
   read(tr, "activation", b.activation, "training");
   read(tr, "diagnose_every", b.diagnose_every, "training");
+  read(tr, "validate_every", b.validate_every, "training");
+  read(tr, "validation_episodes", b.validation_episodes, "training");
+  read(tr, "select_best", b.select_best, "training");
   double inner_lr = 0.05;
   int inner_steps = 1, reptile_steps = 5;
   bool first_order = false, recompute_inner = false;
@@ -715,6 +728,9 @@ std::string resolved_config_yaml(const RunConfig& c) {
   tr["hidden"] = sequence(b.hidden);
   tr["activation"] = b.activation;
   tr["diagnose_every"] = b.diagnose_every;
+  tr["validate_every"] = b.validate_every;
+  tr["validation_episodes"] = b.validation_episodes;
+  tr["select_best"] = b.select_best;
   YAML::Node ev = root["evaluation"];
   ev["shots"] = sequence(b.shots);
   ev["steps"] = sequence(b.steps);

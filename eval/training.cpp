@@ -14,6 +14,8 @@
 
 #include "autograd/tape.h"
 #include "eval/benchmark.h"
+#include "eval/methods.h"
+#include "eval/scoring.h"
 #include "kernels/error.h"
 #include "nn/checkpoint.h"
 
@@ -62,6 +64,52 @@ class JsonLines {
   std::ofstream out_;
 };
 
+// JSON has no NaN or infinity: such values are written as null.
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+// Kind of a JSONL line, in the order a step writes them: diagnostics, metrics, validation.
+int line_kind(const nlohmann::json& j) {
+  if (is_diagnostics(j)) return 0;
+  const auto it = j.find("split");
+  return it != j.end() && it->is_string() && it->get<std::string>() == "validation" ? 2 : 1;
+}
+
+constexpr const char* kBestSection = "validation.best";
+constexpr const char* kTrainingSection = "training.params";
+
+SelectionState selection_from(const nn::Checkpoint& ck) {
+  SelectionState s;
+  const nlohmann::json config = nlohmann::json::parse(ck.config_json, nullptr, false);
+  if (config.is_discarded() || !config.is_object() || !config.contains("selection")) return s;
+  const nlohmann::json& j = config["selection"];
+  if (!j.is_object()) return s;
+  auto integer = [&](const char* key) {
+    const auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : std::int64_t{0};
+  };
+  s.metric = j.value("metric", std::string());
+  s.best_step = integer("best_step");
+  s.best_value = number_or(j, "best_value", std::nan(""));
+  s.last_step = integer("last_step");
+  s.last_value = number_or(j, "last_value", std::nan(""));
+  s.selected_step = integer("selected_step");
+  s.selected_value = number_or(j, "selected_validation_value", std::nan(""));
+  s.every = integer("every");
+  s.episodes = static_cast<int>(integer("episodes"));
+  s.shots = static_cast<int>(integer("shots"));
+  if (const auto it = j.find("seed"); it != j.end() && it->is_number_unsigned()) s.seed = it->get<std::uint64_t>();
+  if (const auto it = j.find("select_best"); it != j.end() && it->is_boolean()) s.select_best = it->get<bool>();
+  if (s.best_step > 0) {
+    const auto it = ck.sections.find(kBestSection);
+    if (it == ck.sections.end()) {
+      fail("checkpoint: its selection records a best step (" + std::to_string(s.best_step) + ") but it has no '" +
+           kBestSection + "' section (the file is damaged; retrain without --resume)");
+    }
+    s.best = it->second.clone(false);
+  }
+  return s;
+}
+
 }  // namespace
 
 GradientDiagnostics diagnose_gradients(meta::Learner& learner, const tasks::TaskBatch& batch,
@@ -103,24 +151,87 @@ GradientDiagnostics diagnose_gradients(meta::Learner& learner, const tasks::Task
 }
 
 void save_learner_checkpoint(const std::string& path, meta::Learner& learner, const Generator& gen,
-                             const std::string& config_json) {
+                             const std::string& config_json, const SelectionState* selection,
+                             const nn::ParameterList* training_params) {
   nn::Checkpoint ck;
   ck.config_json = config_json;
+  if (selection != nullptr && !selection->metric.empty()) {
+    nlohmann::json config = nlohmann::json::parse(config_json, nullptr, false);
+    if (config.is_discarded() || !config.is_object()) config = nlohmann::json::object();
+    nlohmann::json j = {{"split", "validation"},
+                        {"metric", selection->metric},
+                        {"best_step", selection->best_step},
+                        {"best_value", finite_or_null(selection->best_value)},
+                        {"last_step", selection->last_step},
+                        {"last_value", finite_or_null(selection->last_value)}};
+    if (selection->selected_step > 0) {
+      j["selected_step"] = selection->selected_step;
+      j["selected_validation_value"] = finite_or_null(selection->selected_value);
+    }
+    j["every"] = selection->every;
+    j["episodes"] = selection->episodes;
+    j["shots"] = selection->shots;
+    j["seed"] = selection->seed;
+    j["select_best"] = selection->select_best;
+    config["selection"] = j;
+    ck.config_json = config.dump();
+    if (selection->best_step > 0) ck.sections[kBestSection] = selection->best;
+  }
   ck.step = learner.meta_steps();
   ck.generator = gen.state();
   ck.sections["params"] = learner.meta_parameters();
+  if (training_params != nullptr) ck.sections[kTrainingSection] = *training_params;
   ck.sections["optimizer"] = learner.optimizer().state();
   nn::save_checkpoint(path, ck);
 }
 
-void resume_learner(const std::string& path, meta::Learner& learner, Generator& gen) {
+void resume_learner(const std::string& path, meta::Learner& learner, Generator& gen, SelectionState* selection) {
   const nn::Checkpoint ck = nn::load_checkpoint(path);
   if (!ck.generator) fail("resume: " + path + " has no generator state; it was not written by train");
-  nn::restore_section(ck, "params", learner.meta_parameters());
+  const bool training_state = selection != nullptr && ck.sections.count(kTrainingSection) != 0;
+  nn::restore_section(ck, training_state ? kTrainingSection : "params", learner.meta_parameters());
   if (ck.sections.count("optimizer") == 0) fail("resume: " + path + " has no optimizer section");
   learner.optimizer().load_state(ck.sections.at("optimizer"));
   gen.set_state(*ck.generator);
   learner.set_meta_steps(ck.step);
+  if (selection != nullptr) {
+    try {
+      *selection = selection_from(ck);
+    } catch (const Error& e) {
+      fail("resume: " + path + ": " + e.what());
+    }
+    if (selection->best_step > 0) {
+      // The same check as for "params": names, shapes and dtypes.
+      nn::ParameterList probe = learner.meta_parameters().clone(false);
+      nn::restore_section(ck, kBestSection, probe);
+    }
+  }
+}
+
+SelectionState checkpoint_selection(const std::string& path) { return selection_from(nn::load_checkpoint(path)); }
+
+double validation_value(meta::Learner& learner, const FamilySource& family, const std::vector<Episode>& episodes,
+                        std::uint64_t seed, const TradingConfig& trading, std::int64_t* diverged) {
+  const std::string metric = primary_metric(family);
+  const auto method = make_learner_method(learner);
+  const int steps = learner.default_adapt_steps();
+  double sum = 0.0;
+  std::int64_t bad = 0;
+  for (std::size_t e = 0; e < episodes.size(); ++e) {
+    Generator g(derive_seed(seed, {static_cast<std::uint64_t>(e)}));
+    const std::vector<double> out = method->predict(episodes[e], {steps}, g).front();
+    if (!std::all_of(out.begin(), out.end(), [](double v) { return std::isfinite(v); })) {
+      ++bad;
+      continue;
+    }
+    const MetricMap m = score_episode(family, episodes[e], out, trading);
+    const auto it = m.find(metric);
+    if (it == m.end()) fail("validation: " + family.name + " episodes do not score " + metric);
+    sum += it->second;
+  }
+  if (diverged != nullptr) *diverged = bad;
+  if (bad > 0 || episodes.empty()) return std::nan("");
+  return sum / static_cast<double>(episodes.size());
 }
 
 std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step) {
@@ -129,7 +240,7 @@ std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step) {
   struct Line {
     std::string text;
     std::int64_t step;
-    bool diagnostics;
+    int kind;  // line_kind
   };
   std::vector<Line> kept;
   std::size_t read = 0;
@@ -138,14 +249,14 @@ std::size_t cut_log_to_step(const std::string& jsonl_path, std::int64_t step) {
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
     const std::int64_t s = j["step"].get<std::int64_t>();
-    const bool diagnostics = is_diagnostics(j);
+    const int kind = line_kind(j);
     // A step at or below the last one kept starts a resumed segment: it replaces what the earlier
-    // segment wrote from that step on (a step's diagnostics line comes before its metrics line).
-    while (!kept.empty() && (kept.back().step > s ||
-                             (kept.back().step == s && (diagnostics || !kept.back().diagnostics)))) {
+    // segment wrote from that step on (a step writes its diagnostics line, its metrics line, then its
+    // validation line, so a line of the same step and an earlier or the same kind starts a new segment).
+    while (!kept.empty() && (kept.back().step > s || (kept.back().step == s && kept.back().kind >= kind))) {
       kept.pop_back();
     }
-    if (s >= 1 && s <= step) kept.push_back({std::move(text), s, diagnostics});
+    if (s >= 1 && s <= step) kept.push_back({std::move(text), s, kind});
   }
   in.close();
   if (kept.size() == read) return 0;
@@ -203,6 +314,10 @@ std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& con
   record.steps = learner->meta_steps();
   record.final_query_loss = std::nan("");
   record.log_path = learner_log_path(config, run, family.name, kind);
+  const SelectionState selection = checkpoint_selection(path);
+  record.validation_metric = selection.metric;
+  record.selected_step = selection.selected_step;
+  record.selected_validation_value = selection.selected_value;
   // The last metrics line of the log at or before the checkpoint's step, read only.
   std::ifstream log(record.log_path);
   for (std::string text; std::getline(log, text);) {
@@ -217,17 +332,79 @@ std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& con
 }
 
 TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, Generator& gen,
-                           const TrainOptions& options) {
+                           const TrainOptions& options, SelectionState* selection) {
   if (options.meta_batch < 1) fail("train: meta_batch must be >= 1, got " + std::to_string(options.meta_batch));
+  const ValidationOptions& vopt = options.validation;
+  if (vopt.every < 0) fail("train: validate_every must be >= 0 (0 turns validation off), got " + std::to_string(vopt.every));
+  if (vopt.every > 0 && vopt.episodes < 1) {
+    fail("train: validation_episodes must be >= 1 when validation is on, got " + std::to_string(vopt.episodes));
+  }
   TrainOutcome outcome;
+  SelectionState local;
+  SelectionState& sel = selection != nullptr ? *selection : local;
+  const bool validating = vopt.every > 0 && static_cast<bool>(family.validation_episode);
+  std::vector<Episode> validation_episodes;
+  if (validating) {
+    Generator vgen(vopt.seed);
+    validation_episodes.reserve(static_cast<std::size_t>(vopt.episodes));
+    for (int e = 0; e < vopt.episodes; ++e) validation_episodes.push_back(family.validation_episode(vopt.shots, vgen));
+    const std::string metric = primary_metric(family);
+    if (!sel.metric.empty() && sel.metric != metric) {
+      fail("train: the checkpoint selected on " + sel.metric + " but " + family.name + " validates on " + metric +
+           " (retrain without --resume)");
+    }
+    if (sel.last_step > 0 && (sel.episodes != vopt.episodes || sel.shots != vopt.shots || sel.seed != vopt.seed)) {
+      fail("train: the checkpoint's validation history was scored on " + std::to_string(sel.episodes) +
+           " validation episodes of " + std::to_string(sel.shots) + " shots (seed " + std::to_string(sel.seed) +
+           "), this run scores " + std::to_string(vopt.episodes) + " of " + std::to_string(vopt.shots) + " (seed " +
+           std::to_string(vopt.seed) + "); resume with the same training.validation_episodes, "
+           "evaluation.headline_shots and seed, or retrain without --resume");
+    }
+    sel.metric = metric;
+    sel.every = vopt.every;
+    sel.episodes = vopt.episodes;
+    sel.shots = vopt.shots;
+    sel.seed = vopt.seed;
+    sel.select_best = vopt.select_best;
+    outcome.validation_metric = metric;
+  }
+  const bool lower = validating && lower_is_better(sel.metric);
   JsonLines log(options.jsonl_path);
   const auto t0 = std::chrono::steady_clock::now();
   std::int64_t tasks_seen = 0;
   double adapt_ms = 0.0;
-  auto checkpoint = [&] {
+  auto checkpoint = [&](const nn::ParameterList* training_params = nullptr) {
     if (!options.checkpoint_path.empty()) {
-      save_learner_checkpoint(options.checkpoint_path, learner, gen, options.config_json);
+      save_learner_checkpoint(options.checkpoint_path, learner, gen, options.config_json, validating ? &sel : nullptr,
+                              training_params);
     }
+  };
+  auto better = [&](double v, double than) { return lower ? v < than : v > than; };
+  // `grid`: an evaluation at a multiple of vopt.every (a candidate for good); otherwise the evaluation
+  // of the last step of a run that does not end on the grid, a candidate only while it is the last.
+  auto validate = [&](bool grid) {
+    std::int64_t diverged = 0;
+    const auto v0 = std::chrono::steady_clock::now();
+    const double v = validation_value(learner, family, validation_episodes, vopt.seed, vopt.trading, &diverged);
+    const double seconds = seconds_since(v0);
+    outcome.validation_seconds += seconds;
+    const std::int64_t step = learner.meta_steps();
+    const bool best = std::isfinite(v) && (sel.best_step == 0 || better(v, sel.best_value));
+    if (best && grid) {
+      sel.best_step = step;
+      sel.best_value = v;
+      sel.best = learner.meta_parameters().clone(false);
+    }
+    sel.last_step = step;
+    sel.last_value = v;
+    ++outcome.validations;
+    log.write({{"step", step},
+               {"split", "validation"},
+               {"validation_metric", sel.metric},
+               {"validation_value", finite_or_null(v)},
+               {"best", best},
+               {"diverged", diverged},
+               {"seconds", seconds}});
   };
   while (learner.meta_steps() < options.meta_steps) {
     if (options.interrupt != nullptr && options.interrupt->load()) {
@@ -284,6 +461,11 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     line["adaptation_ms"] = adapt_ms;
     log.write(line);
     outcome.last = m;
+    if (validating && learner.meta_steps() % vopt.every == 0) {
+      validate(true);
+    } else if (validating && learner.meta_steps() == options.meta_steps) {
+      validate(false);
+    }
     if (options.progress != nullptr) {
       char status[160];
       std::snprintf(status, sizeof status, "%s/%s step %lld loss %.4f%s", family.name.c_str(),
@@ -293,7 +475,27 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     }
     if (options.checkpoint_every > 0 && learner.meta_steps() % options.checkpoint_every == 0) checkpoint();
   }
-  if (!outcome.interrupted) checkpoint();
+  if (!outcome.interrupted) {
+    const std::int64_t end = learner.meta_steps();
+    const bool last_evaluated = sel.last_step == end && std::isfinite(sel.last_value);
+    if (validating && vopt.select_best && sel.best_step > 0 && sel.best_step != end &&
+        !(last_evaluated && better(sel.last_value, sel.best_value))) {
+      // Restore the best evaluation's meta-parameters; the checkpoint keeps the training state too.
+      const nn::ParameterList training_params = learner.meta_parameters().clone(false);
+      learner.meta_parameters().assign(sel.best);
+      sel.selected_step = sel.best_step;
+      sel.selected_value = sel.best_value;
+      checkpoint(&training_params);
+    } else {
+      if (validating) {
+        sel.selected_step = end;
+        sel.selected_value = sel.last_step == end ? sel.last_value : std::nan("");
+      }
+      checkpoint();
+    }
+    outcome.selected_step = sel.selected_step;
+    outcome.selected_validation_value = sel.selected_value;
+  }
   outcome.steps_done = learner.meta_steps();
   outcome.seconds = seconds_since(t0);
   outcome.tasks_per_second = outcome.seconds > 0 ? static_cast<double>(tasks_seen) / outcome.seconds : 0.0;

@@ -491,15 +491,19 @@ TEST_CASE("cli: resume cuts the log back to the checkpoint and removes stale tem
   std::ofstream(live) << "someone else's";
   REQUIRE(cli(tiny({"train", "--resume", "--checkpoint-every", "2", "--set", "training.diagnose_every=2"}, out, "6")) ==
           apps::ok);
-  std::map<std::int64_t, int> metrics, diagnostics;
+  std::map<std::int64_t, int> metrics, diagnostics, validation;
   std::istringstream lines(read_text(log));
   for (std::string line; std::getline(lines, line);) {
     const auto j = nlohmann::json::parse(line);
-    (j.value("diagnostics", false) ? diagnostics : metrics)[j["step"].get<std::int64_t>()] += 1;
+    (j.value("diagnostics", false)            ? diagnostics
+     : j.value("split", "") == "validation" ? validation
+                                              : metrics)[j["step"].get<std::int64_t>()] += 1;
   }
   CHECK(metrics.size() == 6);
   for (std::int64_t step = 1; step <= 6; ++step) CHECK_MESSAGE(metrics[step] == 1, step);
   for (const auto& [step, n] : diagnostics) CHECK_MESSAGE(n == 1, step);
+  // The last step of each run is validated (training.validate_every is above both): 4, then 6.
+  CHECK(validation == std::map<std::int64_t, int>{{4, 1}, {6, 1}});
   CHECK_FALSE(fs::exists(stale));
   CHECK(fs::exists(live));
 

@@ -221,3 +221,36 @@ TEST_CASE("progress: lines mode prints whole lines without carriage returns or e
   CHECK(std::count(text.begin(), text.end(), '\n') == 3);
   CHECK(text.find("never") == std::string::npos);
 }
+
+TEST_CASE("run config: checkpoint selection keys (training.validate_every, validation_episodes, select_best)") {
+  const RunConfig d = parse_run_config("");
+  CHECK(d.benchmark.validate_every == 100);
+  CHECK(d.benchmark.validation_episodes == 50);
+  CHECK(d.benchmark.select_best);
+  const RunConfig c = parse_run_config(
+      "training:\n  validate_every: 0\n  validation_episodes: 7\n  select_best: false\n");
+  CHECK(c.benchmark.validate_every == 0);
+  CHECK(c.benchmark.validation_episodes == 7);
+  CHECK_FALSE(c.benchmark.select_best);
+  CHECK(parse_run_config("", {"training.validate_every=25"}).benchmark.validate_every == 25);
+
+  CHECK(refusal("", {"training.validate_every=-1"}).find("training.validate_every must be >= 0, got -1") !=
+        std::string::npos);
+  CHECK(refusal("", {"training.validation_episodes=0"}).find("training.validation_episodes must be >= 1, got 0") !=
+        std::string::npos);
+  CHECK(refusal("", {"training.select_best=maybe"}).find("training.select_best") != std::string::npos);
+  CHECK(refusal("", {"training.validate_every=often"}).find("training.validate_every") != std::string::npos);
+  // The validation episodes are held in memory while training: bounded like the test episodes.
+  CHECK(refusal("", {"training.validation_episodes=100000000"}).find("training.validation_episodes") !=
+        std::string::npos);
+  CHECK(refusal("", {"training.validation_episodes=100000000"}).find("limits.max_rows") != std::string::npos);
+
+  // The resolved config writes them back.
+  const RunConfig r = parse_run_config("", {"training.validate_every=30", "training.validation_episodes=9",
+                                            "training.select_best=false"});
+  const RunConfig back = parse_run_config(resolved_config_yaml(r), {}, "resolved");
+  CHECK(back.benchmark.validate_every == 30);
+  CHECK(back.benchmark.validation_episodes == 9);
+  CHECK_FALSE(back.benchmark.select_best);
+  CHECK(resolved_config_yaml(back) == resolved_config_yaml(r));
+}
