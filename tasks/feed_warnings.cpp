@@ -176,7 +176,7 @@ void warn_outliers(const std::vector<Row>& rows, const LoadOptions& options, Loa
     if (!(sigma > 0)) return;
     for (std::size_t k = 1; k < rows.size(); ++k) {
       const double z = std::fabs(ret[k - 1] - med) / sigma;
-      if (!(z > options.outlier_return_sigmas)) continue;
+      if (!(z > options.outlier_return_sigmas) || !(std::fabs(ret[k - 1]) >= options.outlier_return_min)) continue;
       std::ostringstream d;
       d << where(rows[k]) << "close " << fmt(rows[k - 1].c) << " -> " << fmt(rows[k].c) << ": log return "
         << fmt(ret[k - 1]) << " is " << fmt(z) << " robust standard deviations (" << fmt(sigma)

@@ -11,7 +11,8 @@
 //   - outliers, on the rows in time order: a wick with high / close or close / low above
 //     outlier_wick_ratio (one warning per row), and a close-to-close log return more than
 //     outlier_return_sigmas robust standard deviations (1.4826 x the median absolute deviation of the
-//     non-zero returns) from their median, on files with at least 30 rows.
+//     non-zero returns) from their median and at least outlier_return_min in size, on files with at
+//     least 30 rows.
 //   Each kind keeps at most max_warnings_kept warnings; LoadReport::warning_counts stays exact.
 #pragma once
 

@@ -68,7 +68,7 @@ enum class Warning {
   stale_tail,      // the last >= stale_tail_bars bars are flat (open = high = low = close) with volume 0
   repeated_block,  // >= repeated_block_rows consecutive OHLCV rows appear again under other timestamps
   outlier_wick,    // high / close or close / low above outlier_wick_ratio
-  outlier_return,  // |log return - median| above outlier_return_sigmas robust standard deviations
+  outlier_return,  // |log return - median| above outlier_return_sigmas robust deviations and outlier_return_min
 };
 const char* warning_name(Warning w);  // "stale_tail", ...
 
@@ -110,8 +110,11 @@ struct LoadOptions {
   // unit error in one column).
   double outlier_wick_ratio = 50.0;
   // A close-to-close log return this many robust standard deviations (1.4826 x the median absolute
-  // deviation) from the median return; checked on files of at least 30 rows.
-  double outlier_return_sigmas = 30.0;
+  // deviation of the non-zero returns) from the median return, and at least outlier_return_min in
+  // size (a 0.1 log return is about 10 %: a stablecoin's 2 % blip is many deviations but no outlier);
+  // checked on files of at least 30 rows. Real crashes reach ~45 deviations on hourly bars.
+  double outlier_return_sigmas = 50.0;
+  double outlier_return_min = 0.1;
   // At most this many warnings of each kind are kept (their count stays exact).
   std::size_t max_warnings_kept = 20;
 };
