@@ -100,8 +100,10 @@ class CandleSax : public nlohmann::json_sax<nlohmann::json> {
     const std::size_t colon = what.find(": ", what.find("parse error"));
     if (colon != std::string::npos) what = what.substr(colon + 2);
     std::string hint;
-    const std::string l = text::lower(last_token);
-    if (l.find("nan") != std::string::npos || l.find("inf") != std::string::npos)
+    // The literal being read when the error struck starts at or just before `position`.
+    const std::size_t from = end >= 2 ? end - 2 : 0;
+    const std::string near = text::lower(text_.substr(from, 12)) + text::lower(last_token);
+    if (near.find("nan") != std::string::npos || near.find("inf") != std::string::npos)
       hint = "; NaN and Infinity are not JSON: write null for a missing value";
     std::string inside;
     if (depth_ >= 2) inside = "candle " + std::to_string(candle_) + ": ";

@@ -21,7 +21,7 @@ LoadResult parse_series(const std::string& text, const std::string& name, const 
   std::vector<Row> rows;
   std::size_t first = 0;
   while (first < text.size() && std::isspace(static_cast<unsigned char>(text[first]))) ++first;
-  if (first < text.size() && text[first] == '[')
+  if (first < text.size() && (text[first] == '[' || text[first] == '{'))
     parse_json(text, ctx, report, options, rows);
   else
     parse_csv(text, ctx, report, options, rows);

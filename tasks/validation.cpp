@@ -137,10 +137,11 @@ void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
   if (ctx.policy() == ValidationPolicy::repair) {
     // Report every defect, then sort and keep the first occurrence (in file order) of each time.
     for (std::size_t k = 1; k < rows.size(); ++k) {
-      if (rows[k].t == rows[k - 1].t)
+      if (rows[k].t == rows[k - 1].t) {
+        rows[k].duplicate_noted = true;
         ctx.note(Defect::duplicate_timestamp, rows[k].line, where(rows[k]) + "time " + std::to_string(rows[k].t) + " repeats line " +
                  std::to_string(rows[k - 1].line), "repaired: first occurrence kept");
-      else if (!forward(rows[k - 1].t, rows[k].t))
+      } else if (!forward(rows[k - 1].t, rows[k].t))
         ctx.note(Defect::non_monotonic_timestamp, rows[k].line,
                  where(rows[k]) + "time " + std::to_string(rows[k].t) + " goes " + (desc ? "forward" : "backward") +
                  " from line " + std::to_string(rows[k - 1].line), "repaired: rows sorted");
@@ -150,8 +151,15 @@ void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
     kept.reserve(rows.size());
     for (std::size_t k = 0; k < rows.size(); ++k) {
       if (!kept.empty() && kept.back().t == rows[k].t) {
-        // Keep the row that came first in the file.
-        if (rows[k].line < kept.back().line) kept.back() = rows[k];
+        // Keep the row that came first in the file; report a drop its neighbour did not already.
+        const bool keep_new = rows[k].line < kept.back().line;
+        const Row& dropped = keep_new ? kept.back() : rows[k];
+        const Row& first = keep_new ? rows[k] : kept.back();
+        if (!dropped.duplicate_noted)
+          ctx.note(Defect::duplicate_timestamp, dropped.line,
+                   where(dropped) + "time " + std::to_string(dropped.t) + " repeats line " + std::to_string(first.line),
+                   "repaired: first occurrence kept");
+        if (keep_new) kept.back() = rows[k];
         report.rows_dropped++;
         continue;
       }
