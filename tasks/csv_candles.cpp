@@ -122,7 +122,7 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
     for (std::string_view& f : out) f = text::trim_value(f);
   };
   auto blank = [&table](std::size_t k) {
-    return table.field_count(k) == 1 && text::trim_value(table.field(k, 0)).empty();
+    return table.field_count(k) == 1 && text::trim_value(table.raw(k)).empty();
   };
 
   std::vector<std::string_view> f;

@@ -3,8 +3,9 @@
 // Why our own: Debian's libcsv (libcsv-dev 3.0.3, LGPL-2.1, last upstream release 2011) is a C
 // callback API that reports neither the line a record starts on nor where an unterminated quote
 // opened, and would add a shared-library dependency for ~150 lines of code; the other packaged CSV
-// parsers are for Haskell, OCaml or Rust. This reader is small, allocation-light (fields are views
-// into the text; only a quoted field with doubled quotes is copied) and tested in
+// parsers are for Haskell, OCaml or Rust. This reader is small and allocation-light (records are
+// indexed once, fields split on demand as views into the text; only a quoted field with doubled
+// quotes is copied) and tested in
 // tests/tasks/csv_reader_test.cpp and by fuzz/fuzz_csv.cpp.
 //
 // Contract:
@@ -30,28 +31,36 @@ namespace metatape::tasks {
 
 class CsvTable {
  public:
-  // Splits all of `text` (which must outlive the table); `name` names the file in errors.
+  // Splits all of `text` (which must outlive the table) into records, checking every quote; `name`
+  // names the file in errors. Memory: one small entry per record; fields are split on demand.
   CsvTable(std::string_view text, const std::string& name);
 
-  std::size_t size() const { return line_.size(); }
+  std::size_t size() const { return records_.size(); }
   // 1-based line where record k starts in the text (a quoted field may span lines).
-  std::int64_t line(std::size_t k) const { return line_[k]; }
-  // Fields of record k; views stay valid while the table and the text live.
-  std::size_t field_count(std::size_t k) const { return begin_[k + 1] - begin_[k]; }
-  std::string_view field(std::size_t k, std::size_t i) const { return fields_[begin_[k] + i]; }
+  std::int64_t line(std::size_t k) const { return records_[k].line; }
+  std::size_t field_count(std::size_t k) const { return records_[k].fields; }
+  // The fields of record k, unquoted and unescaped, into `out`. The views point into the text, or,
+  // for a quoted field with doubled quotes, into the table: those stay valid until the next call.
   void fields(std::size_t k, std::vector<std::string_view>& out) const;
+  // Field i of record k (i < field_count(k)); valid until the next call of field() or fields().
+  std::string_view field(std::size_t k, std::size_t i) const;
   // The raw text of record k (without its line end), for banner detection and messages.
-  std::string_view raw(std::size_t k) const { return raw_[k]; }
+  std::string_view raw(std::size_t k) const { return records_[k].raw; }
   // Lines in the text (the last line counts even without a line end).
   std::int64_t lines() const { return lines_; }
 
  private:
-  std::vector<std::string_view> fields_;
-  std::vector<std::size_t> begin_{0};
-  std::vector<std::int64_t> line_;
-  std::vector<std::string_view> raw_;
-  std::deque<std::string> unescaped_;  // fields with doubled quotes, copied once; a deque never moves them
+  struct Record {
+    std::string_view raw;
+    std::int64_t line;
+    std::size_t fields;
+    bool quoted;  // some field is quoted: split with the quote rules, else on commas
+  };
+  std::string name_;
+  std::vector<Record> records_;
   std::int64_t lines_ = 0;
+  mutable std::deque<std::string> unescaped_;  // a deque never moves its strings, so views stay put
+  mutable std::vector<std::string_view> scratch_;
 };
 
 }  // namespace metatape::tasks
