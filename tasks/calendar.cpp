@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -149,6 +150,19 @@ bool parse_date(std::string_view s, std::string_view clock, std::int64_t& ms) {
   ms = std::chrono::duration_cast<std::chrono::milliseconds>(day.time_since_epoch()).count() + clock_ms -
        offset_ms;
   return true;
+}
+
+std::string iso_utc(std::int64_t ms) {
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds{ms}};
+  const sys_days day = floor<days>(t);
+  const year_month_day ymd{day};
+  const auto minutes_in_day = duration_cast<minutes>(t - day).count();
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld UTC", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<long long>(minutes_in_day / 60), static_cast<long long>(minutes_in_day % 60));
+  return buf;
 }
 
 std::int64_t unix_to_ms(double v, int& unit) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace metatape::tasks::calendar {
@@ -27,6 +28,9 @@ inline constexpr std::int64_t max_plausible_ms = 4'102'444'800'000;  // 2100-01-
 bool parse_clock(std::string_view s, std::int64_t& ms);
 
 bool parse_date(std::string_view s, std::string_view clock, std::int64_t& ms);
+
+// "YYYY-MM-DD HH:MM UTC" for messages (std::chrono civil-date arithmetic; any int64 ms works).
+std::string iso_utc(std::int64_t ms);
 
 // unit: 0 seconds, 1 milliseconds, 2 microseconds, 3 nanoseconds.
 std::int64_t unix_to_ms(double v, int& unit);

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "tasks/calendar.h"
 #include "tasks/text.h"
 
 namespace metatape::tasks {
@@ -108,7 +109,7 @@ void warn_repeated_blocks(const std::vector<Row>& rows, const LoadOptions& optio
     std::size_t len = K;
     while (i + len < rows.size() && j + len < i && same_values(rows[j + len], rows[i + len])) ++len;
     std::ostringstream d;
-    d << len << " rows repeat lines " << rows[j].line << ".." << rows[j + len - 1].line
+    d << len << " rows (" << calendar::iso_utc(rows[i].t) << " on) repeat lines " << rows[j].line << ".." << rows[j + len - 1].line
       << " value for value (open, high, low, close, volume) under timestamps shifted by "
       << duration_text(rows[i].t - rows[j].t)
       << ": the same candles stored twice (e.g. under two time-zone labels); keep one copy in the source";
@@ -132,7 +133,7 @@ void warn_stale_tail(const std::vector<Row>& rows, const LoadOptions& options, L
   std::ostringstream d;
   d << "the last " << tail << " bars are flat (open = high = low = close";
   if (a.c == b.c) d << " = " << fmt(b.c);
-  d << ") with volume 0, from time " << a.t << " to " << b.t
+  d << ") with volume 0, from " << calendar::iso_utc(a.t) << " to " << calendar::iso_utc(b.t)
     << ": the venue stopped trading or the feed froze while the clock ran on; trim them (LoadOptions::"
        "stale_tail_bars sets the length that warns)";
   add(report, options, Warning::stale_tail, std::min(a.line, b.line), std::max(a.line, b.line),

@@ -89,3 +89,9 @@ TEST_CASE("calendar: unix numbers in seconds, ms, µs and ns") {
   CHECK(calendar::unix_to_ms(1609459200000000000.0, unit) == 1'609'459'200'000);
   CHECK(unit == 3);
 }
+
+TEST_CASE("calendar: iso_utc formats what parse_date reads, across the 1970 boundary") {
+  CHECK(calendar::iso_utc(0) == "1970-01-01 00:00 UTC");
+  CHECK(calendar::iso_utc(-60'000) == "1969-12-31 23:59 UTC");
+  CHECK(calendar::iso_utc(ms("2024-02-29 13:07")) == "2024-02-29 13:07 UTC");
+}

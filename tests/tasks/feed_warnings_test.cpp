@@ -72,6 +72,7 @@ TEST_CASE("feed warnings: a flat zero-volume tail is reported, not refused, nami
   CHECK(x.rows == 6);
   CHECK(x.detail.find("last 6 bars are flat") != std::string::npos);
   CHECK(x.detail.find("123.25") != std::string::npos);
+  CHECK(x.detail.find("from 2021-01-03 02:00 UTC to 2021-01-03 07:00 UTC") != std::string::npos);
   CHECK(r.report.warnings_summary().find("Binance_BTCUSDT_1h.csv: lines 52..57: stale_tail:") != std::string::npos);
   // Shorter than stale_tail_bars: no warning; a flat bar with volume is not stale.
   std::string short_tail = kHeader + clean(50, w);
