@@ -6,11 +6,13 @@
 //     quote volume, trades, taker base, taker quote, ignore), open_time in ms or µs or ISO text;
 //   - CSV with a header whose columns are mapped by name: time from unix / timestamp / date_ms /
 //     open_time / "unix timestamp" (s, ms or µs, detected per value) or else from date / datetime
-//     (ISO, "YYYY-MM-DD HH-AM", "M/D/YYYY H:MM", Excel serial days, "DD-MM-YY" + a time column);
+//     (ISO with an optional UTC offset, "YYYY-MM-DD HH-AM", "M/D/YYYY H:MM", Excel serial days,
+//     "DD-MM-YY" + a time column);
 //     open, high, low, close; volume from "volume" or "Volume <BASE>" (the first volume column);
 //     CryptoDataDownload banner lines before the header are skipped; a header found at the end
 //     of the file (spreadsheet-sorted) is used too; rows ascending or descending;
 //   - header-less CDD rows (unix, date, symbol, o, h, l, c, vol, vol) and header-less 6-column rows.
+// CSV is read with RFC 4180 quoting (quoted fields, embedded commas, doubled quotes, CRLF, a BOM).
 // Every row is validated; what happens to a bad row is set by the policy (see ValidationPolicy).
 // After validation the kept rows are checked for signs of a broken feed that no row-level check can
 // see (a flat zero-volume tail, a block of candles repeated under other timestamps, outliers); these
