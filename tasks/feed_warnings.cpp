@@ -109,7 +109,11 @@ void warn_repeated_blocks(const std::vector<Row>& rows, const LoadOptions& optio
     std::size_t len = K;
     while (i + len < rows.size() && j + len < i && same_values(rows[j + len], rows[i + len])) ++len;
     std::ostringstream d;
-    d << len << " rows (" << calendar::iso_utc(rows[i].t) << " on) repeat lines " << rows[j].line << ".." << rows[j + len - 1].line
+    const bool json = rows[i].candle > 0;  // JSON rows share lines: name the candles
+    d << len << (json ? " candles " + std::to_string(rows[i].candle) + ".." + std::to_string(rows[i + len - 1].candle)
+                      : std::string(" rows"))
+      << " (" << calendar::iso_utc(rows[i].t) << " on) repeat " << (json ? "candles " : "lines ")
+      << (json ? rows[j].candle : rows[j].line) << ".." << (json ? rows[j + len - 1].candle : rows[j + len - 1].line)
       << " value for value (open, high, low, close, volume) under timestamps shifted by "
       << duration_text(rows[i].t - rows[j].t)
       << ": the same candles stored twice (e.g. under two time-zone labels); keep one copy in the source";
@@ -131,7 +135,9 @@ void warn_stale_tail(const std::vector<Row>& rows, const LoadOptions& options, L
   const Row& a = rows[rows.size() - tail];
   const Row& b = rows.back();
   std::ostringstream d;
-  d << "the last " << tail << " bars are flat (open = high = low = close";
+  d << "the last " << tail << " bars";
+  if (a.candle > 0) d << " (candles " << std::min(a.candle, b.candle) << ".." << std::max(a.candle, b.candle) << ")";
+  d << " are flat (open = high = low = close";
   if (a.c == b.c) d << " = " << fmt(b.c);
   d << ") with volume 0, from " << calendar::iso_utc(a.t) << " to " << calendar::iso_utc(b.t)
     << ": the venue stopped trading or the feed froze while the clock ran on; trim them (LoadOptions::"

@@ -185,3 +185,24 @@ TEST_CASE("repair reports how many rows of each defect it repaired, and how") {
   drop.policy = ValidationPolicy::drop;
   CHECK(parse_series(text, "x.csv", drop).report.repairs_summary().empty());
 }
+
+TEST_CASE("feed warnings in freqtrade JSON name the candles (their lines are shared)") {
+  Walk w;
+  std::string json = "[";
+  std::vector<std::string> candles;
+  for (int k = 0; k < 30; ++k) {
+    const std::string r = w.next(kT0 + k * kHour);  // "t,o,h,l,c,v\n"
+    candles.push_back("[" + r.substr(0, r.size() - 1) + "]");
+  }
+  for (int k = 10; k < 20; ++k) {  // candles 11..20 again as candles 31..40, 20 hours later
+    const std::string& c = candles[static_cast<std::size_t>(k)];
+    const std::size_t comma = c.find(',');
+    candles.push_back("[" + std::to_string(std::stoll(c.substr(1, comma - 1)) + 30 * kHour) + c.substr(comma));
+  }
+  for (std::size_t k = 0; k < candles.size(); ++k) json += (k ? "," : "") + candles[k];
+  json += "]";
+  const LoadResult r = parse_series(json, "ETH_USDT-1h.json");
+  REQUIRE(r.report.count(Warning::repeated_block) == 1);
+  CHECK(r.report.warnings.front().detail.find("10 candles 31..40") != std::string::npos);
+  CHECK(r.report.warnings.front().detail.find("repeat candles 11..20") != std::string::npos);
+}
