@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "apps/commands.h"
 #include "tasks/loaders.h"
@@ -63,6 +64,19 @@ void print_report(const tasks::LoadResult& r) {
   std::cout << "gaps:      " << r.report.gaps << " (" << r.report.missing_bars << " missing bars)\n";
   const std::string summary = r.report.summary();
   std::cout << "defects:   " << (summary.empty() ? "none\n" : "\n" + summary + (summary.back() == '\n' ? "" : "\n"));
+  // What repair changed, per defect kind (policy repair only), and the feed warnings (every policy).
+  const std::string repairs = r.report.repairs_summary();
+  if (!repairs.empty()) {
+    std::cout << "repairs:\n";
+    std::istringstream lines(repairs);
+    for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
+  }
+  const std::string warnings = r.report.warnings_summary();
+  std::cout << "warnings:  " << (warnings.empty() ? "none\n" : "\n");
+  if (!warnings.empty()) {
+    std::istringstream lines(warnings);
+    for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
+  }
 }
 
 // Market files as the loaders name them: .csv, .json or .txt, optionally .gz.

@@ -6,18 +6,31 @@
 //     quote volume, trades, taker base, taker quote, ignore), open_time in ms or µs or ISO text;
 //   - CSV with a header whose columns are mapped by name: time from unix / timestamp / date_ms /
 //     open_time / "unix timestamp" (s, ms or µs, detected per value) or else from date / datetime
-//     (ISO, "YYYY-MM-DD HH-AM", "M/D/YYYY H:MM", Excel serial days, "DD-MM-YY" + a time column);
+//     (ISO with an optional UTC offset, "YYYY-MM-DD HH-AM", "M/D/YYYY H:MM", Excel serial days,
+//     "DD-MM-YY" + a time column);
 //     open, high, low, close; volume from "volume" or "Volume <BASE>" (the first volume column);
 //     CryptoDataDownload banner lines before the header are skipped; a header found at the end
 //     of the file (spreadsheet-sorted) is used too; rows ascending or descending;
 //   - header-less CDD rows (unix, date, symbol, o, h, l, c, vol, vol) and header-less 6-column rows.
+// CSV is read with RFC 4180 quoting (quoted fields, embedded commas, doubled quotes, CRLF, a BOM).
 // Every row is validated; what happens to a bad row is set by the policy (see ValidationPolicy).
+// After validation the kept rows are checked for signs of a broken feed that no row-level check can
+// see (a flat zero-volume tail, a block of candles repeated under other timestamps, outliers); these
+// are warnings (LoadReport::warnings), never refusals, under every policy.
+//
+// The pieces, one concern each: tasks/text.h (number and text helpers), tasks/calendar.h (dates),
+// tasks/csv_reader.h (RFC 4180 records), tasks/csv_candles.h (CSV layout sniffing and rows),
+// tasks/freqtrade_json.h (JSON candles, nlohmann-json SAX), tasks/validation.h (row checks, ordering,
+// the report), tasks/feed_warnings.h (the warnings), tasks/compressed_file.h (reading and gunzip),
+// tasks/file_naming.h (symbol, exchange, interval from a file name). This file keeps the entry points.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "tasks/compressed_file.h"
+#include "tasks/file_naming.h"
 #include "tasks/series.h"
 
 namespace metatape::tasks {
@@ -52,7 +65,21 @@ struct LoadIssue {
   std::string action;     // "refused", "dropped", "repaired: ...", "reported", "filled 3 bars"
 };
 
-inline constexpr std::int64_t default_max_decompressed_bytes = std::int64_t{2} << 30;
+// Signs of a broken feed, found after validation. Reported, never refused, under every policy.
+enum class Warning {
+  stale_tail,      // the last >= stale_tail_bars bars are flat (open = high = low = close) with volume 0
+  repeated_block,  // >= repeated_block_rows consecutive OHLCV rows appear again under other timestamps
+  outlier_wick,    // high / close or close / low above outlier_wick_ratio
+  outlier_return,  // |log return - median| above outlier_return_sigmas robust deviations and outlier_return_min
+};
+const char* warning_name(Warning w);  // "stale_tail", ...
+
+struct LoadWarning {
+  Warning kind;
+  std::int64_t first_line = 0, last_line = 0;  // the rows concerned (source lines)
+  std::int64_t rows = 0;                       // how many rows the warning covers
+  std::string detail;                          // what was seen, and what to do about it
+};
 
 struct LoadOptions {
   ValidationPolicy policy = ValidationPolicy::fail;
@@ -72,6 +99,26 @@ struct LoadOptions {
   // Most bytes one file may hold once read, after gunzip (2 GiB by default): a larger file, or a gzip
   // that inflates past it (a "gzip bomb"), is refused with a message naming the file and the limit.
   std::int64_t max_decompressed_bytes = default_max_decompressed_bytes;
+
+  // Feed warnings (LoadReport::warnings); 0 turns a check off.
+  // A tail of at least this many flat (O = H = L = C), zero-volume bars: the venue stopped trading or
+  // the feed froze while the clock ran on.
+  std::int64_t stale_tail_bars = 5;
+  // A run of at least this many consecutive rows (not all zero-volume, no two neighbours equal) whose
+  // open, high, low, close and volume all reappear, in the same order, at other timestamps: e.g. one
+  // venue's candles stored under two time-zone labels.
+  std::int64_t repeated_block_rows = 8;
+  // A wick this many times the close: high / close or close / low above it (a fat-finger print or a
+  // unit error in one column).
+  double outlier_wick_ratio = 50.0;
+  // A close-to-close log return this many robust standard deviations (1.4826 x the median absolute
+  // deviation of the non-zero returns) from the median return, and at least outlier_return_min in
+  // size (a 0.1 log return is about 10 %: a stablecoin's 2 % blip is many deviations but no outlier);
+  // checked on files of at least 30 rows. Real crashes reach ~45 deviations on hourly bars.
+  double outlier_return_sigmas = 50.0;
+  double outlier_return_min = 0.1;
+  // At most this many warnings of each kind are kept (their count stays exact).
+  std::size_t max_warnings_kept = 20;
 };
 
 struct LoadReport {
@@ -82,8 +129,20 @@ struct LoadReport {
   std::int64_t gaps = 0, missing_bars = 0, bars_filled = 0;
   std::vector<std::int64_t> defect_counts;  // indexed by Defect
   std::vector<LoadIssue> issues;            // the first max_issues_kept issues
+  // What repair did: per defect, how many rows were repaired (not dropped) and the first repair's
+  // action ("repaired: high = max(open, high, low, close)"); indexed by Defect.
+  std::vector<std::int64_t> repair_counts;
+  std::vector<std::string> repair_actions;
+  std::vector<std::int64_t> warning_counts;  // indexed by Warning
+  std::vector<LoadWarning> warnings;         // the first max_warnings_kept of each kind
   std::int64_t count(Defect d) const;
+  std::int64_t repaired(Defect d) const;
+  std::int64_t count(Warning w) const;
   std::string summary() const;  // one line per defect kind with counts and the first line number
+  // One line per repair kind: "high_below_open_close: 3 rows (repaired: high = ...)"; "" when none.
+  std::string repairs_summary() const;
+  // One line per kept warning: "<path>: lines A..B: stale_tail: ..."; "" when none.
+  std::string warnings_summary() const;
 };
 
 struct LoadResult {
@@ -99,21 +158,8 @@ LoadResult load_series(const std::string& path, const LoadOptions& options = {})
 LoadResult parse_series(const std::string& text, const std::string& name,
                         const LoadOptions& options = {});
 
-// Whole file as bytes, gunzipped when it is gzip (magic 1f 8b). Throws naming the path on failure:
-// a directory, device, FIFO or socket is refused before reading, and so is a file whose size, or
-// whose decompressed size, exceeds max_bytes.
-std::string read_file(const std::string& path, std::int64_t max_bytes = default_max_decompressed_bytes);
-
-// Infers (symbol, exchange, interval) from a path such as ".../Binance_BTCUSDT_1h.csv",
-// "kucoin_ETH_USDT-5m.json", "BTC_USDT-1h-futures.json.gz".
-struct NameInfo {
-  std::string symbol, exchange, interval;
-};
-NameInfo infer_name(const std::string& path);
-
-// Parses "1m", "5m", "15m", "1h", "8h", "1d", "d", "1w" into milliseconds (0 when not recognised).
-std::int64_t interval_to_ms(const std::string& interval);
-std::string ms_to_interval(std::int64_t ms);
+// read_file (tasks/compressed_file.h), infer_name, interval_to_ms and ms_to_interval
+// (tasks/file_naming.h) are declared by the headers included above.
 
 // Loads several files and aligns them (see align()).
 Market load_market(const std::vector<std::string>& paths, const LoadOptions& options = {},

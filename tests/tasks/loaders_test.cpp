@@ -11,6 +11,7 @@
 
 #include "kernels/error.h"
 #include "tasks/loaders.h"
+#include "shared_data.h"
 
 using namespace metatape;
 using namespace metatape::tasks;
@@ -87,12 +88,9 @@ std::string refusal(const std::string& path, const LoadOptions& options = {}) {
 
 }  // namespace
 
-TEST_CASE("every real market file loads, or is refused / repaired as SOURCES.md records") {
+TEST_CASE("real data: every real market file loads, or is refused / repaired as SOURCES.md records") {
   const fs::path dir = market_dir();
-  if (!fs::exists(dir / "SOURCES.md")) {
-    MESSAGE("SKIPPED: real market data not found at " << dir.string());
-    return;
-  }
+  if (!test::have_shared_data(dir / "SOURCES.md")) return;
   const auto recorded = read_sources(dir / "SOURCES.md");
   std::vector<fs::path> files;
   for (const auto& e : fs::recursive_directory_iterator(dir))

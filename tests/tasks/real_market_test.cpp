@@ -5,6 +5,7 @@
 
 #include "tasks/loaders.h"
 #include "tasks/sampler.h"
+#include "shared_data.h"
 
 using namespace metatape;
 using namespace metatape::tasks;
@@ -14,10 +15,7 @@ TEST_CASE("real data: Binance spot vs Bybit perpetual daily candles make tasks i
   // (All but triangular_arbitrage: these files hold no cross pairs; tests/tasks/triangular_test.cpp
   // covers it on real ETH/USDT, ETH/BTC, BTC/USDT candles.)
   const fs::path dir = fs::path(METATAPE_SHARED_DATA_DIR) / "market";
-  if (!fs::exists(dir / "SOURCES.md")) {
-    MESSAGE("SKIPPED: real market data not found at " << dir.string());
-    return;
-  }
+  if (!test::have_shared_data(dir / "SOURCES.md")) return;
   std::vector<Series> series;
   for (const char* sym : {"BTCUSDT", "ETHUSDT", "SOLUSDT"}) {
     LoadOptions binance;

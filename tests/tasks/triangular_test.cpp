@@ -13,6 +13,7 @@
 #include "tasks/families.h"
 #include "tasks/loaders.h"
 #include "tasks/simulator.h"
+#include "shared_data.h"
 
 using namespace metatape;
 using namespace metatape::tasks;
@@ -89,12 +90,9 @@ TEST_CASE("triangular_arbitrage: candidates, labels by definition, features and 
   CHECK_THROWS_WITH_AS(fam->make_task(*m, wrong), doctest::Contains("do not form a triangle"), Error);
 }
 
-TEST_CASE("triangular_arbitrage on real ETH/USDT, ETH/BTC, BTC/USDT 5-minute candles") {
+TEST_CASE("real data: triangular_arbitrage on real ETH/USDT, ETH/BTC, BTC/USDT 5-minute candles") {
   const fs::path dir = fs::path(METATAPE_SHARED_DATA_DIR) / "market" / "tooyipjee-freqtrade";
-  if (!fs::exists(dir / "ETH_BTC-5m.json.gz")) {
-    MESSAGE("SKIPPED: real market data not found at " << dir.string());
-    return;
-  }
+  if (!test::have_shared_data(dir / "ETH_BTC-5m.json.gz")) return;
   std::vector<Series> series;
   for (const char* name : {"ETH_USDT-5m.json.gz", "ETH_BTC-5m.json.gz", "BTC_USDT-5m.json.gz"}) {
     LoadOptions o;
