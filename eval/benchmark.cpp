@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "autograd/hash.h"
+#include "autograd/random.h"
 #include "eval/baselines.h"
 #include "eval/methods.h"
 #include "eval/scoring.h"
@@ -16,18 +18,8 @@
 namespace metatape::eval {
 namespace {
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-std::uint64_t name_hash(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
+// A name's seed component: FNV-1a of its bytes (autograd/hash.h).
+std::uint64_t name_hash(const std::string& s) { return fnv1a64(s); }
 
 void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& families) {
   auto bad = [](const std::string& what) { fail("benchmark: " + what); };
@@ -57,8 +49,8 @@ void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& fam
 }  // namespace
 
 std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_t> path) {
-  std::uint64_t s = mix(base);
-  for (std::uint64_t p : path) s = mix(s ^ mix(p + 0x1234567ULL));
+  std::uint64_t s = splitmix64(base);
+  for (std::uint64_t p : path) s = splitmix64(s ^ splitmix64(p + 0x1234567ULL));
   return s;
 }
 
