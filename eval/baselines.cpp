@@ -712,7 +712,8 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
       if (family.num_classes < 2 || family.outputs != family.num_classes) {
         fail("baselines: classification family '" + family.name + "' needs num_classes >= 2 equal to outputs");
       }
-      const bool rule = has_market && (family.name == "arbitrage" || family.name == "triangular_arbitrage");
+      const tasks::FamilyInfo* info = tasks::find_family(family.name);
+      const bool rule = has_market && info && info->detection;
       if (rule && (!family.family || family.num_classes != 2)) {
         fail("baselines: " + family.name + " needs its task family (FamilySource.family) and 2 classes");
       }

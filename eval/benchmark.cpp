@@ -13,6 +13,7 @@
 #include "eval/scoring.h"
 #include "eval/training.h"
 #include "kernels/error.h"
+#include "meta/registry.h"
 #include "nn/optimizer.h"
 
 namespace metatape::eval {
@@ -59,7 +60,7 @@ int headline_shots(const BenchmarkConfig& config) {
   return config.shots.empty() ? 0 : config.shots[config.shots.size() / 2];
 }
 
-bool is_metric_learner(const std::string& kind) { return kind == "protonet" || kind == "matching"; }
+bool is_metric_learner(const std::string& kind) { return meta::is_metric_learner(kind); }
 
 bool learner_fits(const std::string& kind, const FamilySource& family) {
   return !is_metric_learner(kind) || family.kind == tasks::TaskKind::classification;
@@ -276,7 +277,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       // mean or equal weights).
       Method* fallback = fitted.front().get();
       const bool pooled_detection =
-          (family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2;
+          is_detection_family(family) && family.num_classes == 2;
       std::string reference = reference_strategy_name(family);
       for (Method* m : methods) {
         if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <utility>
 
+#include "autograd/registry.h"
 #include "kernels/error.h"
 #include "tasks/simulator.h"
 
@@ -437,18 +438,49 @@ double arbitrage_threshold(const Market& market, const std::vector<int>& series,
   return threshold;
 }
 
-std::vector<std::string> family_names() {
-  return {"price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"};
+const std::vector<FamilyInfo>& family_registry() {
+  static const std::vector<FamilyInfo> registry = [] {
+    std::vector<FamilyInfo> r;
+    const auto add = [&r](std::string name, TaskKind kind, std::string help, bool detection, bool direction,
+                          std::unique_ptr<TaskFamily> (*make)(const FamilyConfig&)) {
+      r.push_back(FamilyInfo{std::move(name), kind, std::move(help), detection, direction, make});
+    };
+    add("price_direction", TaskKind::classification,
+        "SELL / HOLD / BUY from the forward return over the horizon against trailing volatility", false, true,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<PriceDirection>(c); });
+    add("market_regime", TaskKind::classification,
+        "bull / bear / sideways / high-volatility regime of the forward window", false, false,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<MarketRegime>(c); });
+    add("arbitrage", TaskKind::classification,
+        "does one symbol's price gap between two exchanges exceed the fees in the horizon", true, false,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Arbitrage>(c, false); });
+    add("triangular_arbitrage", TaskKind::classification,
+        "does the X/Q, X/B, B/Q cycle on one exchange deviate past the fees in the horizon", true, false,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Arbitrage>(c, true); });
+    add("portfolio", TaskKind::portfolio, "weights over portfolio_assets symbols, scored by the Sharpe ratio",
+        false, false,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Portfolio>(c); });
+    add("risk", TaskKind::regression,
+        "log forward realised volatility (or VaR exceedance with risk_var_exceedance)", false, false,
+        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Risk>(c); });
+    return r;
+  }();
+  return registry;
 }
 
+const FamilyInfo* find_family(const std::string& name) { return find_named(family_registry(), name); }
+
+const FamilyInfo& family_info(const std::string& name) {
+  if (const FamilyInfo* f = find_family(name)) return *f;
+  fail("make_family: unknown family '" + name + "' (known: " + family_names_text() + ")");
+}
+
+std::vector<std::string> family_names() { return entry_names(family_registry()); }
+
+std::string family_names_text(const std::string& separator) { return join_names(family_names(), separator, separator); }
+
 std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config) {
-  if (name == "price_direction") return std::make_unique<PriceDirection>(config);
-  if (name == "market_regime") return std::make_unique<MarketRegime>(config);
-  if (name == "arbitrage") return std::make_unique<Arbitrage>(config, false);
-  if (name == "triangular_arbitrage") return std::make_unique<Arbitrage>(config, true);
-  if (name == "portfolio") return std::make_unique<Portfolio>(config);
-  if (name == "risk") return std::make_unique<Risk>(config);
-  fail("make_family: unknown family '" + name + "' (known: price_direction, market_regime, arbitrage, triangular_arbitrage, portfolio, risk)");
+  return family_info(name).make(config);
 }
 
 double task_difficulty(const Task& task) {

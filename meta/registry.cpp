@@ -1,0 +1,91 @@
+#include "meta/registry.h"
+
+#include "autograd/registry.h"
+#include "kernels/error.h"
+
+namespace metatape::meta {
+namespace {
+
+// A learner made by `Factory` from the LearnerOptions member `Options`.
+template <auto Factory, auto Options>
+std::unique_ptr<Learner> make_plain(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+                                    std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
+  return Factory(std::move(model), std::move(init), std::move(outer), o.*Options);
+}
+
+std::unique_ptr<Learner> make_fomaml_kind(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+                                          std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
+  MamlOptions m = o.maml;
+  m.first_order = true;
+  return make_maml(std::move(model), std::move(init), std::move(outer), m);
+}
+
+// maml++: the MAML++ multi-step loss and learnable inner learning rates switched on.
+std::unique_ptr<Learner> make_maml_pp_kind(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+                                           std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
+  MamlOptions m = o.maml;
+  m.multi_step_loss = true;
+  m.learn_inner_lrs = true;
+  return make_maml(std::move(model), std::move(init), std::move(outer), m);
+}
+
+std::vector<LearnerInfo> build_registry() {
+  using B = BatchedAlgorithm;
+  std::vector<LearnerInfo> r;
+  //           name, help, options, metric, every class, first_order, recompute_inner, batched, make
+  r.push_back({"maml", "MAML, second order (Finn et al. 2017)", "maml", false, false, true, true, B::maml,
+               make_plain<make_maml, &LearnerOptions::maml>});
+  r.push_back({"fomaml", "first-order MAML", "maml", false, false, true, true, B::fomaml, make_fomaml_kind});
+  r.push_back({"maml++", "MAML with the MAML++ multi-step loss and learnable inner rates (Antoniou et al. 2019)",
+               "maml", false, false, true, true, std::nullopt, make_maml_pp_kind});
+  r.push_back({"meta-sgd", "Meta-SGD: learned per-parameter inner rates (Li et al. 2017)", "meta_sgd", false,
+               false, true, true, B::meta_sgd, make_plain<make_meta_sgd, &LearnerOptions::meta_sgd>});
+  r.push_back({"reptile", "Reptile (Nichol et al. 2018)", "reptile", false, false, false, false, B::reptile,
+               make_plain<make_reptile, &LearnerOptions::reptile>});
+  r.push_back({"anil", "ANIL: only the head adapts (Raghu et al. 2020)", "anil", false, false, true, true,
+               B::anil, make_plain<make_anil, &LearnerOptions::anil>});
+  r.push_back({"protonet", "Prototypical Networks (Snell et al. 2017), classification only", "proto", true,
+               true, false, false, std::nullopt, make_plain<make_protonet, &LearnerOptions::proto>});
+  r.push_back({"matching", "Matching Networks (Vinyals et al. 2016), classification only", "matching", true,
+               true, false, false, std::nullopt, make_plain<make_matching, &LearnerOptions::matching>});
+  return r;
+}
+
+}  // namespace
+
+const std::vector<LearnerInfo>& learner_registry() {
+  static const std::vector<LearnerInfo> registry = build_registry();
+  return registry;
+}
+
+const LearnerInfo* find_learner(const std::string& name) { return find_named(learner_registry(), name); }
+
+const LearnerInfo& learner_info(const std::string& name) {
+  if (const LearnerInfo* l = find_learner(name)) return *l;
+  fail("learner: unknown kind '" + name + "' (choose " + learner_names_text(", ", " or ") + ")");
+}
+
+const LearnerInfo& learner_info(BatchedAlgorithm algorithm) {
+  for (const LearnerInfo& l : learner_registry()) {
+    if (l.batched == algorithm) return l;
+  }
+  fail("batched: no learner has algorithm " + std::to_string(static_cast<int>(algorithm)));
+}
+
+std::vector<std::string> learner_names(LearnerFilter keep) { return entry_names(learner_registry(), keep); }
+
+std::string learner_names_text(const std::string& separator, const std::string& last, LearnerFilter keep) {
+  return join_names(learner_names(keep), separator, last);
+}
+
+bool is_metric_learner(const std::string& name) {
+  const LearnerInfo* l = find_learner(name);
+  return l && l->metric;
+}
+
+bool needs_every_class(const std::string& name) {
+  const LearnerInfo* l = find_learner(name);
+  return l && l->needs_every_class;
+}
+
+}  // namespace metatape::meta
