@@ -736,7 +736,8 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
     }
     case tasks::TaskKind::regression: {
       out.push_back(std::make_unique<SupportMeanMethod>("support_mean", family.outputs));
-      if (has_market && family.name == "risk") {
+      if (const tasks::FamilyInfo* info = tasks::find_family(family.name);
+          has_market && info && info->forecasts_volatility) {
         if (family.outputs != 1) fail("baselines: the risk family has one output, got " + std::to_string(family.outputs));
         const FitCounts counts = count_fit_tasks(family, options, false, true);
         out.push_back(std::make_unique<EwmaMethod>(options));

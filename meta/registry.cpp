@@ -31,24 +31,59 @@ std::unique_ptr<Learner> make_maml_pp_kind(std::shared_ptr<const nn::Mlp> model,
 
 std::vector<LearnerInfo> build_registry() {
   using B = BatchedAlgorithm;
-  std::vector<LearnerInfo> r;
-  //           name, help, options, metric, every class, first_order, recompute_inner, batched, make
-  r.push_back({"maml", "MAML, second order (Finn et al. 2017)", "maml", false, false, true, true, B::maml,
-               make_plain<make_maml, &LearnerOptions::maml>});
-  r.push_back({"fomaml", "first-order MAML", "maml", false, false, true, true, B::fomaml, make_fomaml_kind});
-  r.push_back({"maml++", "MAML with the MAML++ multi-step loss and learnable inner rates (Antoniou et al. 2019)",
-               "maml", false, false, true, true, std::nullopt, make_maml_pp_kind});
-  r.push_back({"meta-sgd", "Meta-SGD: learned per-parameter inner rates (Li et al. 2017)", "meta_sgd", false,
-               false, true, true, B::meta_sgd, make_plain<make_meta_sgd, &LearnerOptions::meta_sgd>});
-  r.push_back({"reptile", "Reptile (Nichol et al. 2018)", "reptile", false, false, false, false, B::reptile,
-               make_plain<make_reptile, &LearnerOptions::reptile>});
-  r.push_back({"anil", "ANIL: only the head adapts (Raghu et al. 2020)", "anil", false, false, true, true,
-               B::anil, make_plain<make_anil, &LearnerOptions::anil>});
-  r.push_back({"protonet", "Prototypical Networks (Snell et al. 2017), classification only", "proto", true,
-               true, false, false, std::nullopt, make_plain<make_protonet, &LearnerOptions::proto>});
-  r.push_back({"matching", "Matching Networks (Vinyals et al. 2016), classification only", "matching", true,
-               true, false, false, std::nullopt, make_plain<make_matching, &LearnerOptions::matching>});
-  return r;
+  return {
+      {.name = "maml",
+       .help = "MAML, second order (Finn et al. 2017)",
+       .options = "maml",
+       .first_order = true,
+       .recompute_inner = true,
+       .batched = B::maml,
+       .make = make_plain<make_maml, &LearnerOptions::maml>},
+      {.name = "fomaml",
+       .help = "first-order MAML",
+       .options = "maml",
+       .first_order = true,
+       .recompute_inner = true,
+       .batched = B::fomaml,
+       .make = make_fomaml_kind},
+      {.name = "maml++",
+       .help = "MAML with the MAML++ multi-step loss and learnable inner rates (Antoniou et al. 2019)",
+       .options = "maml",
+       .first_order = true,
+       .recompute_inner = true,
+       .make = make_maml_pp_kind},
+      {.name = "meta-sgd",
+       .help = "Meta-SGD: learned per-parameter inner rates (Li et al. 2017)",
+       .options = "meta_sgd",
+       .first_order = true,
+       .recompute_inner = true,
+       .batched = B::meta_sgd,
+       .make = make_plain<make_meta_sgd, &LearnerOptions::meta_sgd>},
+      {.name = "reptile",
+       .help = "Reptile (Nichol et al. 2018)",
+       .options = "reptile",
+       .batched = B::reptile,
+       .make = make_plain<make_reptile, &LearnerOptions::reptile>},
+      {.name = "anil",
+       .help = "ANIL: only the head adapts in the inner loop (Raghu et al. 2020)",
+       .options = "anil",
+       .first_order = true,
+       .recompute_inner = true,
+       .batched = B::anil,
+       .make = make_plain<make_anil, &LearnerOptions::anil>},
+      {.name = "protonet",
+       .help = "Prototypical Networks (Snell et al. 2017), classification only",
+       .options = "proto",
+       .metric = true,
+       .needs_every_class = true,
+       .make = make_plain<make_protonet, &LearnerOptions::proto>},
+      {.name = "matching",
+       .help = "Matching Networks (Vinyals et al. 2016), classification only",
+       .options = "matching",
+       .metric = true,
+       .needs_every_class = true,
+       .make = make_plain<make_matching, &LearnerOptions::matching>},
+  };
 }
 
 }  // namespace

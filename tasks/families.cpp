@@ -438,33 +438,48 @@ double arbitrage_threshold(const Market& market, const std::vector<int>& series,
   return threshold;
 }
 
+namespace {
+
+// A factory of the registry: the family class F built from the config (and F's extra arguments).
+template <class F, auto... Args>
+std::unique_ptr<TaskFamily> make_as(const FamilyConfig& config) {
+  return std::make_unique<F>(config, Args...);
+}
+
+}  // namespace
+
 const std::vector<FamilyInfo>& family_registry() {
-  static const std::vector<FamilyInfo> registry = [] {
-    std::vector<FamilyInfo> r;
-    const auto add = [&r](std::string name, TaskKind kind, std::string help, bool detection, bool direction,
-                          std::unique_ptr<TaskFamily> (*make)(const FamilyConfig&)) {
-      r.push_back(FamilyInfo{std::move(name), kind, std::move(help), detection, direction, make});
-    };
-    add("price_direction", TaskKind::classification,
-        "SELL / HOLD / BUY from the forward return over the horizon against trailing volatility", false, true,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<PriceDirection>(c); });
-    add("market_regime", TaskKind::classification,
-        "bull / bear / sideways / high-volatility regime of the forward window", false, false,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<MarketRegime>(c); });
-    add("arbitrage", TaskKind::classification,
-        "does one symbol's price gap between two exchanges exceed the fees in the horizon", true, false,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Arbitrage>(c, false); });
-    add("triangular_arbitrage", TaskKind::classification,
-        "does the X/Q, X/B, B/Q cycle on one exchange deviate past the fees in the horizon", true, false,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Arbitrage>(c, true); });
-    add("portfolio", TaskKind::portfolio, "weights over portfolio_assets symbols, scored by the Sharpe ratio",
-        false, false,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Portfolio>(c); });
-    add("risk", TaskKind::regression,
-        "log forward realised volatility (or VaR exceedance with risk_var_exceedance)", false, false,
-        [](const FamilyConfig& c) -> std::unique_ptr<TaskFamily> { return std::make_unique<Risk>(c); });
-    return r;
-  }();
+  using K = TaskKind;
+  static const std::vector<FamilyInfo> registry = {
+      {.name = "price_direction",
+       .kind = K::classification,
+       .help = "SELL / HOLD / BUY from the forward return over the horizon against trailing volatility",
+       .trades_direction = true,
+       .make = make_as<PriceDirection>},
+      {.name = "market_regime",
+       .kind = K::classification,
+       .help = "bull / bear / sideways / high-volatility regime of the forward window",
+       .make = make_as<MarketRegime>},
+      {.name = "arbitrage",
+       .kind = K::classification,
+       .help = "does one symbol's price gap between two exchanges exceed the fees within the horizon",
+       .detection = true,
+       .make = make_as<Arbitrage, false>},
+      {.name = "triangular_arbitrage",
+       .kind = K::classification,
+       .help = "does the X/Q, X/B, B/Q cycle on one exchange deviate past the fees within the horizon",
+       .detection = true,
+       .make = make_as<Arbitrage, true>},
+      {.name = "portfolio",
+       .kind = K::portfolio,
+       .help = "weights over portfolio_assets symbols, scored by the Sharpe ratio",
+       .make = make_as<Portfolio>},
+      {.name = "risk",
+       .kind = K::regression,
+       .help = "log forward realised volatility (or VaR exceedance with risk_var_exceedance)",
+       .forecasts_volatility = true,
+       .make = make_as<Risk>},
+  };
   return registry;
 }
 

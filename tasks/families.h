@@ -124,6 +124,9 @@ struct FamilyInfo {
   // Labels are trade directions on the first series (SELL 0, HOLD 1, BUY 2): eval simulates trading
   // the predicted directions against the query returns, with buy-and-hold as the reference.
   bool trades_direction = false;
+  // Regression on the log of forward realised volatility: eval adds the volatility-forecast baselines
+  // (EWMA, HAR-RV).
+  bool forecasts_volatility = false;
   std::unique_ptr<TaskFamily> (*make)(const FamilyConfig& config) = nullptr;
 };
 

@@ -45,11 +45,13 @@ TEST_CASE("family registry: every entry makes the family of its name and kind") 
 }
 
 TEST_CASE("family registry: the family properties eval reads") {
-  std::vector<std::string> detection, direction;
+  std::vector<std::string> detection, direction, volatility;
   for (const FamilyInfo& f : family_registry()) {
     if (f.detection) detection.push_back(f.name);
     if (f.trades_direction) direction.push_back(f.name);
+    if (f.forecasts_volatility) volatility.push_back(f.name);
   }
+  CHECK(volatility == std::vector<std::string>{"risk"});
   CHECK(detection == std::vector<std::string>{"arbitrage", "triangular_arbitrage"});
   CHECK(direction == std::vector<std::string>{"price_direction"});
 }
