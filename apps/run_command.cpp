@@ -12,6 +12,7 @@
 
 #include "apps/commands.h"
 #include "eval/report.h"
+#include "meta/registry.h"
 #include "tasks/families.h"
 
 namespace metatape::apps {
@@ -44,10 +45,8 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
   cmd.add_option("--seed", o.seed, "base seed");
   cmd.add_option("--episodes", o.episodes, "test episodes per shots value");
   cmd.add_option("--meta-steps", o.meta_steps, "meta-training steps per learner");
-  cmd.add_option("--learners", o.learners, "learners to run (maml fomaml maml++ meta-sgd reptile anil protonet matching)");
-  std::string families;
-  for (const auto& f : tasks::family_names()) families += (families.empty() ? "" : " ") + f;
-  cmd.add_option("--families", o.families, "task families (" + families + ")");
+  cmd.add_option("--learners", o.learners, "learners to run (" + meta::learner_names_text(" ", " ") + ")");
+  cmd.add_option("--families", o.families, "task families (" + tasks::family_names_text(" ") + ")");
   cmd.add_flag("--resume", o.resume, "continue from the checkpoints in the output directory");
   cmd.add_flag("--no-progress", o.no_progress, "no progress bar");
   cmd.add_flag("--progress", o.progress,

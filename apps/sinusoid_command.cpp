@@ -23,6 +23,7 @@
 #include "eval/run_config.h"
 #include "kernels/error.h"
 #include "meta/learners.h"
+#include "meta/registry.h"
 #include "meta/sharpness.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
@@ -340,7 +341,8 @@ void register_sinusoid(CLI::App& app) {
       "sinusoid",
       "MAML paper sinusoid benchmark (W2): meta-train MAML/FOMAML/Meta-SGD/Reptile, report query MSE after 0/1/5/10 "
       "steps with 95% CIs. Quick start: metatape sinusoid --learners maml --seconds 60");
-  cmd->add_option("--learners", config->learners, "learners to train: maml, fomaml, maml++, meta-sgd, reptile, anil")
+  cmd->add_option("--learners", config->learners,
+                  "learners to train: " + meta::learner_names_text(", ", ", ", meta::gradient_learner))
       ->delimiter(',');
   cmd->add_option("--iterations", config->iterations, "meta-iterations per learner (the paper: 70000)")
       ->check(positive());

@@ -8,6 +8,18 @@
 
 namespace metatape {
 
+// SplitMix64's output function (Steele, Lea and Flood 2014) applied to x + 0x9e3779b97f4a7c15: a
+// bijective 64-bit mix. The one definition in the project: it seeds Generator (each state word is
+// splitmix64 of the seed advanced by k golden-ratio steps), and derives the sampler's per-task and
+// eval's per-run seeds. Values pinned in tests/autograd/hash_test.cpp.
+constexpr std::uint64_t splitmix64_gamma = 0x9e3779b97f4a7c15ULL;
+constexpr std::uint64_t splitmix64(std::uint64_t x) {
+  x += splitmix64_gamma;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 class Generator {
  public:
   explicit Generator(std::uint64_t seed = 0x5eed);

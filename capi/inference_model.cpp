@@ -9,6 +9,7 @@
 #include "autograd/tape.h"
 #include "kernels/error.h"
 #include "meta/learners.h"
+#include "meta/registry.h"
 #include "nn/checkpoint.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
@@ -203,7 +204,7 @@ std::string infer_learner(const json& o) {
   return "";
 }
 
-bool is_metric(const std::string& learner) { return learner == "protonet" || learner == "matching"; }
+bool is_metric(const std::string& learner) { return meta::is_metric_learner(learner); }
 
 tasks::TaskKind parse_kind(const std::string& text, const std::string& path) {
   if (text == "regression") return tasks::TaskKind::regression;
@@ -275,6 +276,11 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
     throw CheckpointError("metatape: load: " + path +
                           ": the config names no learner (expected \"learner\": \"maml\" etc., as "
                           "meta::save_learner writes)");
+  }
+  if (meta::find_learner(kind) == nullptr) {
+    throw CheckpointError("metatape: load: " + path + ": the config names learner '" + kind +
+                          "', not one of " + meta::learner_names_text(", ", " or ") +
+                          " (was it written by another program?)");
   }
   auto model = std::shared_ptr<InferenceModel>(new InferenceModel());
   model->learner_name_ = kind;

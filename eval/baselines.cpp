@@ -712,7 +712,8 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
       if (family.num_classes < 2 || family.outputs != family.num_classes) {
         fail("baselines: classification family '" + family.name + "' needs num_classes >= 2 equal to outputs");
       }
-      const bool rule = has_market && (family.name == "arbitrage" || family.name == "triangular_arbitrage");
+      const tasks::FamilyInfo* info = tasks::find_family(family.name);
+      const bool rule = has_market && info && info->detection;
       if (rule && (!family.family || family.num_classes != 2)) {
         fail("baselines: " + family.name + " needs its task family (FamilySource.family) and 2 classes");
       }
@@ -735,7 +736,8 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
     }
     case tasks::TaskKind::regression: {
       out.push_back(std::make_unique<SupportMeanMethod>("support_mean", family.outputs));
-      if (has_market && family.name == "risk") {
+      if (const tasks::FamilyInfo* info = tasks::find_family(family.name);
+          has_market && info && info->forecasts_volatility) {
         if (family.outputs != 1) fail("baselines: the risk family has one output, got " + std::to_string(family.outputs));
         const FitCounts counts = count_fit_tasks(family, options, false, true);
         out.push_back(std::make_unique<EwmaMethod>(options));

@@ -6,28 +6,21 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "autograd/hash.h"
+#include "autograd/random.h"
 #include "eval/baselines.h"
 #include "eval/methods.h"
 #include "eval/scoring.h"
 #include "eval/training.h"
 #include "kernels/error.h"
+#include "meta/registry.h"
 #include "nn/optimizer.h"
 
 namespace metatape::eval {
 namespace {
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-std::uint64_t name_hash(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
+// A name's seed component: FNV-1a of its bytes (autograd/hash.h).
+std::uint64_t name_hash(const std::string& s) { return fnv1a64(s); }
 
 // Summed validation scores per steps value: steps -> (sum of the primary metric, episodes).
 using ValidationSums = std::map<int, std::pair<double, std::int64_t>>;
@@ -81,8 +74,8 @@ void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& fam
 }  // namespace
 
 std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_t> path) {
-  std::uint64_t s = mix(base);
-  for (std::uint64_t p : path) s = mix(s ^ mix(p + 0x1234567ULL));
+  std::uint64_t s = splitmix64(base);
+  for (std::uint64_t p : path) s = splitmix64(s ^ splitmix64(p + 0x1234567ULL));
   return s;
 }
 
@@ -91,7 +84,7 @@ int headline_shots(const BenchmarkConfig& config) {
   return config.shots.empty() ? 0 : config.shots[config.shots.size() / 2];
 }
 
-bool is_metric_learner(const std::string& kind) { return kind == "protonet" || kind == "matching"; }
+bool is_metric_learner(const std::string& kind) { return meta::is_metric_learner(kind); }
 
 bool learner_fits(const std::string& kind, const FamilySource& family) {
   return !is_metric_learner(kind) || family.kind == tasks::TaskKind::classification;
@@ -320,7 +313,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       // mean or equal weights).
       Method* fallback = fitted.front().get();
       const bool pooled_detection =
-          (family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2;
+          is_detection_family(family) && family.num_classes == 2;
       std::string reference = reference_strategy_name(family);
       for (Method* m : methods) {
         if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight

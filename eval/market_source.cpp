@@ -54,7 +54,8 @@ Episode episode_at_request(const tasks::TaskFamily& family,
   if (interval > 0) {
     e.periods_per_year = kYearMs / static_cast<double>(interval * std::max<std::int64_t>(1, request.stride));
   }
-  if (family_name == "price_direction" && !request.series.empty()) {
+  if (const tasks::FamilyInfo* info = tasks::find_family(family_name);
+      info && info->trades_direction && !request.series.empty()) {
     const auto& close = market->market.series[static_cast<std::size_t>(request.series[0])].close;
     const auto last = static_cast<std::int64_t>(close.size()) - 1;
     for (const std::int64_t q : e.context.query_rows) {

@@ -7,6 +7,7 @@
 #include "autograd/ops.h"
 #include "autograd/tape.h"
 #include "kernels/error.h"
+#include "meta/registry.h"
 
 namespace metatape::eval {
 namespace {
@@ -27,8 +28,7 @@ class LearnerMethod : public Method {
   std::string name() const override { return learner_.name(); }
   bool is_baseline() const override { return false; }
   bool uses_steps() const override {
-    const std::string n = learner_.name();
-    return n != "protonet" && n != "matching";
+    return !meta::is_metric_learner(learner_.name());
   }
   std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps,
                                            Generator&) override {

@@ -12,6 +12,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "meta/registry.h"
 #include "nn/mlp.h"
 #include "tasks/families.h"
 #include "tasks/loaders.h"
@@ -213,14 +214,11 @@ void check_values(const RunConfig& c) {
   };
 
   if (b.learners.empty()) {
-    throw ConfigError("learners is empty; list at least one of: maml, fomaml, maml++, meta-sgd, reptile, anil, "
-                      "protonet, matching");
+    throw ConfigError("learners is empty; list at least one of: " + meta::learner_names_text());
   }
   no_repeats("learners", b.learners);
   if (d.families.empty()) {
-    std::string list;
-    for (const auto& n : tasks::family_names()) list += (list.empty() ? "" : ", ") + n;
-    throw ConfigError("tasks.families is empty; list at least one of: " + list);
+    throw ConfigError("tasks.families is empty; list at least one of: " + tasks::family_names_text());
   }
   no_repeats("tasks.families", d.families);
 
@@ -485,7 +483,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   check_keys(root, "", {"seed", "out", "learners", "data", "tasks", "training", "evaluation", "limits"});
   RunConfig c;
   BenchmarkConfig& b = c.benchmark;
-  b.learners = {"maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching"};
+  b.learners = meta::learner_names();
   b.out_dir = "runs/main";
   c.distribution.families = {"price_direction", "market_regime"};
   read(croot, "seed", b.seed, "");
@@ -634,18 +632,14 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   if (c.data.policy != "fail" && c.data.policy != "drop" && c.data.policy != "repair") {
     throw ConfigError("data.policy must be fail, drop or repair, got '" + c.data.policy + "'");
   }
-  const auto names = tasks::family_names();
   for (const auto& f : d.families) {
-    if (std::find(names.begin(), names.end(), f) == names.end()) {
-      std::string list;
-      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      throw ConfigError("tasks.families: unknown family '" + f + "'; expected some of: " + list);
+    if (tasks::find_family(f) == nullptr) {
+      throw ConfigError("tasks.families: unknown family '" + f + "'; expected some of: " + tasks::family_names_text());
     }
   }
-  static const std::set<std::string> kinds = {"maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching"};
   for (const auto& l : b.learners) {
-    if (kinds.count(l) == 0) {
-      throw ConfigError("learners: unknown learner '" + l + "'; expected some of: maml, fomaml, maml++, meta-sgd, reptile, anil, protonet, matching");
+    if (meta::find_learner(l) == nullptr) {
+      throw ConfigError("learners: unknown learner '" + l + "'; expected some of: " + meta::learner_names_text());
     }
   }
   check_values(c);

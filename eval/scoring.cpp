@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/error.h"
+#include "tasks/families.h"
 
 namespace metatape::eval {
 namespace {
@@ -34,6 +35,16 @@ TradingConfig with_periods(const TradingConfig& trading, const Episode& episode)
 
 }  // namespace
 
+bool is_detection_family(const FamilySource& family) {
+  const tasks::FamilyInfo* info = tasks::find_family(family.name);
+  return info && info->detection;
+}
+
+bool trades_direction(const FamilySource& family) {
+  const tasks::FamilyInfo* info = tasks::find_family(family.name);
+  return info && info->trades_direction;
+}
+
 MetricMap score_episode(const FamilySource& family, const Episode& episode,
                         const std::vector<double>& outputs, const TradingConfig& trading) {
   const tasks::Task& task = episode.task;
@@ -62,13 +73,13 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
       m["accuracy"] = c.accuracy;
       m["balanced_accuracy"] = c.balanced_accuracy;
       m["macro_f1"] = c.macro_f1;
-      if (family.name == "price_direction" && !episode.query_returns.empty()) {
+      if (trades_direction(family) && !episode.query_returns.empty()) {
         TradingConfig t = trading;
         t.periods_per_year = episode.periods_per_year;
         add_trading(m, simulate_trading(direction_positions(predicted, family.num_classes),
                                         episode.query_returns, t));
       }
-      if ((family.name == "arbitrage" || family.name == "triangular_arbitrage") && family.num_classes == 2) {
+      if (is_detection_family(family) && family.num_classes == 2) {
         const auto p = softmax_rows(outputs, 2);
         std::vector<double> score(truth.size());
         for (std::size_t r = 0; r < truth.size(); ++r) score[r] = p[2 * r + 1];
@@ -105,7 +116,7 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
 MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
                              const TradingConfig& trading) {
   MetricMap m;
-  if (family.name == "price_direction" && !episode.query_returns.empty()) {
+  if (trades_direction(family) && !episode.query_returns.empty()) {
     TradingConfig t = trading;
     t.periods_per_year = episode.periods_per_year;
     add_trading(m, simulate_trading(std::vector<double>(episode.query_returns.size(), 1.0),
@@ -121,7 +132,7 @@ MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
 }
 
 std::string reference_strategy_name(const FamilySource& family) {
-  if (family.name == "price_direction") return "buy_and_hold";
+  if (trades_direction(family)) return "buy_and_hold";
   if (family.kind == tasks::TaskKind::portfolio) return "equal_weight";
   return "";
 }

@@ -24,6 +24,13 @@ namespace metatape::eval {
 
 using MetricMap = std::map<std::string, double>;
 
+// The task-family registry's properties (tasks/families.h: FamilyInfo) of the source's family, by its
+// name; false for a source whose name is not a registered family (synthetic sources).
+// is_detection_family: binary event labels (arbitrage): detection metrics and the threshold rule.
+// trades_direction: SELL / HOLD / BUY labels (price_direction): trading metrics and buy-and-hold.
+bool is_detection_family(const FamilySource& family);
+bool trades_direction(const FamilySource& family);
+
 MetricMap score_episode(const FamilySource& family, const Episode& episode,
                         const std::vector<double>& outputs, const TradingConfig& trading = {});
 

@@ -15,20 +15,10 @@
 #include "kernels/error.h"
 #include "kernels/fused_adapt.h"
 #include "kernels/kernels.h"
+#include "meta/registry.h"
 
 namespace metatape::meta {
 namespace {
-
-const char* algorithm_name(BatchedAlgorithm a) {
-  switch (a) {
-    case BatchedAlgorithm::maml: return "maml";
-    case BatchedAlgorithm::fomaml: return "fomaml";
-    case BatchedAlgorithm::meta_sgd: return "meta-sgd";
-    case BatchedAlgorithm::reptile: return "reptile";
-    case BatchedAlgorithm::anil: return "anil";
-  }
-  return "?";
-}
 
 // theta (out, in) -> (T, out, in); (out) -> (T, 1, out). Differentiable (the gradient sums over T).
 Tensor expand_tasks(const Tensor& theta, std::int64_t tasks) {
@@ -89,7 +79,7 @@ void check_meta(const nn::Mlp& mlp, const nn::ParameterList& meta, const Batched
   const std::size_t count = 2 * mlp.layers();
   const std::size_t want = o.algorithm == BatchedAlgorithm::meta_sgd ? 2 * count : count;
   if (meta.size() != want) {
-    fail(std::string("batched ") + algorithm_name(o.algorithm) + ": expected " +
+    fail("batched " + learner_info(o.algorithm).name + ": expected " +
          std::to_string(want) + " meta-parameters for " + mlp.describe() + ", got " +
          std::to_string(meta.size()));
   }
@@ -186,10 +176,9 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
       batched_loss_sum(tasks, batched_forward(mlp, phi, fq, head_first, layers), tasks.query_y), inv,
       0.0);
   result.query_loss = outer.detach();
-  if (meta_sgd && o.alpha_l2 > 0.0) {
-    for (std::size_t i = count; i < meta.size(); ++i) {
-      outer = add(outer, affine(sum(square(meta[i])), o.alpha_l2, 0.0));
-    }
+  if (meta_sgd) {
+    const std::vector<Tensor> alphas(meta.tensors().begin() + static_cast<std::ptrdiff_t>(count), meta.tensors().end());
+    if (const Tensor penalty = alpha_l2_penalty(alphas, o.alpha_l2); penalty.defined()) outer = add(outer, penalty);
   }
   GradOptions outer_options;
   outer_options.allow_unused = true;
@@ -200,11 +189,8 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
 }  // namespace
 
 BatchedAlgorithm parse_batched_algorithm(const std::string& name) {
-  for (auto a : {BatchedAlgorithm::maml, BatchedAlgorithm::fomaml, BatchedAlgorithm::meta_sgd,
-                 BatchedAlgorithm::reptile, BatchedAlgorithm::anil}) {
-    if (name == algorithm_name(a)) return a;
-  }
-  fail("batched: unknown algorithm '" + name + "' (choose maml, fomaml, meta-sgd, reptile or anil)");
+  if (const LearnerInfo* l = find_learner(name); l && l->batched) return *l->batched;
+  fail("batched: unknown algorithm '" + name + "' (choose " + learner_names_text(", ", " or ", batched_learner) + ")");
 }
 
 StackedTasks stack_tasks(const tasks::TaskBatch& batch, Device device) {

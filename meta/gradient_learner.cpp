@@ -332,13 +332,10 @@ class GradientLearner final : public Learner {
   // Meta-SGD's alpha_l2 * sum(alpha^2), added to every task's outer loss (the batch mean leaves it
   // counted once per meta-step); undefined when there is none. Recorded: call inside a scope.
   Tensor alpha_penalty() const {
-    if (config_.alpha_l2 <= 0.0 || config_.lr_mode != LrMode::per_parameter) return Tensor();
-    Tensor total;
-    for (std::size_t i = model_count_; i < meta_.size(); ++i) {
-      const Tensor term = affine(sum(square(meta_[i])), config_.alpha_l2, 0.0);
-      total = total.defined() ? add(total, term) : term;
-    }
-    return total;
+    if (config_.lr_mode != LrMode::per_parameter) return Tensor();
+    const std::vector<Tensor> alphas(meta_.tensors().begin() + static_cast<std::ptrdiff_t>(model_count_),
+                                     meta_.tensors().end());
+    return alpha_l2_penalty(alphas, config_.alpha_l2);
   }
 
   // The seed w for differentiating the scalar `loss` (w * loss).
@@ -443,6 +440,16 @@ class GradientLearner final : public Learner {
 };
 
 }  // namespace
+
+Tensor alpha_l2_penalty(const std::vector<Tensor>& alphas, double alpha_l2) {
+  if (alpha_l2 <= 0.0) return Tensor();
+  Tensor total;
+  for (const Tensor& alpha : alphas) {
+    const Tensor term = affine(sum(square(alpha)), alpha_l2, 0.0);
+    total = total.defined() ? add(total, term) : term;
+  }
+  return total;
+}
 
 std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, MamlOptions options) {

@@ -6,6 +6,7 @@
 #include "autograd/tape.h"
 #include "kernels/error.h"
 #include "meta/learners.h"
+#include "meta/registry.h"
 #include "nn/checkpoint.h"
 #include "nn/losses.h"
 
@@ -116,25 +117,7 @@ void load_learner(const std::string& path, Learner& learner, Generator* generato
 std::unique_ptr<Learner> make_learner(const std::string& kind, std::shared_ptr<const nn::Mlp> model,
                                       nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
                                       const LearnerOptions& options) {
-  if (kind == "maml") return make_maml(model, std::move(init), std::move(outer), options.maml);
-  if (kind == "fomaml") {
-    MamlOptions o = options.maml;
-    o.first_order = true;
-    return make_maml(model, std::move(init), std::move(outer), o);
-  }
-  if (kind == "maml++") {
-    MamlOptions o = options.maml;
-    o.multi_step_loss = true;
-    o.learn_inner_lrs = true;
-    return make_maml(model, std::move(init), std::move(outer), o);
-  }
-  if (kind == "meta-sgd") return make_meta_sgd(model, std::move(init), std::move(outer), options.meta_sgd);
-  if (kind == "reptile") return make_reptile(model, std::move(init), std::move(outer), options.reptile);
-  if (kind == "anil") return make_anil(model, std::move(init), std::move(outer), options.anil);
-  if (kind == "protonet") return make_protonet(model, std::move(init), std::move(outer), options.proto);
-  if (kind == "matching") return make_matching(model, std::move(init), std::move(outer), options.matching);
-  fail("learner: unknown kind '" + kind +
-       "' (choose maml, fomaml, maml++, meta-sgd, reptile, anil, protonet or matching)");
+  return learner_info(kind).make(std::move(model), std::move(init), std::move(outer), options);
 }
 
 }  // namespace metatape::meta

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "meta/learner.h"
 #include "nn/mlp.h"
@@ -61,6 +62,11 @@ struct MetaSgdOptions {
   bool first_order = false;
   bool recompute_inner = false;  // as MamlOptions::recompute_inner
 };
+
+// Meta-SGD's alpha_l2 penalty, the one definition (the per-task learner and the batched path both add
+// it to the outer loss): alpha_l2 * sum(alpha^2) summed over `alphas`, a recorded scalar (call inside a
+// scope); an undefined Tensor when alpha_l2 <= 0 or there are no alphas.
+Tensor alpha_l2_penalty(const std::vector<Tensor>& alphas, double alpha_l2);
 
 // Reptile (Nichol et al. 2018): per task, k inner steps of SGD (or Adam, with inner_lr as its lr and
 // betas 0, 0.999 as in the paper's code) on the support set (support and query are concatenated when

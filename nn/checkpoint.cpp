@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "autograd/hash.h"
 #include "kernels/error.h"
 
 namespace metatape::nn {
@@ -22,14 +23,6 @@ constexpr std::uint32_t format_version = 1;
 constexpr std::size_t fixed_prefix = 8 + 4 + 8;  // magic, version, header_len
 constexpr std::size_t checksum_bytes = 8;
 constexpr int max_header_depth = 64;
-
-std::uint64_t fnv1a(const unsigned char* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ULL) {
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= data[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 void put_le(std::vector<unsigned char>& out, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<unsigned char>(v >> (8 * i)));
@@ -181,7 +174,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   put_le(file, text.size(), 8);
   file.insert(file.end(), text.begin(), text.end());
   file.insert(file.end(), data.begin(), data.end());
-  put_le(file, fnv1a(file.data(), file.size()), 8);
+  put_le(file, fnv1a64(file.data(), file.size()), 8);
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -235,7 +228,7 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
          " bytes does not fit in " + std::to_string(file.size()) + " bytes)");
   }
   const std::uint64_t stored = get_le(file.data() + file.size() - checksum_bytes, 8);
-  const std::uint64_t actual = fnv1a(file.data(), file.size() - checksum_bytes);
+  const std::uint64_t actual = fnv1a64(file.data(), file.size() - checksum_bytes);
   nlohmann::json header;
   try {
     // Nesting is bounded: printing and searching the config recurse, so a header of a million '['

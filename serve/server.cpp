@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "kernels/error.h"
+#include "meta/registry.h"
 
 namespace metatape::serve {
 namespace {
@@ -268,7 +269,7 @@ void Server::check_every_class(const std::vector<float>& labels) const {
   // The metric learners build one prototype (or attention target) per class from the support set
   // (meta/metric_learners.cpp, check_support): a class without a support row cannot be represented.
   const std::string& learner = model_->learner_name();
-  if (learner != "protonet" && learner != "matching") return;
+  if (!meta::needs_every_class(learner)) return;
   std::int64_t classes = model_->num_classes();
   if (classes <= 0) {
     for (float v : labels) classes = std::max(classes, static_cast<std::int64_t>(v) + 1);

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <utility>
 
+#include "autograd/registry.h"
 #include "kernels/error.h"
 #include "tasks/simulator.h"
 
@@ -437,18 +438,64 @@ double arbitrage_threshold(const Market& market, const std::vector<int>& series,
   return threshold;
 }
 
-std::vector<std::string> family_names() {
-  return {"price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"};
+namespace {
+
+// A factory of the registry: the family class F built from the config (and F's extra arguments).
+template <class F, auto... Args>
+std::unique_ptr<TaskFamily> make_as(const FamilyConfig& config) {
+  return std::make_unique<F>(config, Args...);
 }
 
+}  // namespace
+
+const std::vector<FamilyInfo>& family_registry() {
+  using K = TaskKind;
+  static const std::vector<FamilyInfo> registry = {
+      {.name = "price_direction",
+       .kind = K::classification,
+       .help = "SELL / HOLD / BUY from the forward return over the horizon against trailing volatility",
+       .trades_direction = true,
+       .make = make_as<PriceDirection>},
+      {.name = "market_regime",
+       .kind = K::classification,
+       .help = "bull / bear / sideways / high-volatility regime of the forward window",
+       .make = make_as<MarketRegime>},
+      {.name = "arbitrage",
+       .kind = K::classification,
+       .help = "does one symbol's price gap between two exchanges exceed the fees within the horizon",
+       .detection = true,
+       .make = make_as<Arbitrage, false>},
+      {.name = "triangular_arbitrage",
+       .kind = K::classification,
+       .help = "does the X/Q, X/B, B/Q cycle on one exchange deviate past the fees within the horizon",
+       .detection = true,
+       .make = make_as<Arbitrage, true>},
+      {.name = "portfolio",
+       .kind = K::portfolio,
+       .help = "weights over portfolio_assets symbols, scored by the Sharpe ratio",
+       .make = make_as<Portfolio>},
+      {.name = "risk",
+       .kind = K::regression,
+       .help = "log forward realised volatility (or VaR exceedance with risk_var_exceedance)",
+       .forecasts_volatility = true,
+       .make = make_as<Risk>},
+  };
+  return registry;
+}
+
+const FamilyInfo* find_family(const std::string& name) { return find_named(family_registry(), name); }
+
+const FamilyInfo& family_info(const std::string& name) {
+  if (const FamilyInfo* f = find_family(name)) return *f;
+  fail("make_family: unknown family '" + name + "' (known: " + family_names_text() + ")");
+}
+
+std::vector<std::string> family_names() { return entry_names(family_registry()); }
+
+std::string family_names_text(const std::string& separator) { return join_names(family_names(), separator, separator); }
+
 std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config) {
-  if (name == "price_direction") return std::make_unique<PriceDirection>(config);
-  if (name == "market_regime") return std::make_unique<MarketRegime>(config);
-  if (name == "arbitrage") return std::make_unique<Arbitrage>(config, false);
-  if (name == "triangular_arbitrage") return std::make_unique<Arbitrage>(config, true);
-  if (name == "portfolio") return std::make_unique<Portfolio>(config);
-  if (name == "risk") return std::make_unique<Risk>(config);
-  fail("make_family: unknown family '" + name + "' (known: price_direction, market_regime, arbitrage, triangular_arbitrage, portfolio, risk)");
+  return family_info(name).make(config);
 }
 
 double task_difficulty(const Task& task) {

@@ -110,10 +110,39 @@ double arbitrage_deviation(const Market& market, const std::vector<int>& series,
 // this at some bar of its label window.
 double arbitrage_threshold(const Market& market, const std::vector<int>& series, double margin);
 
-// "price_direction", "market_regime", "arbitrage", "triangular_arbitrage", "portfolio", "risk"; throws
-// listing these otherwise.
-std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config = {});
+// The registry of task families: the one list of their names. make_family, family_names(), the config
+// reader's name check, the CLI's --families help and eval's family-specific metrics all read it.
+struct FamilyInfo {
+  std::string name;
+  // The kind with the default FamilyConfig (risk becomes classification with risk_var_exceedance;
+  // TaskFamily::kind() gives the configured one).
+  TaskKind kind = TaskKind::classification;
+  std::string help;  // one line, for --help and error messages
+  // Labels are rare events to detect (binary: 1 = an opportunity in the label window): eval adds
+  // detection metrics (precision, recall, PR-AUC) and the threshold-rule baseline.
+  bool detection = false;
+  // Labels are trade directions on the first series (SELL 0, HOLD 1, BUY 2): eval simulates trading
+  // the predicted directions against the query returns, with buy-and-hold as the reference.
+  bool trades_direction = false;
+  // Regression on the log of forward realised volatility: eval adds the volatility-forecast baselines
+  // (EWMA, HAR-RV).
+  bool forecasts_volatility = false;
+  std::unique_ptr<TaskFamily> (*make)(const FamilyConfig& config) = nullptr;
+};
+
+// Every family, in a fixed order: price_direction, market_regime, arbitrage, triangular_arbitrage,
+// portfolio, risk.
+const std::vector<FamilyInfo>& family_registry();
+// The entry named `name`, or nullptr when there is none.
+const FamilyInfo* find_family(const std::string& name);
+// The entry named `name`; throws listing the names otherwise.
+const FamilyInfo& family_info(const std::string& name);
+// The registry's names, in its order; joined with `separator` by family_names_text.
 std::vector<std::string> family_names();
+std::string family_names_text(const std::string& separator = ", ");
+
+// family_info(name).make(config): throws listing the names when `name` is unknown.
+std::unique_ptr<TaskFamily> make_family(const std::string& name, const FamilyConfig& config = {});
 
 // Difficulty in [0, 1], documented in docs/data.md: 1 - skill of a 5-nearest-neighbour predictor fit
 // on the support set and scored on the query set (classification: balanced accuracy rescaled so

@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "autograd/hash.h"
+#include "autograd/random.h"
 #include "kernels/error.h"
 
 namespace metatape::tasks {
@@ -18,19 +20,10 @@ namespace {
 constexpr std::uint32_t kCacheVersion = 1;
 constexpr char kMagic[8] = {'M', 'T', 'T', 'A', 'S', 'K', '0', '1'};
 
-std::uint64_t splitmix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
+// The cache key: FNV-1a (autograd/hash.h) over the fields, in order.
 struct Fnv {
-  std::uint64_t h = 1469598103934665603ULL;
-  void bytes(const void* p, std::size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ULL;
-  }
+  std::uint64_t h = fnv1a64_offset;
+  void bytes(const void* p, std::size_t n) { h = fnv1a64(p, n, h); }
   template <class T> void pod(const T& v) { bytes(&v, sizeof v); }
   void str(const std::string& s) {
     pod(s.size());
@@ -403,7 +396,7 @@ Sampler::~Sampler() {
 }
 
 TaskKey Sampler::key_at(std::uint64_t index) const {
-  Generator gen(splitmix(config_.seed ^ splitmix(index + 1) ^ (static_cast<std::uint64_t>(config_.split) << 56)));
+  Generator gen(splitmix64(config_.seed ^ splitmix64(index + 1) ^ (static_cast<std::uint64_t>(config_.split) << 56)));
   return dist_->draw(config_.split, gen);
 }
 

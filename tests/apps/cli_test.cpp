@@ -21,7 +21,9 @@
 
 #include "apps/commands.h"
 #include "eval/training.h"
+#include "meta/registry.h"
 #include "nn/checkpoint.h"
+#include "tasks/families.h"
 
 using namespace metatape;
 namespace fs = std::filesystem;
@@ -364,6 +366,19 @@ TEST_CASE("cli: the usage line names the program; an unknown command is named") 
   CHECK(nested.code == apps::bad_usage);
   CHECK(nested.err.find("unknown command 'frobnicate' for metatape data") != std::string::npos);
   CHECK(nested.err.find("validate") != std::string::npos);
+}
+
+// The --learners and --families help lists are the registries' (meta/registry.h, tasks/families.h):
+// the --families help had drifted from the family list (triangular_arbitrage was missing).
+TEST_CASE("cli: --learners and --families help list every registered name") {
+  for (const char* command : {"run", "bench", "train"}) {
+    CAPTURE(command);
+    const Captured help = captured({command, "--help"});
+    REQUIRE(help.code == apps::ok);
+    CHECK(help.out.find("(" + meta::learner_names_text(" ", " ") + ")") != std::string::npos);
+    CHECK(help.out.find("(" + tasks::family_names_text(" ") + ")") != std::string::npos);
+    CHECK(help.out.find("triangular_arbitrage") != std::string::npos);
+  }
 }
 
 // The defect: eval forced resume = true, so it retrained the checkpoints to the default 1000 steps,

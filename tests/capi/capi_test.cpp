@@ -21,6 +21,7 @@
 #include "eval/benchmark.h"
 #include "capi/metatape.h"
 #include "meta/learners.h"
+#include "meta/registry.h"
 #include "nn/checkpoint.h"
 #include "nn/mlp.h"
 #include "tasks/sinusoid.h"
@@ -153,7 +154,8 @@ TEST_CASE("capi: adapt and predict from a checkpoint match the C++ learner") {
 }
 
 TEST_CASE("capi: a config holding only the learner's options (eval::train_learner) names its learner") {
-  for (const std::string kind : {"maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching"}) {
+  // Every registered learner (meta/registry.h), so a new one cannot be added without its inference.
+  for (const std::string& kind : meta::learner_names()) {
     CAPTURE(kind);
     Trained t = write_checkpoint(kind, {2, 8, 3}, "{}", 0);
     nn::Checkpoint cp;
@@ -167,6 +169,20 @@ TEST_CASE("capi: a config holding only the learner's options (eval::train_learne
     CHECK(std::string(info.learner) == kind);
     mt_model_free(model);
   }
+}
+
+TEST_CASE("capi: a checkpoint naming a learner the registry does not know is refused with the names") {
+  Trained t = write_checkpoint("maml", {2, 8, 3}, "{}", 0);
+  nn::Checkpoint cp = nn::load_checkpoint(t.path);
+  auto config = nlohmann::json::parse(cp.config_json);
+  config["learner"] = "alchemy";
+  cp.config_json = config.dump();
+  const std::string path = (temp_dir() / "unknown_learner.ckpt").string();
+  nn::save_checkpoint(path, cp);
+  mt_model* model = nullptr;
+  expect_error(mt_model_load(path.c_str(), &model), MT_ERR_CHECKPOINT,
+               "names learner 'alchemy', not one of " + meta::learner_names_text(", ", " or "));
+  CHECK(model == nullptr);
 }
 
 TEST_CASE("capi: metric learners classify from labels") {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "autograd/hash.h"
 #include "autograd/ops.h"
 #include "kernels/error.h"
 #include "nn/checkpoint.h"
@@ -192,14 +193,7 @@ TEST_CASE("config must be valid JSON") {
 
 namespace {
 
-std::uint64_t fnv1a(const std::vector<unsigned char>& b, std::size_t n) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= b[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
+std::uint64_t fnv1a(const std::vector<unsigned char>& b, std::size_t n) { return fnv1a64(b.data(), n); }
 
 // Rewrites a checkpoint's header with `edit` and recomputes header_len and the checksum, so the file
 // passes every check but the one under test (as a crafted file would).
