@@ -153,7 +153,8 @@ void register_serve(CLI::App& app) {
                                                       std::to_string(capi::InferenceModel::kMaxSteps));
   cmd->add_option("--cache-mb", args->cache_mb, "memory cap of the adapted-model LRU in MiB");
   cmd->add_option("--ttl-s", args->ttl_s, "seconds an adapted model lives after its last use");
-  cmd->add_option("--task", args->task, "override the checkpoint's task kind: regression, classification, portfolio");
+  cmd->add_option("--task", args->task, "task kind when the checkpoint records none (regression, classification, portfolio); a kind that "
+                  "contradicts the recorded one is refused");
   cmd->add_option("--num-classes", args->num_classes, "classes for --task classification (0: from the model)");
   cmd->add_option("--max-connections", args->max_connections,
                   "open connections held at once, at most " + std::to_string(serve::ServerOptions::kMaxConnections) +

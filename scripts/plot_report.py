@@ -589,6 +589,10 @@ def read_log(path):
                 continue
             if row.get("split") == "validation":
                 loss = row.get("validation_loss", row.get("query_loss", row.get("loss")))
+                # Checkpoint selection rows (eval/training.h) carry the family's primary metric; log
+                # loss shares the classification query loss's axis, other metrics have other units.
+                if loss is None and row.get("validation_metric") == "log_loss":
+                    loss = row.get("validation_value")
                 if loss is not None:
                     add(val, row["step"], loss, row.get("validation_accuracy", row.get("accuracy")))
                 continue

@@ -18,38 +18,15 @@
 #include "eval/scoring.h"
 #include "eval/training.h"
 #include "kernels/error.h"
+#include "tests/support/cluster_tasks.h"
 
 using namespace metatape;
 using namespace metatape::eval;
 
 namespace {
 
-constexpr std::int64_t kFeatures = 4, kClasses = 3;
-
-tasks::Task cluster_task(std::int64_t support, std::int64_t query, Generator& gen) {
-  std::vector<double> means(static_cast<std::size_t>(kClasses * kFeatures));
-  for (double& m : means) m = gen.uniform(-2.0, 2.0);
-  auto rows = [&](std::int64_t n, Tensor& x, Tensor& y) {
-    std::vector<double> xs;
-    std::vector<std::int64_t> ys;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const std::int64_t c = i % kClasses;
-      ys.push_back(c);
-      for (std::int64_t f = 0; f < kFeatures; ++f) {
-        xs.push_back(means[static_cast<std::size_t>(c * kFeatures + f)] + 0.5 * gen.normal());
-      }
-    }
-    x = Tensor::from_vector(xs, Shape{n, kFeatures});
-    y = Tensor::indices(ys);
-  };
-  tasks::Task t;
-  rows(support, t.support_x, t.support_y);
-  rows(query, t.query_x, t.query_y);
-  t.kind = tasks::TaskKind::classification;
-  t.num_classes = kClasses;
-  t.family = "price_direction";
-  return t;
-}
+using test_support::cluster_task;
+constexpr std::int64_t kFeatures = test_support::kClusterFeatures, kClasses = test_support::kClusterClasses;
 
 FamilySource fake_family() {
   FamilySource f;
