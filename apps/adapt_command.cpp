@@ -31,17 +31,20 @@ void adapt(const AdaptArgs& a) {
   // What the checkpoints under --out were trained with, when train recorded it.
   const std::string recorded = eval::resolved_config_path(config.benchmark.out_dir);
   if (a.checkpoint.empty() && std::filesystem::exists(recorded)) config = recorded_run_config(config, recorded);
-  if (a.steps < -1) throw eval::ConfigError("adapt: --steps must be >= 0 (or left out for the learner's default), got " +
-                                            std::to_string(a.steps));
+  if (a.steps < -1)
+    throw eval::ConfigError("adapt: --steps must be >= 0 (or left out for the learner's default), got " +
+                            std::to_string(a.steps));
   if (a.steps > config.limits.max_inner_steps_x_episodes) {
-    throw eval::ConfigError("adapt: --steps " + std::to_string(a.steps) + " is above limits.max_inner_steps_x_episodes (" +
+    throw eval::ConfigError("adapt: --steps " + std::to_string(a.steps) +
+                            " is above limits.max_inner_steps_x_episodes (" +
                             std::to_string(config.limits.max_inner_steps_x_episodes) +
                             "); use fewer steps or raise limits.max_inner_steps_x_episodes");
   }
   const eval::BenchmarkConfig& b = config.benchmark;
   const std::vector<eval::FamilySource> sources = eval::build_sources(config);
   const eval::FamilySource& family = sources.front();
-  const std::string path = a.checkpoint.empty() ? eval::learner_checkpoint_path(b, 0, a.family, a.learner) : a.checkpoint;
+  const std::string path =
+      a.checkpoint.empty() ? eval::learner_checkpoint_path(b, 0, a.family, a.learner) : a.checkpoint;
   if (!std::filesystem::exists(path)) {
     throw eval::ConfigError("adapt: no checkpoint at " + path + "; train one with: metatape train --learners " +
                             a.learner + " --families " + a.family + " --out " + b.out_dir);
@@ -72,14 +75,14 @@ void adapt(const AdaptArgs& a) {
             << " support rows, " << steps << " steps) in " << ms << " ms\n";
   const auto rows = static_cast<std::size_t>(episode.task.query_x.dim(0));
   const auto width = static_cast<std::size_t>(family.outputs);
-  nlohmann::json j = {{"learner", a.learner}, {"family", a.family}, {"steps", steps}, {"adapt_ms", ms},
-                      {"metrics", metrics}, {"outputs", outputs}};
+  nlohmann::json j = {{"learner", a.learner}, {"family", a.family}, {"steps", steps},
+                      {"adapt_ms", ms},       {"metrics", metrics}, {"outputs", outputs}};
   if (family.kind == tasks::TaskKind::classification) {
     const auto truth = episode.task.query_y.to_vector<std::int64_t>();
     const auto predicted = eval::argmax_rows(outputs, family.outputs);
     std::cout << "row  label  predicted\n";
-    for (std::size_t r = 0; r < rows; ++r) std::printf("%3zu  %5lld  %9lld\n", r, static_cast<long long>(truth[r]),
-                                                       static_cast<long long>(predicted[r]));
+    for (std::size_t r = 0; r < rows; ++r)
+      std::printf("%3zu  %5lld  %9lld\n", r, static_cast<long long>(truth[r]), static_cast<long long>(predicted[r]));
     j["labels"] = truth;
     j["predicted"] = predicted;
   } else {
@@ -99,9 +102,10 @@ void adapt(const AdaptArgs& a) {
 
 void register_adapt(CLI::App& app) {
   auto a = std::make_shared<AdaptArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "adapt", "adapt a trained learner to one test episode's support set and print its query predictions, "
-               "metrics and adaptation time");
+  CLI::App* cmd =
+      app.add_subcommand("adapt",
+                         "adapt a trained learner to one test episode's support set and print its query predictions, "
+                         "metrics and adaptation time");
   add_run_options(*cmd, a->run);
   cmd->add_option("--learner", a->learner, "learner kind (its checkpoint is <out>/run0/<family>/<learner>.ckpt)");
   cmd->add_option("--family", a->family, "task family");

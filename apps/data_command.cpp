@@ -33,11 +33,13 @@ tasks::ValidationPolicy parse_policy(const std::string& p) {
 tasks::LoadResult load(const std::string& path, tasks::ValidationPolicy policy) {
   if (!std::filesystem::exists(path)) throw eval::DataError("metatape: data: no such file: " + path);
   if (std::filesystem::is_directory(path)) {
-    throw eval::DataError("metatape: data: " + path + " is a directory; give one market file (data validate "
+    throw eval::DataError("metatape: data: " + path +
+                          " is a directory; give one market file (data validate "
                           "takes directories and walks their market files)");
   }
   if (!std::filesystem::is_regular_file(path)) {
-    throw eval::DataError("metatape: data: " + path + " is not a regular file (a device or a pipe); give a market file");
+    throw eval::DataError("metatape: data: " + path +
+                          " is not a regular file (a device or a pipe); give a market file");
   }
   tasks::LoadOptions options;
   options.policy = policy;
@@ -58,8 +60,8 @@ void print_report(const tasks::LoadResult& r) {
   if (!s.empty()) {
     const auto [lo, hi] = std::minmax_element(s.close.begin(), s.close.end());
     std::cout << "range:     " << iso_time(s.time_ms.front()) << " -> " << iso_time(s.time_ms.back()) << " UTC\n"
-              << "close:     first " << s.close.front() << ", last " << s.close.back() << ", min " << *lo
-              << ", max " << *hi << "\n";
+              << "close:     first " << s.close.front() << ", last " << s.close.back() << ", min " << *lo << ", max "
+              << *hi << "\n";
   }
   std::cout << "gaps:      " << r.report.gaps << " (" << r.report.missing_bars << " missing bars)\n";
   const std::string summary = r.report.summary();
@@ -113,7 +115,8 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
     }
     if (ec) throw eval::DataError("metatape: data: cannot read the directory " + p + ": " + ec.message());
     if (found.empty()) {
-      throw eval::DataError("metatape: data: the directory " + p + " holds no market files (.csv, .json, .txt, "
+      throw eval::DataError("metatape: data: the directory " + p +
+                            " holds no market files (.csv, .json, .txt, "
                             "optionally .gz)");
     }
     std::sort(found.begin(), found.end());
@@ -147,11 +150,15 @@ void register_data(CLI::App& app) {
 
   auto vpaths = std::make_shared<std::vector<std::string>>();
   auto vpolicy = std::make_shared<std::string>("fail");
-  CLI::App* validate = data->add_subcommand(
-      "validate", "load each FILE (and each market file under each DIRECTORY) and check every row; exit 0 "
-                  "when all are usable, 3 when any defect is refused (policy fail) or nothing usable remains");
-  validate->add_option("paths", *vpaths, "market files (CSV, freqtrade JSON, Binance klines; .gz read "
-                                         "transparently) or directories of them")->required();
+  CLI::App* validate =
+      data->add_subcommand("validate",
+                           "load each FILE (and each market file under each DIRECTORY) and check every row; exit 0 "
+                           "when all are usable, 3 when any defect is refused (policy fail) or nothing usable remains");
+  validate
+      ->add_option("paths", *vpaths,
+                   "market files (CSV, freqtrade JSON, Binance klines; .gz read "
+                   "transparently) or directories of them")
+      ->required();
   validate->add_option("--policy", *vpolicy, "fail (refuse the first defect), drop or repair");
   validate->callback([vpaths, vpolicy] {
     const tasks::ValidationPolicy policy = parse_policy(*vpolicy);
@@ -171,13 +178,16 @@ void register_data(CLI::App& app) {
       }
     }
     if (files.size() > 1) {
-      std::cout << "\n" << files.size() << " files: " << (files.size() - refused.size()) << " valid, "
-                << refused.size() << " refused\n" << std::flush;
+      std::cout << "\n"
+                << files.size() << " files: " << (files.size() - refused.size()) << " valid, " << refused.size()
+                << " refused\n"
+                << std::flush;
     }
     if (!refused.empty()) {
       std::string list;
       for (const auto& f : refused) list += (list.empty() ? "" : ", ") + f;
-      std::fprintf(stderr, "metatape: data: refused %zu of %zu files: %s\n", refused.size(), files.size(), list.c_str());
+      std::fprintf(stderr, "metatape: data: refused %zu of %zu files: %s\n", refused.size(), files.size(),
+                   list.c_str());
       throw CommandExit{bad_data};
     }
   });
@@ -191,9 +201,10 @@ void register_data(CLI::App& app) {
   auto spath = std::make_shared<std::string>();
   auto srows = std::make_shared<std::int64_t>(10);
   auto spolicy = std::make_shared<std::string>("repair");
-  CLI::App* show = data->add_subcommand(
-      "show", "load FILE and print its first rows as parsed: UTC time, open, high, low, close, volume and "
-              "whether the bar was filled in");
+  CLI::App* show =
+      data->add_subcommand("show",
+                           "load FILE and print its first rows as parsed: UTC time, open, high, low, close, volume and "
+                           "whether the bar was filled in");
   show->add_option("file", *spath, "market file")->required();
   show->add_option("--rows", *srows, "how many rows to print (default 10)")->check(non_negative());
   show->add_option("--policy", *spolicy, "fail, drop or repair (default repair)");

@@ -117,8 +117,9 @@ namespace {
 
 void evaluate(const RunOptions& options) {
   if (options.resume) {
-    throw eval::ConfigError("eval: --resume does not apply (eval never trains); to continue training use "
-                            "metatape train ... --resume");
+    throw eval::ConfigError(
+        "eval: --resume does not apply (eval never trains); to continue training use "
+        "metatape train ... --resume");
   }
   const eval::RunConfig requested = resolve_run_config(options);
   const std::string out = requested.benchmark.out_dir;
@@ -139,7 +140,8 @@ void evaluate(const RunOptions& options) {
   b.resume = false;
 
   // The exact command that trains what is missing here with the recorded configuration.
-  const std::string retrain = "metatape train --config " + quoted(recorded_path) + " --out " + quoted(out) + " --resume";
+  const std::string retrain =
+      "metatape train --config " + quoted(recorded_path) + " --out " + quoted(out) + " --resume";
   SigintScope sigint;
   std::string description;
   auto sources = eval::build_sources(config, &description);
@@ -160,9 +162,11 @@ void evaluate(const RunOptions& options) {
                               " (delete it and train it again with " + retrain + ")");
       }
       if (record.steps < b.meta_steps) {
-        std::fprintf(stderr, "metatape: eval: %s on %s has %lld of %lld meta-steps (training stopped early); "
-                             "evaluated as it is\n", b.learners[li].c_str(), sources[fi].name.c_str(),
-                     static_cast<long long>(record.steps), static_cast<long long>(b.meta_steps));
+        std::fprintf(stderr,
+                     "metatape: eval: %s on %s has %lld of %lld meta-steps (training stopped early); "
+                     "evaluated as it is\n",
+                     b.learners[li].c_str(), sources[fi].name.c_str(), static_cast<long long>(record.steps),
+                     static_cast<long long>(b.meta_steps));
       }
     }
   }
@@ -189,10 +193,11 @@ void evaluate(const RunOptions& options) {
 
 void register_eval(CLI::App& app) {
   auto opts = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "eval", "evaluate trained learners (checkpoints and config.resolved.yaml from `metatape train --out "
-              "DIR`) against the baselines on fresh test episodes, without training; writes and prints the "
-              "report");
+  CLI::App* cmd =
+      app.add_subcommand("eval",
+                         "evaluate trained learners (checkpoints and config.resolved.yaml from `metatape train --out "
+                         "DIR`) against the baselines on fresh test episodes, without training; writes and prints the "
+                         "report");
   add_run_options(*cmd, *opts);
   cmd->callback([opts] { evaluate(*opts); });
 }

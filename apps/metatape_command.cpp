@@ -68,8 +68,9 @@ SigintScope::~SigintScope() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL
 int run_cli(const std::vector<std::string>& args) {
   CLI::App app{"metatape: few-shot meta-learning on market data, with exact second-order gradients", "metatape"};
   app.require_subcommand(1);
-  app.footer("Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 3 bad input data, "
-             "130 interrupted (checkpoint saved). See docs/cli.md.");
+  app.footer(
+      "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 3 bad input data, "
+      "130 interrupted (checkpoint saved). See docs/cli.md.");
   register_run(app);
   register_train(app);
   register_eval(app);

@@ -24,8 +24,8 @@ CLI::Validator number_check(bool zero_allowed) {
       [zero_allowed](std::string& text) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(text.c_str(), &end);
-        const bool ok = !text.empty() && end != nullptr && *end == '\0' && std::isfinite(v) &&
-                        (zero_allowed ? v >= 0 : v > 0);
+        const bool ok =
+            !text.empty() && end != nullptr && *end == '\0' && std::isfinite(v) && (zero_allowed ? v >= 0 : v > 0);
         if (ok) return {};
         return std::string("must be a number ") + (zero_allowed ? ">= 0" : "> 0") + ", got '" + text + "'";
       },
@@ -111,8 +111,9 @@ eval::RunConfig resolve_run_config(const RunOptions& o) {
   eval::RunConfig c = eval::load_run_config(o.config, overrides);
   c.benchmark.resume = o.resume;
   if (!o.data.empty() && c.data.source != "files") {
-    throw eval::ConfigError("--data was given but the config reads the simulator (data.source: simulator); "
-                            "use a config that lists data.files, e.g. configs/real.yaml");
+    throw eval::ConfigError(
+        "--data was given but the config reads the simulator (data.source: simulator); "
+        "use a config that lists data.files, e.g. configs/real.yaml");
   }
   if (!o.data.empty() && !std::filesystem::is_directory(o.data)) {
     throw eval::DataError("metatape: data: --data " + o.data + " is not a directory");
@@ -142,11 +143,15 @@ int run_and_report(const RunOptions& o, const char* what) {
     cfg << config.source_text << '\n';
   }
   if (!o.quiet) std::cout << eval::report_markdown(result) << std::flush;
-  std::fprintf(stderr, "metatape: report written to %s (report.md, report.json, *.csv); plot with "
-                       "python3 scripts/plot_report.py %s\n", report_dir.c_str(), report_dir.c_str());
+  std::fprintf(stderr,
+               "metatape: report written to %s (report.md, report.json, *.csv); plot with "
+               "python3 scripts/plot_report.py %s\n",
+               report_dir.c_str(), report_dir.c_str());
   if (result.interrupted) {
-    std::fprintf(stderr, "metatape: interrupted; checkpoints are in %s, continue with the same command "
-                         "plus --resume\n", out.c_str());
+    std::fprintf(stderr,
+                 "metatape: interrupted; checkpoints are in %s, continue with the same command "
+                 "plus --resume\n",
+                 out.c_str());
     throw CommandExit{interrupted};
   }
   return ok;
@@ -156,18 +161,20 @@ int run_and_report(const RunOptions& o, const char* what) {
 
 void register_run(CLI::App& app) {
   auto opts = std::make_shared<RunOptions>();
-  CLI::App* run = app.add_subcommand(
-      "run", "the main job: meta-train MAML, FOMAML, MAML++, Meta-SGD, Reptile, ANIL, ProtoNets and "
-             "Matching Nets on price-direction and regime tasks of the built-in simulator, evaluate them "
-             "against the baselines and print the report (the defaults are configs/main.yaml; "
-             "configs/real.yaml with --data ../shared/data/market runs on market files)");
+  CLI::App* run =
+      app.add_subcommand("run",
+                         "the main job: meta-train MAML, FOMAML, MAML++, Meta-SGD, Reptile, ANIL, ProtoNets and "
+                         "Matching Nets on price-direction and regime tasks of the built-in simulator, evaluate them "
+                         "against the baselines and print the report (the defaults are configs/main.yaml; "
+                         "configs/real.yaml with --data ../shared/data/market runs on market files)");
   add_run_options(*run, *opts);
   run->callback([opts] { run_and_report(*opts, "run"); });
 
   auto bopts = std::make_shared<RunOptions>();
-  CLI::App* bench = app.add_subcommand(
-      "bench", "the few-shot benchmark from a config file: learners x families x shots x steps x runs x "
-               "episodes, baselines, paired tests with Holm correction; writes JSON, Markdown and CSV");
+  CLI::App* bench =
+      app.add_subcommand("bench",
+                         "the few-shot benchmark from a config file: learners x families x shots x steps x runs x "
+                         "episodes, baselines, paired tests with Holm correction; writes JSON, Markdown and CSV");
   add_run_options(*bench, *bopts);
   bench->get_option("--config")->required();
   bench->callback([bopts] { run_and_report(*bopts, "bench"); });

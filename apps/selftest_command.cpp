@@ -93,7 +93,8 @@ void selftest_noise(const SelftestOptions& o) {
       auto sources = eval::build_sources(config, &description);
       eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, nullptr, &interrupt_requested());
       if (result.interrupted) throw CommandExit{interrupted};
-      result.data_description = std::string(control ? "control (AR(1) returns, phi 0.5), " : "noise (i.i.d. returns), ") + description;
+      result.data_description =
+          std::string(control ? "control (AR(1) returns, phi 0.5), " : "noise (i.i.d. returns), ") + description;
       const char* regime = control ? "control" : "noise";
       if (!o.out.empty()) {
         eval::write_report(result, o.out + "/" + regime + "-seed" + std::to_string(seed));
@@ -111,7 +112,8 @@ void selftest_noise(const SelftestOptions& o) {
         (control ? detected : false_skill) += v.skill;
       }
       for (const auto& [family, counts] : per_family) {
-        line << " " << family << " " << counts.first << "/" << counts.second << " skill (vs " << strongest[family] << ");";
+        line << " " << family << " " << counts.first << "/" << counts.second << " skill (vs " << strongest[family]
+             << ");";
       }
       line << " " << static_cast<int>(result.seconds) << " s";
       std::cout << line.str() << '\n' << std::flush;
@@ -137,9 +139,10 @@ void register_selftest(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("selftest", "self-tests of the evaluation itself");
   cmd->require_subcommand(1);
   auto opts = std::make_shared<SelftestOptions>();
-  CLI::App* noise = cmd->add_subcommand(
-      "noise", "run the main job (short settings) on a random walk and on a planted AR(1) signal; pass only "
-               "when no learner is declared skilled on noise and at least one is on the signal");
+  CLI::App* noise =
+      cmd->add_subcommand("noise",
+                          "run the main job (short settings) on a random walk and on a planted AR(1) signal; pass only "
+                          "when no learner is declared skilled on noise and at least one is on the signal");
   noise->add_option("--seeds", opts->seeds, "seeds per regime (at least 3 to pass)");
   noise->add_option("-s,--set", opts->set, "override a config key after the short settings (repeatable)");
   noise->add_option("-o,--out", opts->out, "write each run's report under this directory");

@@ -57,7 +57,8 @@ void serve(const ServeArgs& a) {
   o.threads = int_option("--threads", a.threads, 0, Limits::kMaxThreads,
                          " (0: the CPU count; the limit keeps the pool's threads and stacks bounded)");
   if (o.threads == 0) {
-    o.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2u, static_cast<unsigned>(Limits::kMaxThreads)));
+    o.threads = static_cast<int>(
+        std::clamp(std::thread::hardware_concurrency(), 2u, static_cast<unsigned>(Limits::kMaxThreads)));
   }
   o.max_connections = int_option("--max-connections", a.max_connections, 1, Limits::kMaxConnections);
   o.queue_length = int_option("--queue-length", a.queue_length, 1, Limits::kMaxQueueLength);
@@ -88,10 +89,12 @@ void serve(const ServeArgs& a) {
     throw eval::DataError(e.what());
   }
   if (!a.task.empty()) {
-    const tasks::TaskKind kind = a.task == "classification" ? tasks::TaskKind::classification
-                                 : a.task == "portfolio"    ? tasks::TaskKind::portfolio
-                                 : a.task == "regression"   ? tasks::TaskKind::regression
-                                     : throw eval::ConfigError("serve: --task must be regression, classification or portfolio, got " + a.task);
+    const tasks::TaskKind kind =
+        a.task == "classification" ? tasks::TaskKind::classification
+        : a.task == "portfolio"    ? tasks::TaskKind::portfolio
+        : a.task == "regression"
+            ? tasks::TaskKind::regression
+            : throw eval::ConfigError("serve: --task must be regression, classification or portfolio, got " + a.task);
     try {
       model->set_task(kind, a.num_classes);
     } catch (const Error& e) {
@@ -110,8 +113,8 @@ void serve(const ServeArgs& a) {
   std::fprintf(stderr,
                "metatape serve: %s (%s), listening on http://%s:%d with %d workers, at most %d connections, "
                "%d queued requests%s\n",
-               model->learner_name().c_str(), model->model_description().c_str(), o.host.c_str(), port,
-               o.threads, o.max_connections, o.queue_length, o.token.empty() ? "" : ", bearer token required");
+               model->learner_name().c_str(), model->model_description().c_str(), o.host.c_str(), port, o.threads,
+               o.max_connections, o.queue_length, o.token.empty() ? "" : ", bearer token required");
   SigintScope sigint;
   std::thread watcher([&] {
     const auto start = std::chrono::steady_clock::now();
@@ -145,15 +148,20 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--threads", args->threads,
                   "worker threads running requests, at most " + std::to_string(serve::ServerOptions::kMaxThreads) +
                       " (default 0: the CPU count, at least 2)");
-  cmd->add_option("--token-env", args->token_env, "environment variable holding a bearer token required on /v1/* and /metrics");
-  cmd->add_option("--max-body-kb", args->max_body_kb, "largest request body in KiB, else 413 (default 4096)")->check(CLI::Range(1LL, 1LL << 22));
-  cmd->add_option("--max-support-rows", args->max_support_rows, "largest support set")->check(CLI::Range(1LL, 1LL << 30));
+  cmd->add_option("--token-env", args->token_env,
+                  "environment variable holding a bearer token required on /v1/* and /metrics");
+  cmd->add_option("--max-body-kb", args->max_body_kb, "largest request body in KiB, else 413 (default 4096)")
+      ->check(CLI::Range(1LL, 1LL << 22));
+  cmd->add_option("--max-support-rows", args->max_support_rows, "largest support set")
+      ->check(CLI::Range(1LL, 1LL << 30));
   cmd->add_option("--max-query-rows", args->max_query_rows, "largest predict batch")->check(CLI::Range(1LL, 1LL << 30));
-  cmd->add_option("--max-steps", args->max_steps, "largest inner-step count a request may ask for, at most " +
-                                                      std::to_string(capi::InferenceModel::kMaxSteps));
+  cmd->add_option(
+      "--max-steps", args->max_steps,
+      "largest inner-step count a request may ask for, at most " + std::to_string(capi::InferenceModel::kMaxSteps));
   cmd->add_option("--cache-mb", args->cache_mb, "memory cap of the adapted-model LRU in MiB");
   cmd->add_option("--ttl-s", args->ttl_s, "seconds an adapted model lives after its last use");
-  cmd->add_option("--task", args->task, "task kind when the checkpoint records none (regression, classification, portfolio); a kind that "
+  cmd->add_option("--task", args->task,
+                  "task kind when the checkpoint records none (regression, classification, portfolio); a kind that "
                   "contradicts the recorded one is refused");
   cmd->add_option("--num-classes", args->num_classes, "classes for --task classification (0: from the model)");
   cmd->add_option("--max-connections", args->max_connections,

@@ -24,7 +24,8 @@ void simulate(const SimulateArgs& a) {
   c.assets = a.assets;
   c.exchanges = a.exchanges;
   c.interval_ms = tasks::interval_to_ms(a.interval);
-  if (c.interval_ms <= 0) throw eval::ConfigError("--interval '" + a.interval + "' is not an interval (1m, 5m, 1h, 1d, ...)");
+  if (c.interval_ms <= 0)
+    throw eval::ConfigError("--interval '" + a.interval + "' is not an interval (1m, 5m, 1h, 1d, ...)");
   tasks::SimulatedMarket sim;
   try {
     sim = tasks::simulate_market(c);
@@ -53,9 +54,10 @@ void simulate(const SimulateArgs& a) {
 
 void register_simulate(CLI::App& app) {
   auto a = std::make_shared<SimulateArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "simulate", "write synthetic market data (regime-switching GARCH with jumps, several exchanges with "
-                  "lead-lag and spreads) as one CSV per series plus regimes.csv");
+  CLI::App* cmd =
+      app.add_subcommand("simulate",
+                         "write synthetic market data (regime-switching GARCH with jumps, several exchanges with "
+                         "lead-lag and spreads) as one CSV per series plus regimes.csv");
   cmd->add_option("-o,--out", a->out, "output directory")->required();
   cmd->add_option("--seed", a->seed, "simulator seed");
   cmd->add_option("--bars", a->bars, "bars per series")->check(positive());

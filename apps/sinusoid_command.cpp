@@ -50,7 +50,7 @@ struct SinusoidConfig {
   std::string json_path;
   std::string save_prefix;
   std::string init = "uniform_fan_in";  // nn/init.h; the MAML authors' code: small_normal
-  std::string load_prefix;  // evaluate <prefix><learner>.ckpt instead of training
+  std::string load_prefix;              // evaluate <prefix><learner>.ckpt instead of training
   bool sharpness = false;
   std::int64_t log_every = 1000;
 };
@@ -135,7 +135,9 @@ nlohmann::json sharpness_report(meta::Learner& learner, const nn::Mlp& model, do
   for (auto [column, where] : {std::pair{&at_start, "start"}, std::pair{&at_end, "end"}}) {
     std::vector<double> sorted = column->values;
     std::sort(sorted.begin(), sorted.end());
-    auto quantile = [&](double q) { return sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))]; };
+    auto quantile = [&](double q) {
+      return sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))];
+    };
     char buf[512];
     std::snprintf(buf, sizeof buf,
                   "%-9s K=%-3lld %-5s lr*lambda_max median %.2f, 90%% %.2f, max %.3g; above 2 on %lld of %zu tasks; "
@@ -145,8 +147,11 @@ nlohmann::json sharpness_report(meta::Learner& learner, const nn::Mlp& model, do
                   static_cast<long long>(column->above), sorted.size(), static_cast<long long>(worse), steps[most],
                   static_cast<long long>(column->worse_and_above));
     lines.push_back(buf);
-    out[where] = {{"median", quantile(0.5)}, {"p90", quantile(0.9)}, {"max", sorted.back()},
-                  {"tasks_above_2", column->above}, {"worse_and_above_2", column->worse_and_above}};
+    out[where] = {{"median", quantile(0.5)},
+                  {"p90", quantile(0.9)},
+                  {"max", sorted.back()},
+                  {"tasks_above_2", column->above},
+                  {"worse_and_above_2", column->worse_and_above}};
   }
   return out;
 }
@@ -203,21 +208,31 @@ void run(const SinusoidConfig& c) {
     o.query_rows = c.query_rows;
     eval_sets.push_back(tasks::sample_sinusoid_batch(eval_gen, c.eval_tasks, o));
   }
-  std::printf("metatape sinusoid: MLP 1-40-40-1 ReLU, train K=10 (10 query), meta-batch %lld, inner SGD lr %g, "
-              "outer Adam lr %g; %s; evaluation on %lld fresh tasks, %lld query points each\n",
-              static_cast<long long>(c.meta_batch), c.inner_lr, c.outer_lr,
-              c.seconds > 0.0 ? ("budget " + std::to_string(static_cast<long long>(c.seconds)) + " s per learner" +
-                                 (c.iterations < 1000000000 ? " (at most " + std::to_string(c.iterations) + " iterations)"
-                                                            : std::string())).c_str()
-                              : (std::to_string(c.iterations) + " meta-iterations per learner").c_str(),
-              static_cast<long long>(c.eval_tasks), static_cast<long long>(c.query_rows));
+  std::printf(
+      "metatape sinusoid: MLP 1-40-40-1 ReLU, train K=10 (10 query), meta-batch %lld, inner SGD lr %g, "
+      "outer Adam lr %g; %s; evaluation on %lld fresh tasks, %lld query points each\n",
+      static_cast<long long>(c.meta_batch), c.inner_lr, c.outer_lr,
+      c.seconds > 0.0
+          ? ("budget " + std::to_string(static_cast<long long>(c.seconds)) + " s per learner" +
+             (c.iterations < 1000000000 ? " (at most " + std::to_string(c.iterations) + " iterations)" : std::string()))
+                .c_str()
+          : (std::to_string(c.iterations) + " meta-iterations per learner").c_str(),
+      static_cast<long long>(c.eval_tasks), static_cast<long long>(c.query_rows));
   std::fflush(stdout);
 
   nlohmann::json report;
-  report["config"] = {{"meta_batch", c.meta_batch}, {"seed", c.seed}, {"eval_tasks", c.eval_tasks},
-                      {"query_rows", c.query_rows}, {"inner_lr", c.inner_lr}, {"outer_lr", c.outer_lr}, {"init", c.init},
-                      {"steps", c.steps}, {"shots", c.shots}, {"reptile_inner_lr", c.reptile_inner_lr},
-                      {"reptile_inner_steps", c.reptile_inner_steps}, {"reptile_epsilon", c.reptile_epsilon}};
+  report["config"] = {{"meta_batch", c.meta_batch},
+                      {"seed", c.seed},
+                      {"eval_tasks", c.eval_tasks},
+                      {"query_rows", c.query_rows},
+                      {"inner_lr", c.inner_lr},
+                      {"outer_lr", c.outer_lr},
+                      {"init", c.init},
+                      {"steps", c.steps},
+                      {"shots", c.shots},
+                      {"reptile_inner_lr", c.reptile_inner_lr},
+                      {"reptile_inner_steps", c.reptile_inner_steps},
+                      {"reptile_epsilon", c.reptile_epsilon}};
   std::vector<std::string> lines, sharpness_lines;
   for (const auto& kind : c.learners) {
     nn::MlpSpec spec{{1, 40, 40, 1}};
@@ -248,14 +263,15 @@ void run(const SinusoidConfig& c) {
     while (c.load_prefix.empty() && it < c.iterations) {
       if (c.seconds > 0.0 && elapsed >= c.seconds) break;
       const bool log = c.log_every > 0 && (it + 1) % c.log_every == 0;
-      const auto m = learner->meta_train_step(tasks::sample_sinusoid_batch(train_gen, c.meta_batch, train_options), {log});
+      const auto m =
+          learner->meta_train_step(tasks::sample_sinusoid_batch(train_gen, c.meta_batch, train_options), {log});
       ++it;
       elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (log) {
         last_loss = m.query_loss;
         if (!std::isfinite(last_loss)) fail("sinusoid: " + kind + " diverged at iteration " + std::to_string(it));
-        std::printf("  %-8s iteration %7lld  %7.1f s  train query MSE %.4f\n", kind.c_str(),
-                    static_cast<long long>(it), elapsed, last_loss);
+        std::printf("  %-8s iteration %7lld  %7.1f s  train query MSE %.4f\n", kind.c_str(), static_cast<long long>(it),
+                    elapsed, last_loss);
         std::fflush(stdout);
       }
     }
@@ -319,13 +335,16 @@ void run(const SinusoidConfig& c) {
   std::printf("%s\n", header.str().c_str());
   for (const auto& l : lines) std::printf("%s\n", l.c_str());
   if (!sharpness_lines.empty()) {
-    std::printf("\nSharpness (lr * largest Hessian eigenvalue of the support loss; above 2, repeated SGD steps overshoot):\n");
+    std::printf(
+        "\nSharpness (lr * largest Hessian eigenvalue of the support loss; above 2, repeated SGD steps overshoot):\n");
     for (const auto& l : sharpness_lines) std::printf("  %s\n", l.c_str());
   }
-  std::printf("\"diverged (n)\": the adapted model's MSE was not finite on n tasks (e.g. learned Meta-SGD rates "
-              "applied for more steps than they were trained for).\n");
-  std::printf("For reference, the MAML paper (Finn et al. 2017), MAML with K = 5: 0.67 / 0.38 / 0.35 after 1 / 5 / "
-              "10 steps.\n");
+  std::printf(
+      "\"diverged (n)\": the adapted model's MSE was not finite on n tasks (e.g. learned Meta-SGD rates "
+      "applied for more steps than they were trained for).\n");
+  std::printf(
+      "For reference, the MAML paper (Finn et al. 2017), MAML with K = 5: 0.67 / 0.38 / 0.35 after 1 / 5 / "
+      "10 steps.\n");
   if (!c.json_path.empty()) {
     std::ofstream out(c.json_path);
     if (!out) throw eval::DataError("metatape: sinusoid: cannot write --json file '" + c.json_path + "'");
@@ -348,13 +367,16 @@ void register_sinusoid(CLI::App& app) {
       ->check(positive());
   cmd->add_option("--seconds", config->seconds, "wall-clock training budget per learner, in seconds (0 = none)")
       ->check(non_negative());
-  cmd->add_option("--minutes", [config](const CLI::results_t& r) {
+  cmd->add_option(
+      "--minutes",
+      [config](const CLI::results_t& r) {
         char* end = nullptr;
         const double minutes = std::strtod(r.at(0).c_str(), &end);
         if (r.at(0).empty() || *end != '\0' || !std::isfinite(minutes) || minutes < 0) return false;
         config->seconds = 60.0 * minutes;
         return true;
-      }, "training budget per learner, in minutes");
+      },
+      "training budget per learner, in minutes");
   cmd->add_option("--meta-batch", config->meta_batch, "tasks per meta-step")->check(positive());
   cmd->add_option("--seed", config->seed, "seed for initialisation, training and evaluation tasks");
   cmd->add_option("--eval-tasks", config->eval_tasks, "fresh evaluation tasks per K")->check(CLI::Range(2, 1000000));
@@ -366,13 +388,12 @@ void register_sinusoid(CLI::App& app) {
   cmd->add_option("--init", config->init,
                   "initialiser of the MLP (nn/init.h): uniform_fan_in (PyTorch's Linear, the default) or "
                   "small_normal (truncated N(0, 0.01^2), zero biases: the MAML authors' code), ...")
-      ->check(CLI::IsMember({"uniform_fan_in", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
-                             "small_normal"}));
+      ->check(CLI::IsMember(
+          {"uniform_fan_in", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "small_normal"}));
   cmd->add_option("--reptile-inner-lr", config->reptile_inner_lr, "Reptile: inner SGD learning rate");
   cmd->add_option("--reptile-inner-steps", config->reptile_inner_steps, "Reptile: inner SGD steps per task")
       ->check(positive());
-  cmd->add_option("--reptile-epsilon", config->reptile_epsilon, "Reptile: outer step size epsilon")
-      ->check(positive());
+  cmd->add_option("--reptile-epsilon", config->reptile_epsilon, "Reptile: outer step size epsilon")->check(positive());
   cmd->add_option("--log-every", config->log_every, "print the training loss every N iterations (0 = never)");
   cmd->add_option("--json", config->json_path, "also write the results as JSON to this file");
   cmd->add_option("--save-prefix", config->save_prefix, "save each trained learner to <prefix><learner>.ckpt");

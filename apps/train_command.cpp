@@ -32,14 +32,14 @@ void train(const TrainArgs& args) {
     for (std::size_t li = 0; li < b.learners.size(); ++li) {
       eval::TrainingRecord record;
       bool stopped = false;
-      auto learner = eval::train_benchmark_learner(b, sources[fi], fi, li, 0, &bar, offset,
-                                                   &interrupt_requested(), record, stopped,
-                                                   args.checkpoint_every);
+      auto learner = eval::train_benchmark_learner(b, sources[fi], fi, li, 0, &bar, offset, &interrupt_requested(),
+                                                   record, stopped, args.checkpoint_every);
       offset += b.meta_steps;
       if (stopped) {
         bar.finish("interrupted");
-        std::fprintf(stderr, "metatape: interrupted at %s/%s step %lld; checkpoint saved to %s; continue "
-                             "with the same command plus --resume\n",
+        std::fprintf(stderr,
+                     "metatape: interrupted at %s/%s step %lld; checkpoint saved to %s; continue "
+                     "with the same command plus --resume\n",
                      sources[fi].name.c_str(), record.learner.c_str(), static_cast<long long>(record.steps),
                      eval::learner_checkpoint_path(b, 0, sources[fi].name, record.learner).c_str());
         throw CommandExit{interrupted};
@@ -60,10 +60,11 @@ void train(const TrainArgs& args) {
 
 void register_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "train", "meta-train the configured learners (per family) with JSONL metrics, gradient diagnostics "
-               "and checkpoints; Ctrl-C saves a checkpoint and exits with 130; --resume continues "
-               "bit-identically");
+  CLI::App* cmd =
+      app.add_subcommand("train",
+                         "meta-train the configured learners (per family) with JSONL metrics, gradient diagnostics "
+                         "and checkpoints; Ctrl-C saves a checkpoint and exits with 130; --resume continues "
+                         "bit-identically");
   add_run_options(*cmd, args->run);
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "meta-steps between checkpoints (0: end only)")
       ->check(non_negative());

@@ -12,8 +12,8 @@ namespace {
 // The scalar whose gradient is compared, and its analytic gradient with respect to `inputs`.
 using ScalarFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-GradcheckResult compare(const ScalarFn& scalar, const std::vector<Tensor>& inputs,
-                        const GradcheckOptions& options, const char* what) {
+GradcheckResult compare(const ScalarFn& scalar, const std::vector<Tensor>& inputs, const GradcheckOptions& options,
+                        const char* what) {
   for (const Tensor& t : inputs) {
     if (t.dtype() != DType::f64 || t.device() != Device::cpu) {
       fail(std::string(what) + ": inputs must be f64 CPU tensors, got " + describe(t));
@@ -58,9 +58,8 @@ GradcheckResult compare(const ScalarFn& scalar, const std::vector<Tensor>& input
         result.ok = false;
         std::ostringstream msg;
         msg.precision(12);
-        msg << what << ": input #" << k << " element " << i << ": analytic "
-            << a[static_cast<std::size_t>(i)] << " vs numeric " << numeric << " (abs error " << err
-            << ")";
+        msg << what << ": input #" << k << " element " << i << ": analytic " << a[static_cast<std::size_t>(i)]
+            << " vs numeric " << numeric << " (abs error " << err << ")";
         result.message = msg.str();
       }
     }
@@ -68,9 +67,7 @@ GradcheckResult compare(const ScalarFn& scalar, const std::vector<Tensor>& input
   return result;
 }
 
-Tensor weights_like(const Tensor& t, Generator& gen) {
-  return Tensor::uniform(t.shape(), -1.0, 1.0, gen, DType::f64);
-}
+Tensor weights_like(const Tensor& t, Generator& gen) { return Tensor::uniform(t.shape(), -1.0, 1.0, gen, DType::f64); }
 
 }  // namespace
 
@@ -82,8 +79,7 @@ GradcheckResult gradcheck(const DifferentiableFn& f, const std::vector<Tensor>& 
     NoGradGuard off;
     w = weights_like(f(inputs), gen);
   }
-  return compare([&](const std::vector<Tensor>& x) { return sum(mul(f(x), w)); }, inputs, options,
-                 "gradcheck");
+  return compare([&](const std::vector<Tensor>& x) { return sum(mul(f(x), w)); }, inputs, options, "gradcheck");
 }
 
 GradcheckResult gradgradcheck(const DifferentiableFn& f, const std::vector<Tensor>& inputs,

@@ -15,8 +15,8 @@
 namespace metatape {
 
 struct GradcheckOptions {
-  double eps = 1e-6;    // central-difference step
-  double atol = 1e-7;   // pass when |analytic - numeric| <= atol + rtol * |numeric|
+  double eps = 1e-6;   // central-difference step
+  double atol = 1e-7;  // pass when |analytic - numeric| <= atol + rtol * |numeric|
   double rtol = 1e-5;
   std::uint64_t seed = 7;
 };

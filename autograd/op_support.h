@@ -10,9 +10,7 @@
 namespace metatape::detail {
 
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
-inline Tensor empty_as(const Tensor& t, const Shape& shape) {
-  return Tensor::empty(shape, t.dtype(), t.device());
-}
+inline Tensor empty_as(const Tensor& t, const Shape& shape) { return Tensor::empty(shape, t.dtype(), t.device()); }
 
 inline void check_float(const char* op, const Tensor& t) {
   if (t.dtype() == DType::i64) {
@@ -45,8 +43,8 @@ inline int normalize_axis(const char* op, const Tensor& t, int axis) {
 
 inline void check_labels(const char* op, const Tensor& logits, const Tensor& labels) {
   if (labels.dtype() != DType::i64 || labels.rank() != 1 || labels.dim(0) != logits.dim(0)) {
-    fail(std::string(op) + ": labels must be i64 of shape (" + std::to_string(logits.dim(0)) +
-         ") to match logits " + logits.shape().str() + ", got " + describe(labels));
+    fail(std::string(op) + ": labels must be i64 of shape (" + std::to_string(logits.dim(0)) + ") to match logits " +
+         logits.shape().str() + ", got " + describe(labels));
   }
 }
 

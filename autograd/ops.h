@@ -53,7 +53,7 @@ Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 
 // ---- reductions -----------------------------------------------------------------------------------
-Tensor sum(const Tensor& x);                                  // all elements, rank 0
+Tensor sum(const Tensor& x);  // all elements, rank 0
 Tensor sum(const Tensor& x, int axis, bool keepdim = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, int axis, bool keepdim = false);
@@ -79,7 +79,7 @@ Tensor reshape(const Tensor& x, const Shape& shape);  // shares storage
 Tensor transpose(const Tensor& x);                    // swaps the last two dims
 Tensor concat(const std::vector<Tensor>& parts, int axis);
 Tensor slice(const Tensor& x, int axis, std::int64_t start, std::int64_t end);  // [start, end)
-Tensor index_select(const Tensor& x, const Tensor& index);  // rows of axis 0, index i64
+Tensor index_select(const Tensor& x, const Tensor& index);                      // rows of axis 0, index i64
 // The adjoint of index_select: a tensor of `rows` rows, zero except rows index[r] += src[r].
 Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows);
 // The adjoint of slice: zeros of `full` shape with x placed at [start, start + x.dim(axis)).
@@ -97,7 +97,7 @@ Tensor mse(const Tensor& prediction, const Tensor& target);
 
 // ---- not differentiable ---------------------------------------------------------------------------
 Tensor one_hot(const Tensor& labels, std::int64_t classes, DType dtype = DType::f32);
-Tensor argmax(const Tensor& x, int axis);  // i64
+Tensor argmax(const Tensor& x, int axis);          // i64
 Tensor greater(const Tensor& a, const Tensor& b);  // 1 where a > b, else 0 (dtype of a)
 
 }  // namespace metatape

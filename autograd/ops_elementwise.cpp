@@ -31,8 +31,7 @@ Tensor run_binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 // A unary op whose derivative is `dydx(node)`, a tensor of x's shape built from differentiable ops.
 template <class Derivative>
-Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double alpha, double beta,
-                Derivative dydx) {
+Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double alpha, double beta, Derivative dydx) {
   Tensor y = run_unary(op, x, alpha, beta);
   if (!should_record({&x})) return y;
   return record(name, y, {x}, [dydx](const Node& node, const Tensor& g, const std::vector<bool>&) {
@@ -132,13 +131,11 @@ Tensor pow(const Tensor& x, double p) {
 }
 
 Tensor square(const Tensor& x) {
-  return unary_op("square", UnaryOp::square, x, 0, 0,
-                  [](const Node& n) { return affine(n.inputs[0], 2.0, 0.0); });
+  return unary_op("square", UnaryOp::square, x, 0, 0, [](const Node& n) { return affine(n.inputs[0], 2.0, 0.0); });
 }
 
 Tensor abs(const Tensor& x) {
-  return unary_op("abs", UnaryOp::abs, x, 0, 0,
-                  [](const Node& n) { return mask_of(UnaryOp::sign, n.inputs[0]); });
+  return unary_op("abs", UnaryOp::abs, x, 0, 0, [](const Node& n) { return mask_of(UnaryOp::sign, n.inputs[0]); });
 }
 
 Tensor relu(const Tensor& x) {
@@ -162,19 +159,16 @@ Tensor elu(const Tensor& x, double alpha) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary_op("tanh", UnaryOp::tanh, x, 0, 0,
-                  [](const Node& n) { return affine(square(n.output), -1.0, 1.0); });
+  return unary_op("tanh", UnaryOp::tanh, x, 0, 0, [](const Node& n) { return affine(square(n.output), -1.0, 1.0); });
 }
 
 Tensor sigmoid(const Tensor& x) {
-  return unary_op("sigmoid", UnaryOp::sigmoid, x, 0, 0, [](const Node& n) {
-    return mul(n.output, affine(n.output, -1.0, 1.0));
-  });
+  return unary_op("sigmoid", UnaryOp::sigmoid, x, 0, 0,
+                  [](const Node& n) { return mul(n.output, affine(n.output, -1.0, 1.0)); });
 }
 
 Tensor softplus(const Tensor& x) {
-  return unary_op("softplus", UnaryOp::softplus, x, 0, 0,
-                  [](const Node& n) { return sigmoid(n.inputs[0]); });
+  return unary_op("softplus", UnaryOp::softplus, x, 0, 0, [](const Node& n) { return sigmoid(n.inputs[0]); });
 }
 
 // gelu(x) = 0.5 x (1 + tanh u), u = c (x + k x^3);
@@ -187,8 +181,7 @@ Tensor gelu(const Tensor& x) {
     const Tensor v2 = square(v);
     const Tensor t = tanh(affine(mul(v, affine(v2, k, 1.0)), c, 0.0));
     const Tensor first = affine(t, 0.5, 0.5);
-    const Tensor second = mul(mul(affine(v, 0.5 * c, 0.0), affine(square(t), -1.0, 1.0)),
-                              affine(v2, 3.0 * k, 1.0));
+    const Tensor second = mul(mul(affine(v, 0.5 * c, 0.0), affine(square(t), -1.0, 1.0)), affine(v2, 3.0 * k, 1.0));
     return add(first, second);
   });
 }
@@ -204,8 +197,8 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   detail::check_same_dtype("where", a, b);
   detail::check_same_dtype("where", mask, a);
-  const Shape shape = kernels::broadcast_shapes(
-      kernels::broadcast_shapes(a.shape(), b.shape(), "where"), mask.shape(), "where");
+  const Shape shape =
+      kernels::broadcast_shapes(kernels::broadcast_shapes(a.shape(), b.shape(), "where"), mask.shape(), "where");
   Tensor y = detail::empty_as(a, shape);
   kernels::where(mask.view(), a.view(), b.view(), y.view());
   if (!should_record({&a, &b})) return y;

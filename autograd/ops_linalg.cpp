@@ -19,17 +19,14 @@ Tensor gemm_forward(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   detail::check_rank("matmul", a, 2, 3, "left operand");
   detail::check_rank("matmul", b, 2, 3, "right operand");
   if (cols(a, ta) != rows(b, tb)) {
-    fail("matmul: inner dimensions differ, " + describe(a) + (ta ? " (transposed)" : "") + " and " +
-         describe(b) + (tb ? " (transposed)" : "") + ": " + std::to_string(cols(a, ta)) + " vs " +
-         std::to_string(rows(b, tb)));
+    fail("matmul: inner dimensions differ, " + describe(a) + (ta ? " (transposed)" : "") + " and " + describe(b) +
+         (tb ? " (transposed)" : "") + ": " + std::to_string(cols(a, ta)) + " vs " + std::to_string(rows(b, tb)));
   }
   if (a.rank() == 3 && b.rank() == 3 && a.dim(0) != b.dim(0)) {
     fail("matmul: batch sizes differ, " + describe(a) + " and " + describe(b));
   }
   const std::int64_t m = rows(a, ta), n = cols(b, tb);
-  const Shape shape = a.rank() == 3   ? Shape{a.dim(0), m, n}
-                      : b.rank() == 3 ? Shape{b.dim(0), m, n}
-                                      : Shape{m, n};
+  const Shape shape = a.rank() == 3 ? Shape{a.dim(0), m, n} : b.rank() == 3 ? Shape{b.dim(0), m, n} : Shape{m, n};
   Tensor c = detail::empty_as(a, shape);
   kernels::gemm(a.view(), ta, b.view(), tb, c.view(), 1.0, 0.0);
   return c;
@@ -40,15 +37,14 @@ Tensor gemm_forward(const Tensor& a, bool ta, const Tensor& b, bool tb) {
 Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   Tensor c = gemm_forward(a, ta, b, tb);
   if (!should_record({&a, &b})) return c;
-  return record("matmul", c, {a, b},
-                [ta, tb](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
-                  const Tensor& a = n.inputs[0];
-                  const Tensor& b = n.inputs[1];
-                  std::vector<Tensor> r(2);
-                  if (needs[0]) r[0] = unbatch_to(ta ? gemm(b, tb, g, true) : gemm(g, false, b, !tb), a);
-                  if (needs[1]) r[1] = unbatch_to(tb ? gemm(g, true, a, ta) : gemm(a, !ta, g, false), b);
-                  return r;
-                });
+  return record("matmul", c, {a, b}, [ta, tb](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
+    const Tensor& a = n.inputs[0];
+    const Tensor& b = n.inputs[1];
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = unbatch_to(ta ? gemm(b, tb, g, true) : gemm(g, false, b, !tb), a);
+    if (needs[1]) r[1] = unbatch_to(tb ? gemm(g, true, a, ta) : gemm(a, !ta, g, false), b);
+    return r;
+  });
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) { return gemm(a, false, b, false); }
@@ -58,13 +54,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_rank("linear", weight, 2, 3, "weight");
   detail::check_rank("linear", x, weight.rank() == 3 ? 3 : 2, 3, "input");
   if (x.dim(-1) != weight.dim(-1)) {
-    fail("linear: input has " + std::to_string(x.dim(-1)) + " features, weight " +
-         weight.shape().str() + " expects " + std::to_string(weight.dim(-1)) +
-         " (check the feature window)");
+    fail("linear: input has " + std::to_string(x.dim(-1)) + " features, weight " + weight.shape().str() + " expects " +
+         std::to_string(weight.dim(-1)) + " (check the feature window)");
   }
   if (weight.rank() == 3 && x.dim(0) != weight.dim(0)) {
-    fail("linear: input has " + std::to_string(x.dim(0)) + " tasks, weight " + weight.shape().str() +
-         " has " + std::to_string(weight.dim(0)));
+    fail("linear: input has " + std::to_string(x.dim(0)) + " tasks, weight " + weight.shape().str() + " has " +
+         std::to_string(weight.dim(0)));
   }
   const std::int64_t out_features = weight.dim(-2);
   Shape out_shape = x.shape();
@@ -81,32 +76,30 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (bias.defined()) {
     detail::check_same_dtype("linear", x, bias);
     if (kernels::broadcast_shapes(bias.shape(), out_shape, "linear (bias)") != out_shape) {
-      fail("linear: bias " + bias.shape().str() + " does not broadcast to the output " +
-           out_shape.str() + " (expected (" + std::to_string(out_features) + "))");
+      fail("linear: bias " + bias.shape().str() + " does not broadcast to the output " + out_shape.str() +
+           " (expected (" + std::to_string(out_features) + "))");
     }
     kernels::binary(kernels::BinaryOp::add, y.view(), bias.view(), y.view());
   }
   if (!should_record({&x, &weight, &bias})) return y;
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
-  return record("linear", y, std::move(inputs),
-                [](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
-                  const Tensor& x = n.inputs[0];
-                  const Tensor& w = n.inputs[1];
-                  std::vector<Tensor> r(n.inputs.size());
-                  if (needs[0]) r[0] = gemm(g, false, w, false);
-                  if (needs[1]) {
-                    if (w.rank() == 3) {
-                      r[1] = gemm(g, true, x, false);
-                    } else {
-                      const std::int64_t flat = x.numel() / x.dim(-1);
-                      r[1] = gemm(reshape(g, Shape{flat, g.dim(-1)}), true,
-                                  reshape(x, Shape{flat, x.dim(-1)}), false);
-                    }
-                  }
-                  if (n.inputs.size() > 2 && needs[2]) r[2] = sum_to(g, n.inputs[2].shape());
-                  return r;
-                });
+  return record("linear", y, std::move(inputs), [](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
+    const Tensor& x = n.inputs[0];
+    const Tensor& w = n.inputs[1];
+    std::vector<Tensor> r(n.inputs.size());
+    if (needs[0]) r[0] = gemm(g, false, w, false);
+    if (needs[1]) {
+      if (w.rank() == 3) {
+        r[1] = gemm(g, true, x, false);
+      } else {
+        const std::int64_t flat = x.numel() / x.dim(-1);
+        r[1] = gemm(reshape(g, Shape{flat, g.dim(-1)}), true, reshape(x, Shape{flat, x.dim(-1)}), false);
+      }
+    }
+    if (n.inputs.size() > 2 && needs[2]) r[2] = sum_to(g, n.inputs[2].shape());
+    return r;
+  });
 }
 
 // With D = |a|^2 1^T + 1 |b|^2^T - 2 a b^T:
@@ -116,35 +109,31 @@ Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
   detail::check_rank("pairwise_sqdist", a, 2, 3, "first operand");
   detail::check_rank("pairwise_sqdist", b, 2, 3, "second operand");
   if (a.dim(-1) != b.dim(-1) || (a.rank() == 3 && b.rank() == 3 && a.dim(0) != b.dim(0))) {
-    fail("pairwise_sqdist: " + describe(a) + " and " + describe(b) +
-         " need the same feature size (and task count)");
+    fail("pairwise_sqdist: " + describe(a) + " and " + describe(b) + " need the same feature size (and task count)");
   }
   const std::int64_t batch = a.rank() == 3 ? a.dim(0) : (b.rank() == 3 ? b.dim(0) : 0);
   const Shape shape = batch ? Shape{batch, a.dim(-2), b.dim(-2)} : Shape{a.dim(-2), b.dim(-2)};
   Tensor d = detail::empty_as(a, shape);
   kernels::pairwise_sqdist(a.view(), b.view(), d.view());
   if (!should_record({&a, &b})) return d;
-  return record("pairwise_sqdist", d, {a, b},
-                [](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
-                  const Tensor& a = n.inputs[0];
-                  const Tensor& b = n.inputs[1];
-                  std::vector<Tensor> r(2);
-                  if (needs[0]) {
-                    const Tensor row = sum(g, -1, true);
-                    r[0] = unbatch_to(affine(sub(mul(row, a), gemm(g, false, b, false)), 2.0, 0.0), a);
-                  }
-                  if (needs[1]) {
-                    const Tensor col = transpose(sum(g, -2, true));
-                    r[1] = unbatch_to(affine(sub(mul(col, b), gemm(g, true, a, false)), 2.0, 0.0), b);
-                  }
-                  return r;
-                });
+  return record("pairwise_sqdist", d, {a, b}, [](const Node& n, const Tensor& g, const std::vector<bool>& needs) {
+    const Tensor& a = n.inputs[0];
+    const Tensor& b = n.inputs[1];
+    std::vector<Tensor> r(2);
+    if (needs[0]) {
+      const Tensor row = sum(g, -1, true);
+      r[0] = unbatch_to(affine(sub(mul(row, a), gemm(g, false, b, false)), 2.0, 0.0), a);
+    }
+    if (needs[1]) {
+      const Tensor col = transpose(sum(g, -2, true));
+      r[1] = unbatch_to(affine(sub(mul(col, b), gemm(g, true, a, false)), 2.0, 0.0), b);
+    }
+    return r;
+  });
 }
 
 Tensor cosine_similarity(const Tensor& a, const Tensor& b, double eps) {
-  auto normalize = [eps](const Tensor& v) {
-    return div(v, sqrt(affine(sum(square(v), -1, true), 1.0, eps)));
-  };
+  auto normalize = [eps](const Tensor& v) { return div(v, sqrt(affine(sum(square(v), -1, true), 1.0, eps))); };
   return gemm(normalize(a), false, normalize(b), true);
 }
 

@@ -39,12 +39,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   kernels::cross_entropy(logits.view(), labels.view(), loss.view());
   if (!should_record({&logits})) return loss;
   const Tensor target = one_hot(labels, logits.dim(1), logits.dtype());
-  return record("cross_entropy", loss, {logits},
-                [target](const Node& n, const Tensor& g, const std::vector<bool>&) {
-                  const Tensor& z = n.inputs[0];
-                  const double inv_rows = 1.0 / static_cast<double>(z.dim(0));
-                  return std::vector<Tensor>{mul(affine(sub(softmax(z), target), inv_rows, 0.0), g)};
-                });
+  return record("cross_entropy", loss, {logits}, [target](const Node& n, const Tensor& g, const std::vector<bool>&) {
+    const Tensor& z = n.inputs[0];
+    const double inv_rows = 1.0 / static_cast<double>(z.dim(0));
+    return std::vector<Tensor>{mul(affine(sub(softmax(z), target), inv_rows, 0.0), g)};
+  });
 }
 
 Tensor nll(const Tensor& log_probs, const Tensor& labels) {
@@ -58,8 +57,7 @@ Tensor nll(const Tensor& log_probs, const Tensor& labels) {
 
 Tensor mse(const Tensor& prediction, const Tensor& target) {
   if (prediction.shape() != target.shape()) {
-    fail("mse: prediction " + describe(prediction) + " and target " + describe(target) +
-         " must have the same shape");
+    fail("mse: prediction " + describe(prediction) + " and target " + describe(target) + " must have the same shape");
   }
   return mean(square(sub(prediction, target)));
 }

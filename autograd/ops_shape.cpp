@@ -8,8 +8,8 @@ namespace metatape {
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
   if (shape.numel() != x.numel()) {
-    fail("reshape: cannot view " + describe(x) + " as " + shape.str() + " (" +
-         std::to_string(x.numel()) + " vs " + std::to_string(shape.numel()) + " elements)");
+    fail("reshape: cannot view " + describe(x) + " as " + shape.str() + " (" + std::to_string(x.numel()) + " vs " +
+         std::to_string(shape.numel()) + " elements)");
   }
   if (shape == x.shape()) return x;
   auto impl = std::make_shared<TensorImpl>();
@@ -58,8 +58,8 @@ Tensor pad_axis(const Tensor& x, const Shape& full, int axis, std::int64_t start
   Shape expected = full;
   expected[a] = x.dim(a);
   if (full.rank != x.rank() || expected != x.shape() || start < 0 || start + x.dim(a) > full[a]) {
-    fail("pad_axis: cannot place " + describe(x) + " at " + std::to_string(start) + " on axis " +
-         std::to_string(axis) + " of " + full.str());
+    fail("pad_axis: cannot place " + describe(x) + " at " + std::to_string(start) + " on axis " + std::to_string(axis) +
+         " of " + full.str());
   }
   Tensor y = Tensor::zeros(full, x.dtype(), x.device());
   kernels::copy_axis_block(x.view(), 0, y.view(), start, a, x.dim(a));
@@ -81,8 +81,7 @@ Tensor concat(const std::vector<Tensor>& parts, int axis) {
     Shape expected = first.shape();
     expected[a] = p.rank() == first.rank() ? p.dim(a) : -1;
     if (p.rank() != first.rank() || p.shape() != expected) {
-      fail("concat: " + describe(p) + " does not match " + describe(first) + " outside axis " +
-           std::to_string(axis));
+      fail("concat: " + describe(p) + " does not match " + describe(first) + " outside axis " + std::to_string(axis));
     }
     shape[a] += p.dim(a);
     record_it = record_it || should_record({&p});
@@ -134,8 +133,7 @@ Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows) {
   check_index("index_add", index);
   detail::check_float("index_add", src);
   if (src.rank() < 1 || src.dim(0) != index.numel()) {
-    fail("index_add: " + describe(src) + " needs one row per index (" +
-         std::to_string(index.numel()) + ")");
+    fail("index_add: " + describe(src) + " needs one row per index (" + std::to_string(index.numel()) + ")");
   }
   Shape shape = src.shape();
   shape[0] = rows;

@@ -17,9 +17,8 @@ void check_update(const char* op, const Tensor& theta, const Tensor& grad) {
          " need the same shape");
   }
   if (theta.device() != grad.device()) {
-    fail(std::string(op) + ": parameter " + describe(theta) + " is on " +
-         kernels::device_name(theta.device()) + " but its gradient is on " +
-         kernels::device_name(grad.device()) + "; move one with .to(device)");
+    fail(std::string(op) + ": parameter " + describe(theta) + " is on " + kernels::device_name(theta.device()) +
+         " but its gradient is on " + kernels::device_name(grad.device()) + "; move one with .to(device)");
   }
 }
 
@@ -30,21 +29,20 @@ Tensor inner_update(const Tensor& theta, const Tensor& grad, double lr) {
   Tensor out = detail::empty_like(theta);
   kernels::sgd_update(theta.view(), grad.view(), lr, out.view());
   if (!should_record({&theta, &grad})) return out;
-  return record("inner_update", out, {theta, grad},
-                [lr](const Node&, const Tensor& g, const std::vector<bool>& needs) {
-                  std::vector<Tensor> r(2);
-                  if (needs[0]) r[0] = g;
-                  if (needs[1]) r[1] = affine(g, -lr, 0.0);
-                  return r;
-                });
+  return record("inner_update", out, {theta, grad}, [lr](const Node&, const Tensor& g, const std::vector<bool>& needs) {
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = g;
+    if (needs[1]) r[1] = affine(g, -lr, 0.0);
+    return r;
+  });
 }
 
 Tensor inner_update(const Tensor& theta, const Tensor& grad, const Tensor& lr) {
   check_update("inner_update", theta, grad);
   detail::check_same_dtype("inner_update", theta, lr);
   if (lr.numel() != 1 && lr.shape() != theta.shape()) {
-    fail("inner_update: learning rates " + describe(lr) + " must be one element or match the " +
-         "parameter " + describe(theta) + " (Meta-SGD: one rate per parameter)");
+    fail("inner_update: learning rates " + describe(lr) + " must be one element or match the " + "parameter " +
+         describe(theta) + " (Meta-SGD: one rate per parameter)");
   }
   if (lr.device() != theta.device()) {
     fail("inner_update: learning rates " + describe(lr) + " and parameter " + describe(theta) +
@@ -65,8 +63,8 @@ Tensor inner_update(const Tensor& theta, const Tensor& grad, const Tensor& lr) {
                 });
 }
 
-void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                 const AdamConfig& config, std::int64_t step) {
+void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamConfig& config,
+                 std::int64_t step) {
   for (const Tensor* t : {&grad, &m, &v}) {
     if (t->shape() != param.shape() || t->dtype() != param.dtype() || t->device() != param.device()) {
       fail("adam_update: " + describe(*t) + " does not match the parameter " + describe(param) +
@@ -74,9 +72,8 @@ void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const
     }
   }
   detail::check_float("adam_update", param);
-  kernels::adam_update(param.view(), grad.view(), m.view(), v.view(), config.lr, config.beta1,
-                       config.beta2, config.eps, config.weight_decay, step,
-                       config.decoupled_weight_decay);
+  kernels::adam_update(param.view(), grad.view(), m.view(), v.view(), config.lr, config.beta1, config.beta2, config.eps,
+                       config.weight_decay, step, config.decoupled_weight_decay);
 }
 
 }  // namespace metatape

@@ -25,10 +25,10 @@ class Generator {
   explicit Generator(std::uint64_t seed = 0x5eed);
 
   std::uint64_t next_u64();
-  double uniform();                       // [0, 1), 53 random bits
-  double uniform(double lo, double hi);   // [lo, hi)
-  double normal();                        // mean 0, standard deviation 1
-  std::uint64_t below(std::uint64_t n);   // uniform integer in [0, n), unbiased
+  double uniform();                      // [0, 1), 53 random bits
+  double uniform(double lo, double hi);  // [lo, hi)
+  double normal();                       // mean 0, standard deviation 1
+  std::uint64_t below(std::uint64_t n);  // uniform integer in [0, n), unbiased
 
   // Derives an independent generator (e.g. one per task or worker) without touching this one's stream
   // position other than by one draw.

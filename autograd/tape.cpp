@@ -40,8 +40,7 @@ std::ptrdiff_t index_of(const Node* node) {
 }
 
 std::string label(const TensorImpl& t) {
-  return t.name.empty() ? std::string("an unnamed tensor ") + t.shape.str()
-                        : "'" + t.name + "' " + t.shape.str();
+  return t.name.empty() ? std::string("an unnamed tensor ") + t.shape.str() : "'" + t.name + "' " + t.shape.str();
 }
 
 // One backward walk; shared by grad() and backward(). Its scratch state (pending gradients, which
@@ -199,8 +198,7 @@ class Walk {
     if (t->producer_op != nullptr && !s.requested) {
       const std::shared_ptr<Node> node = t->producer.lock();
       if (!node) {
-        fail(std::string("grad: backward through a released scope: ") + label(*t) + " was made by '" +
-             t->producer_op +
+        fail(std::string("grad: backward through a released scope: ") + label(*t) + " was made by '" + t->producer_op +
              "' inside a TapeScope (or before a release_since mark) that has been closed; keep the "
              "scope open until every grad() through it is done, or detach() the tensor");
       }
@@ -235,9 +233,7 @@ GradModeGuard::GradModeGuard(bool enabled) : previous_(grad_mode) { grad_mode = 
 GradModeGuard::~GradModeGuard() { grad_mode = previous_; }
 
 bool anomaly_detection_enabled() { return anomaly_mode; }
-DetectAnomalyGuard::DetectAnomalyGuard(bool enabled) : previous_(anomaly_mode) {
-  anomaly_mode = enabled;
-}
+DetectAnomalyGuard::DetectAnomalyGuard(bool enabled) : previous_(anomaly_mode) { anomaly_mode = enabled; }
 DetectAnomalyGuard::~DetectAnomalyGuard() { anomaly_mode = previous_; }
 
 void check_anomaly(const char* op, const Tensor& t, const char* what) {
@@ -245,9 +241,8 @@ void check_anomaly(const char* op, const Tensor& t, const char* what) {
   const std::vector<double> values = t.to_vector<double>();
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      fail(std::string("detect_anomaly: op '") + op + "' produced " +
-           (std::isnan(values[i]) ? "NaN" : "Inf") + " in its " + what + " (" + describe(t) +
-           ", first at flat index " + std::to_string(i) + ")");
+      fail(std::string("detect_anomaly: op '") + op + "' produced " + (std::isnan(values[i]) ? "NaN" : "Inf") +
+           " in its " + what + " (" + describe(t) + ", first at flat index " + std::to_string(i) + ")");
     }
   }
 }
@@ -281,8 +276,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                          const GradOptions& options, const std::vector<Tensor>& grad_outputs) {
   if (outputs.empty()) fail("grad: no outputs given");
   if (!grad_outputs.empty() && grad_outputs.size() != outputs.size()) {
-    fail("grad: " + std::to_string(grad_outputs.size()) + " grad_outputs for " +
-         std::to_string(outputs.size()) + " outputs");
+    fail("grad: " + std::to_string(grad_outputs.size()) + " grad_outputs for " + std::to_string(outputs.size()) +
+         " outputs");
   }
   Walk walk(true, options.create_graph, options.retain_graph.value_or(options.create_graph));
   for (std::size_t j = 0; j < inputs.size(); ++j) walk.request(inputs[j], j);

@@ -27,16 +27,16 @@ struct Node;
 // input i's gradient is wanted; an entry may be left undefined when it is not. A backward function
 // reads the tensors it needs from node.inputs and node.output and captures only constants (scalars,
 // labels, masks): the tape decides a node is dead when nothing but the node holds its output.
-using BackwardFn = std::function<std::vector<Tensor>(const Node& node, const Tensor& grad_output,
-                                                     const std::vector<bool>& needs)>;
+using BackwardFn =
+    std::function<std::vector<Tensor>(const Node& node, const Tensor& grad_output, const std::vector<bool>& needs)>;
 
 struct Node {
   const char* op = nullptr;
   std::vector<Tensor> inputs;
   Tensor output;
   BackwardFn backward;
-  std::uint64_t seq = 0;   // creation number, strictly increasing on a thread
-  bool released = false;   // saved state freed by a grad() call without retain_graph
+  std::uint64_t seq = 0;  // creation number, strictly increasing on a thread
+  bool released = false;  // saved state freed by a grad() call without retain_graph
 };
 
 // ---- grad mode ------------------------------------------------------------------------------------
@@ -81,16 +81,15 @@ void check_anomaly(const char* op, const Tensor& t, const char* what = "output")
 
 // ---- differentiation ------------------------------------------------------------------------------
 struct GradOptions {
-  bool create_graph = false;          // record the backward pass so it can be differentiated again
-  std::optional<bool> retain_graph;   // keep saved state for another pass; default: create_graph
-  bool allow_unused = false;          // an input not reaching the outputs gets zeros, not an error
+  bool create_graph = false;         // record the backward pass so it can be differentiated again
+  std::optional<bool> retain_graph;  // keep saved state for another pass; default: create_graph
+  bool allow_unused = false;         // an input not reaching the outputs gets zeros, not an error
 };
 
 // d(sum_k <grad_outputs[k], outputs[k]>)/d(inputs[j]) for every j. grad_outputs may be empty when
 // every output is a one-element tensor (each is then seeded with 1).
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         const GradOptions& options = {},
-                         const std::vector<Tensor>& grad_outputs = {});
+                         const GradOptions& options = {}, const std::vector<Tensor>& grad_outputs = {});
 
 // Accumulates into grad() of every leaf that requires grad and is reached from `output`.
 void backward(const Tensor& output, const Tensor& grad_output = Tensor(), bool create_graph = false);

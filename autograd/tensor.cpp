@@ -38,17 +38,11 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
-  return full(shape, 0.0, dtype, device);
-}
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 
-Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
-  return full(shape, 1.0, dtype, device);
-}
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
-Tensor Tensor::scalar(double value, DType dtype, Device device) {
-  return full(Shape{}, value, dtype, device);
-}
+Tensor Tensor::scalar(double value, DType dtype, Device device) { return full(Shape{}, value, dtype, device); }
 
 Tensor Tensor::arange(std::int64_t n, DType dtype, Device device) {
   std::vector<double> values(static_cast<std::size_t>(n));
@@ -59,48 +53,48 @@ Tensor Tensor::arange(std::int64_t n, DType dtype, Device device) {
 namespace {
 
 template <class Source>
-Tensor from_host_values(const std::vector<Source>& values, const Shape& shape, DType dtype,
-                        Device device) {
+Tensor from_host_values(const std::vector<Source>& values, const Shape& shape, DType dtype, Device device) {
   if (static_cast<std::int64_t>(values.size()) != shape.numel()) {
-    fail("tensor: " + std::to_string(values.size()) + " values given for shape " + shape.str() +
-         " which holds " + std::to_string(shape.numel()));
+    fail("tensor: " + std::to_string(values.size()) + " values given for shape " + shape.str() + " which holds " +
+         std::to_string(shape.numel()));
   }
   Tensor host = Tensor::empty(shape, dtype, Device::cpu);
   const std::size_t n = values.size();
   switch (dtype) {
-    case DType::f32: for (std::size_t i = 0; i < n; ++i) host.data<float>()[i] = static_cast<float>(values[i]); break;
-    case DType::f64: for (std::size_t i = 0; i < n; ++i) host.data<double>()[i] = static_cast<double>(values[i]); break;
-    case DType::i64: for (std::size_t i = 0; i < n; ++i) host.data<std::int64_t>()[i] = static_cast<std::int64_t>(values[i]); break;
+    case DType::f32:
+      for (std::size_t i = 0; i < n; ++i) host.data<float>()[i] = static_cast<float>(values[i]);
+      break;
+    case DType::f64:
+      for (std::size_t i = 0; i < n; ++i) host.data<double>()[i] = static_cast<double>(values[i]);
+      break;
+    case DType::i64:
+      for (std::size_t i = 0; i < n; ++i) host.data<std::int64_t>()[i] = static_cast<std::int64_t>(values[i]);
+      break;
   }
   return host.to(device);
 }
 
 }  // namespace
 
-Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype,
-                           Device device) {
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype, Device device) {
   return from_host_values(values, shape, dtype, device);
 }
 
-Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, DType dtype,
-                           Device device) {
+Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, DType dtype, Device device) {
   return from_host_values(values, shape, dtype, device);
 }
 
 Tensor Tensor::indices(const std::vector<std::int64_t>& values, Device device) {
-  return from_host_values(values, Shape{static_cast<std::int64_t>(values.size())}, DType::i64,
-                          device);
+  return from_host_values(values, Shape{static_cast<std::int64_t>(values.size())}, DType::i64, device);
 }
 
-Tensor Tensor::uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype,
-                       Device device) {
+Tensor Tensor::uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype, Device device) {
   std::vector<double> values(static_cast<std::size_t>(shape.numel()));
   for (double& v : values) v = gen.uniform(lo, hi);
   return from_vector(values, shape, dtype, device);
 }
 
-Tensor Tensor::normal(const Shape& shape, double mean, double stddev, Generator& gen, DType dtype,
-                      Device device) {
+Tensor Tensor::normal(const Shape& shape, double mean, double stddev, Generator& gen, DType dtype, Device device) {
   std::vector<double> values(static_cast<std::size_t>(shape.numel()));
   for (double& v : values) v = mean + stddev * gen.normal();
   return from_vector(values, shape, dtype, device);
@@ -154,9 +148,15 @@ std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(static_cast<std::size_t>(numel()));
   const std::size_t n = out.size();
   switch (dtype()) {
-    case DType::f32: for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<float>()[i]); break;
-    case DType::f64: for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<double>()[i]); break;
-    case DType::i64: for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<std::int64_t>()[i]); break;
+    case DType::f32:
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<float>()[i]);
+      break;
+    case DType::f64:
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<double>()[i]);
+      break;
+    case DType::i64:
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(host.data<std::int64_t>()[i]);
+      break;
   }
   return out;
 }
@@ -178,16 +178,16 @@ double Tensor::at(std::initializer_list<std::int64_t> index) const {
   int axis = 0;
   for (std::int64_t i : index) {
     if (i < 0 || i >= s[axis]) {
-      fail("tensor: index " + std::to_string(i) + " on axis " + std::to_string(axis) +
-           " is out of range for " + describe(*this));
+      fail("tensor: index " + std::to_string(i) + " on axis " + std::to_string(axis) + " is out of range for " +
+           describe(*this));
     }
     linear = linear * s[axis] + i;
     ++axis;
   }
   const std::size_t elem = kernels::dtype_size(dtype());
   Tensor one = Tensor::empty(Shape{}, dtype(), Device::cpu);
-  kernels::View src{static_cast<char*>(raw_data()) + static_cast<std::size_t>(linear) * elem,
-                    Shape{}, dtype(), device()};
+  kernels::View src{static_cast<char*>(raw_data()) + static_cast<std::size_t>(linear) * elem, Shape{}, dtype(),
+                    device()};
   kernels::copy(src, one.view());
   return one.item();
 }

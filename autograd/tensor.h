@@ -16,8 +16,8 @@
 
 namespace metatape {
 
-using kernels::DType;
 using kernels::Device;
+using kernels::DType;
 using kernels::Shape;
 
 // A block of memory on one device, freed through kernels::deallocate.
@@ -49,9 +49,9 @@ struct TensorImpl {
   std::string name;
 
   bool requires_grad = false;
-  std::shared_ptr<TensorImpl> grad;  // accumulated by backward() on leaves
-  std::weak_ptr<Node> producer;      // the tape node that made this tensor, while it is alive
-  const char* producer_op = nullptr; // set once recorded; stays when the node is released
+  std::shared_ptr<TensorImpl> grad;   // accumulated by backward() on leaves
+  std::weak_ptr<Node> producer;       // the tape node that made this tensor, while it is alive
+  const char* producer_op = nullptr;  // set once recorded; stays when the node is released
 };
 
 class Tensor {
@@ -63,21 +63,20 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32,
-                     Device device = Device::cpu);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor arange(std::int64_t n, DType dtype = DType::f32, Device device = Device::cpu);
   // Values in row-major order; throws when their count differs from shape.numel().
-  static Tensor from_vector(const std::vector<double>& values, const Shape& shape,
-                            DType dtype = DType::f32, Device device = Device::cpu);
-  static Tensor from_vector(const std::vector<float>& values, const Shape& shape,
-                            DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32,
+                            Device device = Device::cpu);
+  static Tensor from_vector(const std::vector<float>& values, const Shape& shape, DType dtype = DType::f32,
+                            Device device = Device::cpu);
   // Integer class labels or row indices (dtype i64), rank 1.
   static Tensor indices(const std::vector<std::int64_t>& values, Device device = Device::cpu);
-  static Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen,
-                        DType dtype = DType::f32, Device device = Device::cpu);
-  static Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen,
-                       DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype = DType::f32,
+                        Device device = Device::cpu);
+  static Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen, DType dtype = DType::f32,
+                       Device device = Device::cpu);
 
   // ---- properties ---------------------------------------------------------------------------------
   bool defined() const { return impl_ != nullptr; }
@@ -91,12 +90,14 @@ class Tensor {
   Tensor& set_name(std::string name);
   kernels::View view() const;
   void* raw_data() const;
-  template <class T> T* data() const;  // CPU tensors only; T must match dtype
+  template <class T>
+  T* data() const;  // CPU tensors only; T must match dtype
 
   // ---- values (copied to the host when needed) ----------------------------------------------------
   double item() const;  // one-element tensors only
   double at(std::initializer_list<std::int64_t> index) const;
-  template <class T> std::vector<T> to_vector() const;
+  template <class T>
+  std::vector<T> to_vector() const;
   std::string str() const;
 
   // ---- copies and views ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ struct AdamConfig {
 
 // One Adam (AdamW) step in place on param, m and v (same numel, dtype and device as grad); step
 // counts from 1. Not recorded on the tape: an optimizer update is outside the graph.
-void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                 const AdamConfig& config, std::int64_t step);
+void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamConfig& config,
+                 std::int64_t step);
 
 }  // namespace metatape

@@ -70,8 +70,8 @@ void BM_Matmul(benchmark::State& state) {
     Tensor c = matmul(a, b);
     benchmark::DoNotOptimize(c.raw_data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n * n * n) * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(n * n * n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Matmul)->Arg(64)->Arg(128)->Arg(256);
 
@@ -119,8 +119,7 @@ void BM_W1AdaptRawOps(benchmark::State& state) {
       }
     }
     NoGradGuard off;
-    const std::vector<float> predictions =
-        mlp(phi, Tensor::from_vector(w.query_x, Shape{45, 50})).to_vector<float>();
+    const std::vector<float> predictions = mlp(phi, Tensor::from_vector(w.query_x, Shape{45, 50})).to_vector<float>();
     benchmark::DoNotOptimize(predictions.data());
   }
 }

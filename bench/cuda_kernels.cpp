@@ -44,9 +44,9 @@ void sync() { check(cudaStreamSynchronize(kc::current_stream()), "stream synchro
 std::uint64_t mallocs() { return kc::CachingAllocator::instance().stats().device_allocations; }
 
 void per_launch(benchmark::State& state, int launches) {
-  state.counters["us_per_launch"] = benchmark::Counter(
-      static_cast<double>(launches) * 1e-6,
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["us_per_launch"] =
+      benchmark::Counter(static_cast<double>(launches) * 1e-6,
+                         benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
 void BM_launch_floor_stream(benchmark::State& state) {
@@ -108,8 +108,7 @@ void BM_gemm_w1(benchmark::State& state) {
         continue;
       }
       for (std::int64_t t = 0; t < tasks; ++t) {
-        kernels::gemm(task_slice(x[l], t), false, task_slice(w[l], t), true, task_slice(y[l], t), 1.0,
-                      0.0);
+        kernels::gemm(task_slice(x[l], t), false, task_slice(w[l], t), true, task_slice(y[l], t), 1.0, 0.0);
       }
     }
   };
@@ -193,10 +192,9 @@ std::vector<Tensor> init_params(const Workload& w, Generator& gen) {
   std::vector<Tensor> p;
   for (std::size_t l = 0; l + 1 < w.sizes.size(); ++l) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(w.sizes[l]));
-    p.push_back(Tensor::uniform(Shape{w.sizes[l + 1], w.sizes[l]}, -bound, bound, gen, DType::f32, gpu)
-                    .requires_grad_());
-    p.push_back(Tensor::uniform(Shape{w.sizes[l + 1]}, -bound, bound, gen, DType::f32, gpu)
-                    .requires_grad_());
+    p.push_back(
+        Tensor::uniform(Shape{w.sizes[l + 1], w.sizes[l]}, -bound, bound, gen, DType::f32, gpu).requires_grad_());
+    p.push_back(Tensor::uniform(Shape{w.sizes[l + 1]}, -bound, bound, gen, DType::f32, gpu).requires_grad_());
   }
   return p;
 }
@@ -336,9 +334,15 @@ void register_all() {
   RegisterBenchmark("cross_entropy/kernel", BM_cross_entropy_kernel)->Arg(45)->Arg(1440)->UseRealTime();
   RegisterBenchmark("cross_entropy/forward_backward", BM_cross_entropy_grad)->Arg(45)->Arg(1440)->UseRealTime();
   RegisterBenchmark("linear", BM_linear)->Args({0, 0})->Args({0, 1})->Args({32, 0})->Args({32, 1})->UseRealTime();
-  RegisterBenchmark("W1/maml_meta_step", BM_meta_step)->Args({1, 8, 1})->Args({1, 32, 1})
-      ->Unit(benchmark::kMillisecond)->UseRealTime();
-  RegisterBenchmark("W1/fomaml_meta_step", BM_meta_step)->Args({1, 32, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
+  RegisterBenchmark("W1/maml_meta_step", BM_meta_step)
+      ->Args({1, 8, 1})
+      ->Args({1, 32, 1})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  RegisterBenchmark("W1/fomaml_meta_step", BM_meta_step)
+      ->Args({1, 32, 0})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   RegisterBenchmark("W2/maml_meta_step", BM_meta_step)->Args({2, 25, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
   RegisterBenchmark("W1/adapt", BM_adapt)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
   RegisterBenchmark("W2/adapt", BM_adapt)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -52,7 +52,8 @@ const Files& files() {
       kline += line;
       std::snprintf(line, sizeof line, "%lld,%.2f,%.2f,%.2f,%.2f,%.6f\n", t, open, high, low, close, vol);
       csv += line;
-      std::snprintf(line, sizeof line, "%s[%lld,%.2f,%.2f,%.2f,%.2f,%.6f]", i ? "," : "", t, open, high, low, close, vol);
+      std::snprintf(line, sizeof line, "%s[%lld,%.2f,%.2f,%.2f,%.2f,%.6f]", i ? "," : "", t, open, high, low, close,
+                    vol);
       json += line;
     }
     json += "]";

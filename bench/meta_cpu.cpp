@@ -139,14 +139,17 @@ StepMemory measure_step(const std::string& kind, int steps, bool recompute) {
 }
 
 int memory_curve() {
-  std::printf("W1 meta-step, meta-batch 8: peak host tensor memory over the step (allocator count) and the\n"
-              "growth of the peak RSS, MiB; each cell the first step of a fresh process\n");
-  std::printf("inner_steps  fomaml  fomaml_recompute  maml  maml_recompute   (RSS: fomaml fomaml_recompute maml maml_recompute)\n");
+  std::printf(
+      "W1 meta-step, meta-batch 8: peak host tensor memory over the step (allocator count) and the\n"
+      "growth of the peak RSS, MiB; each cell the first step of a fresh process\n");
+  std::printf(
+      "inner_steps  fomaml  fomaml_recompute  maml  maml_recompute   (RSS: fomaml fomaml_recompute maml "
+      "maml_recompute)\n");
   for (int steps : {1, 5, 10, 20}) {
     const StepMemory a = measure_step("fomaml", steps, false), b = measure_step("fomaml", steps, true);
     const StepMemory c = measure_step("maml", steps, false), d = measure_step("maml", steps, true);
-    std::printf("%11d  %6.2f  %16.2f  %4.2f  %14.2f   (RSS: %.2f %.2f %.2f %.2f)\n", steps, a.tensor_mib,
-                b.tensor_mib, c.tensor_mib, d.tensor_mib, a.rss_mib, b.rss_mib, c.rss_mib, d.rss_mib);
+    std::printf("%11d  %6.2f  %16.2f  %4.2f  %14.2f   (RSS: %.2f %.2f %.2f %.2f)\n", steps, a.tensor_mib, b.tensor_mib,
+                c.tensor_mib, d.tensor_mib, a.rss_mib, b.rss_mib, c.rss_mib, d.rss_mib);
   }
   return 0;
 }
@@ -159,15 +162,22 @@ int main(int argc, char** argv) {
   }
   for (const std::string kind : {"maml", "fomaml"}) {
     benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)
-        ->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond);
+        ->Arg(8)
+        ->Arg(32)
+        ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("W1/" + kind + "_recompute_mb").c_str(), BM_W1_meta_step, kind, true)
-        ->Arg(8)->Unit(benchmark::kMillisecond);
+        ->Arg(8)
+        ->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"anil", "meta-sgd", "reptile"}) {
-    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)->Arg(8)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)
+        ->Arg(8)
+        ->Unit(benchmark::kMillisecond);
   }
   for (const std::string kind : {"maml", "fomaml", "meta-sgd", "reptile"}) {
-    benchmark::RegisterBenchmark(("W2/" + kind + "_mb").c_str(), BM_W2_meta_step, kind)->Arg(25)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("W2/" + kind + "_mb").c_str(), BM_W2_meta_step, kind)
+        ->Arg(25)
+        ->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("W1/adapt", BM_adapt, true)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("W2/adapt", BM_adapt, false)->Unit(benchmark::kMicrosecond);

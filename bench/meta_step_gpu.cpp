@@ -139,8 +139,8 @@ void record_peak_memory(benchmark::State& state, Device device, const std::funct
 }
 
 // One meta_step benchmark: workload, algorithm ("maml" / "fomaml"), meta-batch, device, variant.
-void meta_step(benchmark::State& state, const std::string& wname, const std::string& kind, int mb,
-               Device device, const std::string& variant) {
+void meta_step(benchmark::State& state, const std::string& wname, const std::string& kind, int mb, Device device,
+               const std::string& variant) {
   const Workload w = workload(wname);
   Generator gen(2026);
   const nn::ParameterList init = w.mlp->init(gen);
@@ -180,8 +180,8 @@ void meta_step(benchmark::State& state, const std::string& wname, const std::str
     if (variant == "graph") {
 #ifdef METATAPE_WITH_CUDA
       for (const Tensor& p : meta.tensors()) grads.push_back(Tensor::zeros(p.shape(), p.dtype(), device));
-      std::vector<kernels::View> bindings{stacked.support_x.view(), stacked.support_y.view(),
-                                          stacked.query_x.view(), stacked.query_y.view()};
+      std::vector<kernels::View> bindings{stacked.support_x.view(), stacked.support_y.view(), stacked.query_x.view(),
+                                          stacked.query_y.view()};
       for (const Tensor& p : meta.tensors()) bindings.push_back(p.view());
       for (const Tensor& g : grads) bindings.push_back(g.view());
       const std::string config = kind + " " + wname + " " + std::to_string(mb);
@@ -211,8 +211,7 @@ void meta_step(benchmark::State& state, const std::string& wname, const std::str
 }
 
 // Adapt one task, host to host.
-void adapt(benchmark::State& state, const std::string& wname, Device device,
-           const std::string& variant) {
+void adapt(benchmark::State& state, const std::string& wname, Device device, const std::string& variant) {
   const Workload w = workload(wname);
   Generator gen(7);
   const nn::ParameterList init = w.mlp->init(gen);
@@ -264,8 +263,7 @@ void adapt(benchmark::State& state, const std::string& wname, Device device,
       const Tensor qx = reshape3(task.query_x).to(device);
       Tensor adapted = Tensor::empty(Shape{1, P}, DType::f32, device);
       Tensor out = Tensor::empty(Shape{1, qrows, out_features}, DType::f32, device);
-      kernels::fused_adapt(c, flat.view(), {}, sx.view(), sy.view(), adapted.view(), qx.view(),
-                           out.view());
+      kernels::fused_adapt(c, flat.view(), {}, sx.view(), sy.view(), adapted.view(), qx.view(), out.view());
       const auto v = out.to_vector<float>();
       std::copy(v.begin(), v.end(), result.begin());
     };
@@ -273,12 +271,12 @@ void adapt(benchmark::State& state, const std::string& wname, Device device,
 #ifdef METATAPE_WITH_CUDA
     // graph: pinned staging buffers, H2D + kernel + D2H captured as one graph.
     const std::size_t sx_bytes = static_cast<std::size_t>(task.support_x.numel()) * 4;
-    const std::size_t sy_bytes = static_cast<std::size_t>(task.support_y.numel()) *
-                                 kernels::dtype_size(task.support_y.dtype());
+    const std::size_t sy_bytes =
+        static_cast<std::size_t>(task.support_y.numel()) * kernels::dtype_size(task.support_y.dtype());
     const std::size_t qx_bytes = static_cast<std::size_t>(task.query_x.numel()) * 4;
     const std::size_t out_bytes = result.size() * 4;
-    for (auto [pin, bytes] : {std::pair{&pin_sx, sx_bytes}, std::pair{&pin_sy, sy_bytes},
-                              std::pair{&pin_qx, qx_bytes}, std::pair{&pin_out, out_bytes}}) {
+    for (auto [pin, bytes] : {std::pair{&pin_sx, sx_bytes}, std::pair{&pin_sy, sy_bytes}, std::pair{&pin_qx, qx_bytes},
+                              std::pair{&pin_out, out_bytes}}) {
       METATAPE_CUDA_CHECK(cudaMallocHost(&pin->p, bytes), "bench", "cudaMallocHost");
     }
     dsx = Tensor::empty(reshape3(task.support_x).shape(), DType::f32, device);
@@ -286,23 +284,26 @@ void adapt(benchmark::State& state, const std::string& wname, Device device,
     dqx = Tensor::empty(reshape3(task.query_x).shape(), DType::f32, device);
     dadapted = Tensor::empty(Shape{1, P}, DType::f32, device);
     dout = Tensor::empty(Shape{1, qrows, out_features}, DType::f32, device);
-    const std::vector<kernels::View> bindings{flat.view(), dsx.view(), dsy.view(), dqx.view(),
-                                              dadapted.view(), dout.view()};
+    const std::vector<kernels::View> bindings{flat.view(), dsx.view(),      dsy.view(),
+                                              dqx.view(),  dadapted.view(), dout.view()};
     char config[160];
-    std::snprintf(config, sizeof config, "adapt %s %p %p %p %p", wname.c_str(), pin_sx.p, pin_sy.p,
-                  pin_qx.p, pin_out.p);
+    std::snprintf(config, sizeof config, "adapt %s %p %p %p %p", wname.c_str(), pin_sx.p, pin_sy.p, pin_qx.p,
+                  pin_out.p);
     once = [&, bindings, sx_bytes, sy_bytes, qx_bytes, out_bytes, key = std::string(config)] {
       std::memcpy(pin_sx.p, task.support_x.raw_data(), sx_bytes);
       std::memcpy(pin_sy.p, task.support_y.raw_data(), sy_bytes);
       std::memcpy(pin_qx.p, task.query_x.raw_data(), qx_bytes);
       cache.run(key, bindings, [&] {
         const cudaStream_t s = kernels::cuda::current_stream();
-        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dsx.raw_data(), pin_sx.p, sx_bytes, cudaMemcpyHostToDevice, s), "bench", "H2D");
-        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dsy.raw_data(), pin_sy.p, sy_bytes, cudaMemcpyHostToDevice, s), "bench", "H2D");
-        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dqx.raw_data(), pin_qx.p, qx_bytes, cudaMemcpyHostToDevice, s), "bench", "H2D");
-        kernels::fused_adapt(c, flat.view(), {}, dsx.view(), dsy.view(), dadapted.view(), dqx.view(),
-                             dout.view());
-        METATAPE_CUDA_CHECK(cudaMemcpyAsync(pin_out.p, dout.raw_data(), out_bytes, cudaMemcpyDeviceToHost, s), "bench", "D2H");
+        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dsx.raw_data(), pin_sx.p, sx_bytes, cudaMemcpyHostToDevice, s), "bench",
+                            "H2D");
+        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dsy.raw_data(), pin_sy.p, sy_bytes, cudaMemcpyHostToDevice, s), "bench",
+                            "H2D");
+        METATAPE_CUDA_CHECK(cudaMemcpyAsync(dqx.raw_data(), pin_qx.p, qx_bytes, cudaMemcpyHostToDevice, s), "bench",
+                            "H2D");
+        kernels::fused_adapt(c, flat.view(), {}, dsx.view(), dsy.view(), dadapted.view(), dqx.view(), dout.view());
+        METATAPE_CUDA_CHECK(cudaMemcpyAsync(pin_out.p, dout.raw_data(), out_bytes, cudaMemcpyDeviceToHost, s), "bench",
+                            "D2H");
       });
       METATAPE_CUDA_CHECK(cudaStreamSynchronize(kernels::cuda::current_stream()), "bench", "sync");
       std::memcpy(result.data(), pin_out.p, out_bytes);
@@ -325,17 +326,17 @@ void register_all(Device device) {
     const char* kind;
     int mb;
   };
-  for (const Step s : {Step{"W1", "maml", 8}, Step{"W1", "maml", 32}, Step{"W1", "fomaml", 32},
-                       Step{"W2", "maml", 25}}) {
+  for (const Step s :
+       {Step{"W1", "maml", 8}, Step{"W1", "maml", 32}, Step{"W1", "fomaml", 32}, Step{"W2", "maml", 25}}) {
     std::vector<std::string> variants{"loop", "batched"};
     if (std::string(s.kind) == "fomaml") variants.push_back("fused");
     variants.push_back(cuda ? "graph" : "threads2");
     for (const std::string& v : variants) {
-      const std::string name = std::string(s.w) + "/" + s.kind + "_mb" + std::to_string(s.mb) +
-                               "/" + dev + "/" + v;
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-        meta_step(st, s.w, s.kind, s.mb, device, v);
-      })->UseManualTime()->Unit(benchmark::kMillisecond);
+      const std::string name = std::string(s.w) + "/" + s.kind + "_mb" + std::to_string(s.mb) + "/" + dev + "/" + v;
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [=](benchmark::State& st) { meta_step(st, s.w, s.kind, s.mb, device, v); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
     }
   }
   for (const char* wname : {"W1", "W2"}) {
@@ -343,9 +344,9 @@ void register_all(Device device) {
     if (cuda) variants.push_back("graph");
     for (const std::string& v : variants) {
       const std::string name = std::string(wname) + "/adapt/" + dev + "/" + v;
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-        adapt(st, wname, device, v);
-      })->UseManualTime()->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { adapt(st, wname, device, v); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
     }
   }
 }
@@ -357,12 +358,10 @@ int cold_start() {
   const nn::ParameterList init = w.mlp->init(gen);
   const tasks::Task task = w.sample(gen, 1).front();
   meta::StackedTasks s = meta::stack_tasks({task}, device);
-  const auto adapted = meta::batched_adapt(*w.mlp, on_device(init, device).tensors(), s, w.steps,
-                                           w.lr, {}, true);
+  const auto adapted = meta::batched_adapt(*w.mlp, on_device(init, device).tensors(), s, w.steps, w.lr, {}, true);
   NoGradGuard no_grad;
   const Tensor out = meta::batched_forward(*w.mlp, adapted, s.query_x, 0, w.mlp->layers());
-  std::printf("cold start: first prediction %.6f on %s\n", out.to_vector<float>()[0],
-              kernels::device_name(device));
+  std::printf("cold start: first prediction %.6f on %s\n", out.to_vector<float>()[0], kernels::device_name(device));
   return 0;
 }
 

@@ -69,9 +69,12 @@ const json* find_key(const json& node, const std::string& key) {
 
 const char* kind_name(tasks::TaskKind kind) {
   switch (kind) {
-    case tasks::TaskKind::classification: return "classification";
-    case tasks::TaskKind::portfolio: return "portfolio";
-    case tasks::TaskKind::regression: break;
+    case tasks::TaskKind::classification:
+      return "classification";
+    case tasks::TaskKind::portfolio:
+      return "portfolio";
+    case tasks::TaskKind::regression:
+      break;
   }
   return "regression";
 }
@@ -83,7 +86,8 @@ void check_finite_output(const Tensor& t, const std::string& what) {
   for (std::size_t i = 0; i < v.size(); ++i) {
     if (std::isfinite(v[i])) continue;
     const auto n = static_cast<std::int64_t>(i);
-    const std::string element = t.rank() == 2 ? element_name(what, n / cols, n % cols) : what + "[" + std::to_string(n) + "]";
+    const std::string element =
+        t.rank() == 2 ? element_name(what, n / cols, n % cols) : what + "[" + std::to_string(n) + "]";
     throw NonFiniteOutputError(std::string("metatape: ") + element + " is " + (std::isnan(v[i]) ? "NaN" : "infinite") +
                                " although every input was finite (the computation overflowed float32: scale "
                                "the inputs, e.g. standardise them, or use fewer or smaller adaptation steps)");
@@ -105,8 +109,7 @@ nn::MlpSpec parse_model(const std::string& text, const std::string& path) {
       if (used != size.size() || v <= 0) throw std::invalid_argument(size);
       spec.sizes.push_back(v);
     } catch (const std::exception&) {
-      throw CheckpointError("metatape: load: " + path + ": model '" + text +
-                            "' has a bad layer size '" + size + "'");
+      throw CheckpointError("metatape: load: " + path + ": model '" + text + "' has a bad layer size '" + size + "'");
     }
   }
   if (word != "mlp" || spec.sizes.size() < 2 || activation.empty()) {
@@ -118,9 +121,12 @@ nn::MlpSpec parse_model(const std::string& text, const std::string& path) {
   } catch (const Error& e) {
     throw CheckpointError(std::string("metatape: load: ") + path + ": " + e.what());
   }
-  if (dtype == "f64") spec.dtype = DType::f64;
-  else if (dtype == "f32" || dtype.empty()) spec.dtype = DType::f32;
-  else throw CheckpointError("metatape: load: " + path + ": model dtype '" + dtype + "' is not f32 or f64");
+  if (dtype == "f64")
+    spec.dtype = DType::f64;
+  else if (dtype == "f32" || dtype.empty())
+    spec.dtype = DType::f32;
+  else
+    throw CheckpointError("metatape: load: " + path + ": model dtype '" + dtype + "' is not f32 or f64");
   return spec;
 }
 
@@ -137,8 +143,9 @@ T option(const json& options, const char* key, T fallback) {
     if (!it->is_boolean()) bad("true or false");
   } else if constexpr (std::is_integral_v<T>) {
     if (!it->is_number_integer()) bad("an integer");
-    if (it->is_number_unsigned() ? it->template get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
-                                 : it->template get<std::int64_t>() < static_cast<std::int64_t>(std::numeric_limits<T>::min())) {
+    if (it->is_number_unsigned()
+            ? it->template get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+            : it->template get<std::int64_t>() < static_cast<std::int64_t>(std::numeric_limits<T>::min())) {
       bad("an integer in range");
     }
   } else if constexpr (std::is_floating_point_v<T>) {
@@ -223,13 +230,12 @@ std::string element_name(const std::string& array, std::int64_t row, std::int64_
 std::int64_t checked_elements(std::int64_t rows, std::int64_t cols, const std::string& what) {
   std::int64_t n = 0;
   if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &n) || n > InferenceModel::kMaxArrayElements) {
-    throw InputError(InputError::Kind::shape,
-                     "metatape: " + what + " is " + std::to_string(rows) + " rows x " + std::to_string(cols) +
-                         " columns, " +
-                         (rows < 0 || cols < 0 ? std::string("a negative size")
-                                               : "more than the limit of " +
-                                                     std::to_string(InferenceModel::kMaxArrayElements) +
-                                                     " elements per array (MT_MAX_ARRAY_ELEMENTS; split the call)"));
+    throw InputError(
+        InputError::Kind::shape,
+        "metatape: " + what + " is " + std::to_string(rows) + " rows x " + std::to_string(cols) + " columns, " +
+            (rows < 0 || cols < 0 ? std::string("a negative size")
+                                  : "more than the limit of " + std::to_string(InferenceModel::kMaxArrayElements) +
+                                        " elements per array (MT_MAX_ARRAY_ELEMENTS; split the call)"));
   }
   return n;
 }
@@ -238,9 +244,9 @@ void check_finite(const float* data, std::int64_t rows, std::int64_t cols, const
   const std::int64_t n = checked_elements(rows, cols, name);
   for (std::int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(data[i])) {
-      throw InputError(InputError::Kind::non_finite,
-                       "metatape: " + element_name(name, i / cols, i % cols) + " is " +
-                           (std::isnan(data[i]) ? "NaN" : "infinite") + " (inputs must be finite)");
+      throw InputError(InputError::Kind::non_finite, "metatape: " + element_name(name, i / cols, i % cols) + " is " +
+                                                         (std::isnan(data[i]) ? "NaN" : "infinite") +
+                                                         " (inputs must be finite)");
     }
   }
 }
@@ -278,9 +284,8 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
                           "meta::save_learner writes)");
   }
   if (meta::find_learner(kind) == nullptr) {
-    throw CheckpointError("metatape: load: " + path + ": the config names learner '" + kind +
-                          "', not one of " + meta::learner_names_text(", ", " or ") +
-                          " (was it written by another program?)");
+    throw CheckpointError("metatape: load: " + path + ": the config names learner '" + kind + "', not one of " +
+                          meta::learner_names_text(", ", " or ") + " (was it written by another program?)");
   }
   auto model = std::shared_ptr<InferenceModel>(new InferenceModel());
   model->learner_name_ = kind;
@@ -302,8 +307,7 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
   if (auto it = cp.sections.find("params"); it != cp.sections.end()) stored = it->second.numel();
   if (described > stored) {
     throw CheckpointError("metatape: load: " + path + ": model '" + model->model_description_ + "' needs " +
-                          std::to_string(described) + " parameters, the checkpoint holds " +
-                          std::to_string(stored));
+                          std::to_string(described) + " parameters, the checkpoint holds " + std::to_string(stored));
   }
   auto mlp = std::make_shared<const nn::Mlp>(spec);
   try {
@@ -329,8 +333,7 @@ std::shared_ptr<InferenceModel> InferenceModel::load(const std::string& path) {
     model->kind_ = parse_kind(kind->get<std::string>(), path);
     model->task_recorded_ = true;
   } else {
-    model->kind_ = is_metric(model->learner_name_) ? tasks::TaskKind::classification
-                                                   : tasks::TaskKind::regression;
+    model->kind_ = is_metric(model->learner_name_) ? tasks::TaskKind::classification : tasks::TaskKind::regression;
   }
   if (is_metric(model->learner_name_) && model->kind_ != tasks::TaskKind::classification) {
     throw CheckpointError("metatape: load: " + path + ": learner '" + model->learner_name_ +
@@ -365,15 +368,14 @@ void InferenceModel::set_task(tasks::TaskKind kind, std::int64_t num_classes) {
   }
   if (task_recorded_ && kind != kind_) {
     throw InputError(InputError::Kind::invalid_argument,
-                     std::string("metatape: set_task: the checkpoint records task kind '") + kind_name(kind_) +
-                         "'" + (recorded_classes_ > 0 ? " (" + std::to_string(recorded_classes_) + " classes)" : "") +
-                         "; '" + kind_name(kind) + "' contradicts it (leave the kind unset to use the recorded one)");
+                     std::string("metatape: set_task: the checkpoint records task kind '") + kind_name(kind_) + "'" +
+                         (recorded_classes_ > 0 ? " (" + std::to_string(recorded_classes_) + " classes)" : "") + "; '" +
+                         kind_name(kind) + "' contradicts it (leave the kind unset to use the recorded one)");
   }
   if (task_recorded_ && recorded_classes_ > 0 && num_classes > 0 && num_classes != recorded_classes_) {
     throw InputError(InputError::Kind::invalid_argument,
-                     "metatape: set_task: the checkpoint records " + std::to_string(recorded_classes_) +
-                         " classes; " + std::to_string(num_classes) +
-                         " contradicts it (pass 0 to use the recorded count)");
+                     "metatape: set_task: the checkpoint records " + std::to_string(recorded_classes_) + " classes; " +
+                         std::to_string(num_classes) + " contradicts it (pass 0 to use the recorded count)");
   }
   if (task_recorded_ && recorded_classes_ > 0 && num_classes == 0) num_classes = recorded_classes_;
   if (!is_metric(learner_name_) && kind == tasks::TaskKind::classification && num_classes > 0 &&
@@ -386,30 +388,32 @@ void InferenceModel::set_task(tasks::TaskKind kind, std::int64_t num_classes) {
   num_classes_ = num_classes;
 }
 
-Adapted InferenceModel::adapt(const float* x, std::int64_t rows, std::int64_t features,
-                              const float* y, std::int64_t y_cols, int steps, int max_steps) const {
+Adapted InferenceModel::adapt(const float* x, std::int64_t rows, std::int64_t features, const float* y,
+                              std::int64_t y_cols, int steps, int max_steps) const {
   using K = InputError::Kind;
   if (!x || !y) throw InputError(K::invalid_argument, "metatape: adapt: x and y must not be null");
-  if (rows < 1) throw InputError(K::shape, "metatape: adapt: the support set needs at least 1 row, got " + std::to_string(rows));
+  if (rows < 1)
+    throw InputError(K::shape, "metatape: adapt: the support set needs at least 1 row, got " + std::to_string(rows));
   if (features != in_features_) {
-    throw InputError(K::shape, "metatape: adapt: x has " + std::to_string(features) +
-                                   " features, the model expects " + std::to_string(in_features_));
+    throw InputError(K::shape, "metatape: adapt: x has " + std::to_string(features) + " features, the model expects " +
+                                   std::to_string(in_features_));
   }
   const bool classify = kind_ == tasks::TaskKind::classification;
   const std::int64_t want_cols = classify ? 1 : out_features_;
   if (y_cols != want_cols) {
-    throw InputError(K::shape, "metatape: adapt: y has " + std::to_string(y_cols) +
-                                   " columns, expected " + std::to_string(want_cols) +
+    throw InputError(K::shape, "metatape: adapt: y has " + std::to_string(y_cols) + " columns, expected " +
+                                   std::to_string(want_cols) +
                                    (classify ? " (one class label per row)" : " (the model's outputs)"));
   }
   if (steps > max_steps || steps > kMaxSteps) {
-    throw InputError(K::invalid_argument, "metatape: adapt: steps " + std::to_string(steps) +
-                                              " exceeds the limit " + std::to_string(std::min(max_steps, kMaxSteps)));
+    throw InputError(K::invalid_argument, "metatape: adapt: steps " + std::to_string(steps) + " exceeds the limit " +
+                                              std::to_string(std::min(max_steps, kMaxSteps)));
   }
   if (steps < 0 && (default_steps_ > max_steps || default_steps_ > kMaxSteps)) {
     throw InputError(K::invalid_argument, "metatape: adapt: the checkpoint's default of " +
                                               std::to_string(default_steps_) + " inner steps exceeds the limit " +
-                                              std::to_string(std::min(max_steps, kMaxSteps)) + " (pass steps explicitly)");
+                                              std::to_string(std::min(max_steps, kMaxSteps)) +
+                                              " (pass steps explicitly)");
   }
   const std::int64_t x_elements = checked_elements(rows, features, "adapt: x");
   checked_elements(rows, y_cols, "adapt: y");
@@ -425,10 +429,10 @@ Adapted InferenceModel::adapt(const float* x, std::int64_t rows, std::int64_t fe
     for (std::int64_t i = 0; i < rows; ++i) {
       const float v = y[i];
       if (v < 0 || v != std::floor(v) || (classes > 0 && v >= static_cast<float>(classes)) || v > 1e6f) {
-        throw InputError(K::invalid_argument,
-                         "metatape: adapt: " + element_name("y", i, 0) + " = " + std::to_string(v) +
-                             " is not a class label in [0, " +
-                             (classes > 0 ? std::to_string(classes) : std::string("classes")) + ")");
+        throw InputError(K::invalid_argument, "metatape: adapt: " + element_name("y", i, 0) + " = " +
+                                                  std::to_string(v) + " is not a class label in [0, " +
+                                                  (classes > 0 ? std::to_string(classes) : std::string("classes")) +
+                                                  ")");
       }
       labels[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(v);
       largest = std::max(largest, labels[static_cast<std::size_t>(i)]);

@@ -93,11 +93,11 @@ class InferenceModel {
   // x: rows x in_features, row-major. y: regression/portfolio rows x out_features; classification
   // rows x 1 holding integral class labels in [0, classes). steps < 0: the learner's default; at most
   // max_steps. Throws InputError for bad shapes, non-finite values, bad labels or steps.
-  Adapted adapt(const float* x, std::int64_t rows, std::int64_t features, const float* y,
-                std::int64_t y_cols, int steps, int max_steps = 1000) const;
+  Adapted adapt(const float* x, std::int64_t rows, std::int64_t features, const float* y, std::int64_t y_cols,
+                int steps, int max_steps = 1000) const;
   // Returns rows x columns (row-major) in `out`; `columns` set to the column count.
-  std::vector<float> predict(const Adapted& adapted, const float* x, std::int64_t rows,
-                             std::int64_t features, std::int64_t& columns) const;
+  std::vector<float> predict(const Adapted& adapted, const float* x, std::int64_t rows, std::int64_t features,
+                             std::int64_t& columns) const;
 
   static constexpr int kMaxSteps = 1000;
   static constexpr std::int64_t kMaxArrayElements = std::int64_t{1} << 28;  // MT_MAX_ARRAY_ELEMENTS

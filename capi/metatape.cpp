@@ -37,10 +37,14 @@ mt_status guarded(const char* where, F&& body) {
     return body();
   } catch (const InputError& e) {
     switch (e.kind()) {
-      case InputError::Kind::shape: return set_error(MT_ERR_SHAPE, e.what());
-      case InputError::Kind::non_finite: return set_error(MT_ERR_NON_FINITE, e.what());
-      case InputError::Kind::non_finite_output: return set_error(MT_ERR_NON_FINITE_OUTPUT, e.what());
-      case InputError::Kind::invalid_argument: break;
+      case InputError::Kind::shape:
+        return set_error(MT_ERR_SHAPE, e.what());
+      case InputError::Kind::non_finite:
+        return set_error(MT_ERR_NON_FINITE, e.what());
+      case InputError::Kind::non_finite_output:
+        return set_error(MT_ERR_NON_FINITE_OUTPUT, e.what());
+      case InputError::Kind::invalid_argument:
+        break;
     }
     return set_error(MT_ERR_INVALID_ARGUMENT, e.what());
   } catch (const metatape::capi::CheckpointError& e) {
@@ -55,8 +59,7 @@ mt_status guarded(const char* where, F&& body) {
 }
 
 mt_status null_argument(const char* where, const char* name) {
-  return set_error(MT_ERR_INVALID_ARGUMENT,
-                   std::string("metatape: ") + where + ": " + name + " must not be null");
+  return set_error(MT_ERR_INVALID_ARGUMENT, std::string("metatape: ") + where + ": " + name + " must not be null");
 }
 
 }  // namespace
@@ -69,15 +72,24 @@ const char* mt_last_error(void) { return last_error.c_str(); }
 
 const char* mt_status_name(int32_t status) {
   switch (status) {
-    case MT_OK: return "MT_OK";
-    case MT_ERR_INVALID_ARGUMENT: return "MT_ERR_INVALID_ARGUMENT";
-    case MT_ERR_SHAPE: return "MT_ERR_SHAPE";
-    case MT_ERR_NON_FINITE: return "MT_ERR_NON_FINITE";
-    case MT_ERR_CHECKPOINT: return "MT_ERR_CHECKPOINT";
-    case MT_ERR_BUFFER_TOO_SMALL: return "MT_ERR_BUFFER_TOO_SMALL";
-    case MT_ERR_OUT_OF_MEMORY: return "MT_ERR_OUT_OF_MEMORY";
-    case MT_ERR_INTERNAL: return "MT_ERR_INTERNAL";
-    case MT_ERR_NON_FINITE_OUTPUT: return "MT_ERR_NON_FINITE_OUTPUT";
+    case MT_OK:
+      return "MT_OK";
+    case MT_ERR_INVALID_ARGUMENT:
+      return "MT_ERR_INVALID_ARGUMENT";
+    case MT_ERR_SHAPE:
+      return "MT_ERR_SHAPE";
+    case MT_ERR_NON_FINITE:
+      return "MT_ERR_NON_FINITE";
+    case MT_ERR_CHECKPOINT:
+      return "MT_ERR_CHECKPOINT";
+    case MT_ERR_BUFFER_TOO_SMALL:
+      return "MT_ERR_BUFFER_TOO_SMALL";
+    case MT_ERR_OUT_OF_MEMORY:
+      return "MT_ERR_OUT_OF_MEMORY";
+    case MT_ERR_INTERNAL:
+      return "MT_ERR_INTERNAL";
+    case MT_ERR_NON_FINITE_OUTPUT:
+      return "MT_ERR_NON_FINITE_OUTPUT";
   }
   return "unknown status";
 }
@@ -104,9 +116,15 @@ mt_status mt_model_info_get(const mt_model* model, mt_model_info* out_info) {
     info.out_features = m.out_features();
     info.num_classes = m.num_classes();
     switch (m.task_kind()) {
-      case metatape::tasks::TaskKind::regression: info.task_kind = MT_TASK_REGRESSION; break;
-      case metatape::tasks::TaskKind::classification: info.task_kind = MT_TASK_CLASSIFICATION; break;
-      case metatape::tasks::TaskKind::portfolio: info.task_kind = MT_TASK_PORTFOLIO; break;
+      case metatape::tasks::TaskKind::regression:
+        info.task_kind = MT_TASK_REGRESSION;
+        break;
+      case metatape::tasks::TaskKind::classification:
+        info.task_kind = MT_TASK_CLASSIFICATION;
+        break;
+      case metatape::tasks::TaskKind::portfolio:
+        info.task_kind = MT_TASK_PORTFOLIO;
+        break;
     }
     info.default_steps = m.default_steps();
     info.meta_steps = m.step();
@@ -121,13 +139,18 @@ mt_status mt_model_set_task(mt_model* model, int32_t kind, int64_t num_classes) 
   return guarded("mt_model_set_task", [&] {
     metatape::tasks::TaskKind k;
     switch (kind) {
-      case MT_TASK_REGRESSION: k = metatape::tasks::TaskKind::regression; break;
-      case MT_TASK_CLASSIFICATION: k = metatape::tasks::TaskKind::classification; break;
-      case MT_TASK_PORTFOLIO: k = metatape::tasks::TaskKind::portfolio; break;
+      case MT_TASK_REGRESSION:
+        k = metatape::tasks::TaskKind::regression;
+        break;
+      case MT_TASK_CLASSIFICATION:
+        k = metatape::tasks::TaskKind::classification;
+        break;
+      case MT_TASK_PORTFOLIO:
+        k = metatape::tasks::TaskKind::portfolio;
+        break;
       default:
         return set_error(MT_ERR_INVALID_ARGUMENT,
-                         "metatape: mt_model_set_task: unknown task kind " +
-                             std::to_string(kind) +
+                         "metatape: mt_model_set_task: unknown task kind " + std::to_string(kind) +
                              " (use MT_TASK_REGRESSION, MT_TASK_CLASSIFICATION or MT_TASK_PORTFOLIO)");
     }
     model->model->set_task(k, num_classes);
@@ -137,8 +160,8 @@ mt_status mt_model_set_task(mt_model* model, int32_t kind, int64_t num_classes) 
 
 void mt_model_free(mt_model* model) { delete model; }
 
-mt_status mt_adapt(const mt_model* model, const float* x, int64_t rows, int64_t features,
-                   const float* y, int64_t y_cols, int32_t steps, mt_adapted** out_adapted) {
+mt_status mt_adapt(const mt_model* model, const float* x, int64_t rows, int64_t features, const float* y,
+                   int64_t y_cols, int32_t steps, mt_adapted** out_adapted) {
   if (!out_adapted) return null_argument("mt_adapt", "out_adapted");
   *out_adapted = nullptr;
   if (!model) return null_argument("mt_adapt", "model");
@@ -153,8 +176,8 @@ mt_status mt_adapt(const mt_model* model, const float* x, int64_t rows, int64_t 
   });
 }
 
-mt_status mt_predict(const mt_adapted* adapted, const float* x, int64_t rows, int64_t features,
-                     float* out, int64_t out_capacity, int64_t* out_columns) {
+mt_status mt_predict(const mt_adapted* adapted, const float* x, int64_t rows, int64_t features, float* out,
+                     int64_t out_capacity, int64_t* out_columns) {
   if (!adapted) return null_argument("mt_predict", "adapted");
   if (!x) return null_argument("mt_predict", "x");
   if (!out) return null_argument("mt_predict", "out");
@@ -164,10 +187,10 @@ mt_status mt_predict(const mt_adapted* adapted, const float* x, int64_t rows, in
     const std::vector<float> values = adapted->model->predict(adapted->adapted, x, rows, features, columns);
     *out_columns = columns;
     if (out_capacity < static_cast<int64_t>(values.size())) {
-      return set_error(MT_ERR_BUFFER_TOO_SMALL,
-                       "metatape: mt_predict: the output needs " + std::to_string(values.size()) +
-                           " floats (" + std::to_string(rows) + " rows x " + std::to_string(columns) +
-                           " columns), out_capacity is " + std::to_string(out_capacity));
+      return set_error(MT_ERR_BUFFER_TOO_SMALL, "metatape: mt_predict: the output needs " +
+                                                    std::to_string(values.size()) + " floats (" + std::to_string(rows) +
+                                                    " rows x " + std::to_string(columns) +
+                                                    " columns), out_capacity is " + std::to_string(out_capacity));
     }
     std::memcpy(out, values.data(), values.size() * sizeof(float));
     return MT_OK;

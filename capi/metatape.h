@@ -60,11 +60,7 @@ typedef enum mt_status {
 /* Most elements (rows x columns) of one input array: 2^28. */
 #define MT_MAX_ARRAY_ELEMENTS ((int64_t)1 << 28)
 
-typedef enum mt_task_kind {
-  MT_TASK_REGRESSION = 0,
-  MT_TASK_CLASSIFICATION = 1,
-  MT_TASK_PORTFOLIO = 2
-} mt_task_kind;
+typedef enum mt_task_kind { MT_TASK_REGRESSION = 0, MT_TASK_CLASSIFICATION = 1, MT_TASK_PORTFOLIO = 2 } mt_task_kind;
 
 typedef struct mt_model mt_model;     /* a loaded checkpoint */
 typedef struct mt_adapted mt_adapted; /* a model adapted to one support set */
@@ -96,12 +92,11 @@ MT_API mt_status mt_model_set_task(mt_model* model, int32_t kind, int64_t num_cl
 MT_API void mt_model_free(mt_model* model);
 
 /* steps < 0: the learner's default number of inner steps. */
-MT_API mt_status mt_adapt(const mt_model* model, const float* x, int64_t rows, int64_t features,
-                          const float* y, int64_t y_cols, int32_t steps, mt_adapted** out_adapted);
+MT_API mt_status mt_adapt(const mt_model* model, const float* x, int64_t rows, int64_t features, const float* y,
+                          int64_t y_cols, int32_t steps, mt_adapted** out_adapted);
 /* Writes rows x columns floats to out (capacity in floats) and the column count to out_columns. */
-MT_API mt_status mt_predict(const mt_adapted* adapted, const float* x, int64_t rows,
-                            int64_t features, float* out, int64_t out_capacity,
-                            int64_t* out_columns);
+MT_API mt_status mt_predict(const mt_adapted* adapted, const float* x, int64_t rows, int64_t features, float* out,
+                            int64_t out_capacity, int64_t* out_columns);
 /* Bytes held by the adapted parameters. */
 MT_API int64_t mt_adapted_bytes(const mt_adapted* adapted);
 MT_API void mt_adapted_free(mt_adapted* adapted);

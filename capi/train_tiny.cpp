@@ -33,8 +33,7 @@ int main(int argc, char** argv) {
     options.maml.inner_lr = 0.01;
     auto learner = meta::make_learner(kind, mlp, mlp->init(gen), nn::make_adam(adam), options);
     for (long s = 0; s < steps; ++s) {
-      const meta::StepMetrics m = learner->meta_train_step(tasks::sample_sinusoid_batch(gen, 4),
-                                                           {s + 1 == steps});
+      const meta::StepMetrics m = learner->meta_train_step(tasks::sample_sinusoid_batch(gen, 4), {s + 1 == steps});
       if (s + 1 == steps) std::printf("step %ld query loss %.4f\n", s + 1, m.query_loss);
     }
     meta::save_learner(out, *learner, &gen, R"({"task_kind": "regression", "family": "sinusoid"})");

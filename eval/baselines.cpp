@@ -38,8 +38,7 @@ class Baseline : public Method {
   std::string name() const override { return name_; }
   bool is_baseline() const override { return true; }
   bool uses_steps() const override { return false; }
-  std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps,
-                                           Generator&) override {
+  std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps, Generator&) override {
     return std::vector<std::vector<double>>(steps.size(), outputs(episode));
   }
 
@@ -51,8 +50,9 @@ class Baseline : public Method {
 // The market of a market episode, checked against the task's query rows.
 const tasks::Market& market_of(const Episode& e, const std::string& who) {
   if (!e.context.market) {
-    fail(who + ": the episode has no market context (EpisodeContext.market is null); this baseline "
-               "needs episodes from a market source (eval::make_market_sources)");
+    fail(who +
+         ": the episode has no market context (EpisodeContext.market is null); this baseline "
+         "needs episodes from a market source (eval::make_market_sources)");
   }
   if (e.context.query_rows.size() != query_count(e)) {
     fail(who + ": the episode has " + std::to_string(query_count(e)) + " query rows but its context lists " +
@@ -84,7 +84,8 @@ std::vector<std::int64_t> labels_of(const Tensor& y, std::int64_t classes, const
 std::vector<double> smoothed(const std::vector<double>& counts) {
   const double total = std::accumulate(counts.begin(), counts.end(), 0.0);
   std::vector<double> p(counts.size());
-  for (std::size_t c = 0; c < counts.size(); ++c) p[c] = (counts[c] + 1.0) / (total + static_cast<double>(counts.size()));
+  for (std::size_t c = 0; c < counts.size(); ++c)
+    p[c] = (counts[c] + 1.0) / (total + static_cast<double>(counts.size()));
   return log_probabilities(p);
 }
 
@@ -207,8 +208,12 @@ class HarMethod final : public Baseline {
  public:
   HarMethod(std::shared_ptr<const tasks::PreparedMarket> market, std::vector<int> series,
             std::pair<std::int64_t, std::int64_t> train, std::int64_t horizon, std::int64_t min_rows)
-      : Baseline("har_rv"), market_(std::move(market)), series_(std::move(series)), train_(train),
-        windows_(har_windows(market_->market.interval_ms())), min_rows_(min_rows) {
+      : Baseline("har_rv"),
+        market_(std::move(market)),
+        series_(std::move(series)),
+        train_(train),
+        windows_(har_windows(market_->market.interval_ms())),
+        min_rows_(min_rows) {
     model(horizon);
   }
 
@@ -260,7 +265,9 @@ class EqualWeightMethod final : public Baseline {
 class MinVarianceMethod final : public Baseline {
  public:
   MinVarianceMethod(std::int64_t assets, const BaselineOptions& o)
-      : Baseline("min_variance"), assets_(assets), periods_(o.min_variance_periods),
+      : Baseline("min_variance"),
+        assets_(assets),
+        periods_(o.min_variance_periods),
         shrinkage_(o.min_variance_shrinkage) {}
 
  protected:
@@ -275,8 +282,9 @@ class MinVarianceMethod final : public Baseline {
     for (std::int64_t t : e.context.query_rows) {
       std::int64_t used = 0;
       const std::vector<double> cov = trailing_period_covariance(m, q.series, t, q.stride, periods_, shrinkage_, &used);
-      const std::vector<double> w = used >= 2 ? long_only_min_variance(cov, assets_)
-                                              : std::vector<double>(static_cast<std::size_t>(assets_), 1.0 / static_cast<double>(assets_));
+      const std::vector<double> w =
+          used >= 2 ? long_only_min_variance(cov, assets_)
+                    : std::vector<double>(static_cast<std::size_t>(assets_), 1.0 / static_cast<double>(assets_));
       for (double v : w) out.push_back(std::log(std::max(v, kWeightFloor)));
     }
     return out;
@@ -303,8 +311,8 @@ std::vector<std::int64_t> rows_between(const tasks::Market& m, std::int64_t begi
                                        std::int64_t n, const std::string& who) {
   const std::int64_t a = row_at(m, begin_ms, who), b = row_at(m, end_ms, who);
   if (n < 1 || (n == 1 && a != b) || (n > 1 && ((b - a) % (n - 1) != 0 || b <= a))) {
-    fail(who + ": a meta-training task's " + std::to_string(n) + " rows do not evenly span rows " +
-         std::to_string(a) + ".." + std::to_string(b));
+    fail(who + ": a meta-training task's " + std::to_string(n) + " rows do not evenly span rows " + std::to_string(a) +
+         ".." + std::to_string(b));
   }
   std::vector<std::int64_t> rows;
   for (std::int64_t i = 0; i < n; ++i) rows.push_back(n == 1 ? a : a + i * ((b - a) / (n - 1)));
@@ -324,8 +332,8 @@ std::vector<int> series_of_task(const tasks::Task& task, const tasks::Market& m,
 }
 
 struct FitCounts {
-  std::vector<double> prior;       // [class]
-  std::vector<double> transition;  // [last support label * C + query label]
+  std::vector<double> prior;             // [class]
+  std::vector<double> transition;        // [last support label * C + query label]
   double rule[2][2] = {{0, 0}, {0, 0}};  // [fires][label]
   std::set<int> series;
 };
@@ -358,7 +366,8 @@ FitCounts count_fit_tasks(const FamilySource& f, const BaselineOptions& o, bool 
       for (std::int64_t y : support) counts.prior[static_cast<std::size_t>(y)] += 1.0;
       for (std::int64_t y : query) counts.prior[static_cast<std::size_t>(y)] += 1.0;
       if (!support.empty()) {
-        for (std::int64_t y : query) counts.transition[static_cast<std::size_t>(support.back()) * C + static_cast<std::size_t>(y)] += 1.0;
+        for (std::int64_t y : query)
+          counts.transition[static_cast<std::size_t>(support.back()) * C + static_cast<std::size_t>(y)] += 1.0;
       }
       if (threshold_rule) {
         const tasks::Market& m = f.market->market;
@@ -370,8 +379,12 @@ FitCounts count_fit_tasks(const FamilySource& f, const BaselineOptions& o, bool 
             counts.rule[fired][labels[i]] += 1.0;
           }
         };
-        count_rows(rows_between(m, task.support_begin_ms, task.support_end_ms, static_cast<std::int64_t>(support.size()), who), support);
-        count_rows(rows_between(m, task.query_begin_ms, task.query_end_ms, static_cast<std::int64_t>(query.size()), who), query);
+        count_rows(
+            rows_between(m, task.support_begin_ms, task.support_end_ms, static_cast<std::int64_t>(support.size()), who),
+            support);
+        count_rows(
+            rows_between(m, task.query_begin_ms, task.query_end_ms, static_cast<std::int64_t>(query.size()), who),
+            query);
       }
     }
   }
@@ -381,11 +394,13 @@ FitCounts count_fit_tasks(const FamilySource& f, const BaselineOptions& o, bool 
 void check_options(const BaselineOptions& o) {
   auto bad = [](const std::string& what) { fail("baselines: " + what); };
   if (o.fit_tasks < 1) bad("fit_tasks must be >= 1, got " + std::to_string(o.fit_tasks));
-  if (!(o.ewma_lambda > 0.0 && o.ewma_lambda < 1.0)) bad("ewma_lambda must lie in (0, 1), got " + std::to_string(o.ewma_lambda));
+  if (!(o.ewma_lambda > 0.0 && o.ewma_lambda < 1.0))
+    bad("ewma_lambda must lie in (0, 1), got " + std::to_string(o.ewma_lambda));
   if (o.ewma_window < 1 || o.ewma_seed_returns < 1) bad("ewma_window and ewma_seed_returns must be >= 1");
   if (o.har_min_rows < 1) bad("har_min_rows must be >= 1");
   if (o.min_variance_periods < 2) bad("min_variance_periods must be >= 2 (a covariance needs two periods)");
-  if (!(o.min_variance_shrinkage >= 0.0 && o.min_variance_shrinkage <= 1.0)) bad("min_variance_shrinkage must lie in [0, 1]");
+  if (!(o.min_variance_shrinkage >= 0.0 && o.min_variance_shrinkage <= 1.0))
+    bad("min_variance_shrinkage must lie in [0, 1]");
 }
 
 // Cholesky of the symmetric matrix a (n x n) into l; false when a pivot is <= tol[i].
@@ -482,8 +497,8 @@ std::vector<double> log_probabilities(std::vector<double> p) {
   return p;
 }
 
-double ewma_log_volatility(const std::vector<double>& close, std::int64_t t, double lambda,
-                           std::int64_t window, std::int64_t seed_returns) {
+double ewma_log_volatility(const std::vector<double>& close, std::int64_t t, double lambda, std::int64_t window,
+                           std::int64_t seed_returns) {
   if (t < 1 || t >= static_cast<std::int64_t>(close.size())) {
     fail("ewma: decision bar " + std::to_string(t) + " needs 1 <= t < " + std::to_string(close.size()) +
          " (one past return at least)");
@@ -538,8 +553,8 @@ double HarModel::predict(const std::vector<double>& close, std::int64_t t) const
 }
 
 HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
-                 std::pair<std::int64_t, std::int64_t> train, std::int64_t horizon,
-                 const HarWindows& windows, std::int64_t min_rows) {
+                 std::pair<std::int64_t, std::int64_t> train, std::int64_t horizon, const HarWindows& windows,
+                 std::int64_t min_rows) {
   if (horizon < 1) fail("har_rv: horizon must be >= 1 bar, got " + std::to_string(horizon));
   if (series.empty()) fail("har_rv: no series to fit on (no meta-training task named one)");
   const std::int64_t end = std::min(train.second, market.rows());  // bars >= end are never read
@@ -547,16 +562,18 @@ HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
   HarModel model;
   model.windows = windows;
   model.horizon = horizon;
-  const std::int64_t full = static_cast<std::int64_t>(series.size()) *
-                           std::max<std::int64_t>(0, last - std::max(train.first, windows.month));
+  const std::int64_t full =
+      static_cast<std::int64_t>(series.size()) * std::max<std::int64_t>(0, last - std::max(train.first, windows.month));
   model.clipped = full < min_rows;
-  const std::int64_t first = model.clipped ? std::max<std::int64_t>(train.first, 1) : std::max(train.first, windows.month);
+  const std::int64_t first =
+      model.clipped ? std::max<std::int64_t>(train.first, 1) : std::max(train.first, windows.month);
   // Running means and co-moments of z = (log RV_d, log RV_w, log RV_m, y) (Welford).
   double mean[4] = {0, 0, 0, 0}, co[4][4] = {};
   std::int64_t n = 0;
   for (int s : series) {
     const auto& close = series_at(market, s, "har_rv").close;
-    std::vector<long double> prefix(static_cast<std::size_t>(std::max<std::int64_t>(end, 1)), 0.0L);  // sum r_k^2, k <= i
+    std::vector<long double> prefix(static_cast<std::size_t>(std::max<std::int64_t>(end, 1)),
+                                    0.0L);  // sum r_k^2, k <= i
     for (std::int64_t k = 1; k < end; ++k) {
       const double r = std::log(close[static_cast<std::size_t>(k)] / close[static_cast<std::size_t>(k - 1)]);
       prefix[static_cast<std::size_t>(k)] = prefix[static_cast<std::size_t>(k - 1)] + static_cast<long double>(r) * r;
@@ -587,8 +604,7 @@ HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
   }
   if (n == 0) {
     fail("har_rv: no train row has a label inside the train split (rows [" + std::to_string(train.first) + ", " +
-         std::to_string(train.second) + "), horizon " + std::to_string(horizon) +
-         "); use more data or wider splits");
+         std::to_string(train.second) + "), horizon " + std::to_string(horizon) + "); use more data or wider splits");
   }
   model.rows = n;
   std::vector<double> sxx(9), sxy(3), floor(3);
@@ -637,8 +653,8 @@ std::vector<double> trailing_period_covariance(const tasks::Market& market, cons
 
 std::vector<double> long_only_min_variance(const std::vector<double>& cov, std::int64_t assets) {
   if (assets < 1 || cov.size() != static_cast<std::size_t>(assets * assets)) {
-    fail("min_variance: a covariance of " + std::to_string(cov.size()) + " values is not " +
-         std::to_string(assets) + " x " + std::to_string(assets));
+    fail("min_variance: a covariance of " + std::to_string(cov.size()) + " values is not " + std::to_string(assets) +
+         " x " + std::to_string(assets));
   }
   for (double v : cov)
     if (!std::isfinite(v)) fail("min_variance: the covariance is not finite");
@@ -723,14 +739,15 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
       out.push_back(std::make_unique<MajorityMethod>("majority", family.num_classes));
       std::vector<std::vector<double>> rows;
       for (std::size_t l = 0; l < C; ++l) {
-        rows.push_back(smoothed(std::vector<double>(counts.transition.begin() + static_cast<std::ptrdiff_t>(l * C),
-                                                    counts.transition.begin() + static_cast<std::ptrdiff_t>((l + 1) * C))));
+        rows.push_back(
+            smoothed(std::vector<double>(counts.transition.begin() + static_cast<std::ptrdiff_t>(l * C),
+                                         counts.transition.begin() + static_cast<std::ptrdiff_t>((l + 1) * C))));
       }
       out.push_back(std::make_unique<PersistenceMethod>(family.num_classes, std::move(rows)));
       if (rule) {
-        out.push_back(std::make_unique<ThresholdRuleMethod>(
-            family.family->config().arbitrage_margin,
-            smoothed({counts.rule[1][0], counts.rule[1][1]}), smoothed({counts.rule[0][0], counts.rule[0][1]})));
+        out.push_back(std::make_unique<ThresholdRuleMethod>(family.family->config().arbitrage_margin,
+                                                            smoothed({counts.rule[1][0], counts.rule[1][1]}),
+                                                            smoothed({counts.rule[0][0], counts.rule[0][1]})));
       }
       break;
     }
@@ -738,10 +755,12 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
       out.push_back(std::make_unique<SupportMeanMethod>("support_mean", family.outputs));
       if (const tasks::FamilyInfo* info = tasks::find_family(family.name);
           has_market && info && info->forecasts_volatility) {
-        if (family.outputs != 1) fail("baselines: the risk family has one output, got " + std::to_string(family.outputs));
+        if (family.outputs != 1)
+          fail("baselines: the risk family has one output, got " + std::to_string(family.outputs));
         const FitCounts counts = count_fit_tasks(family, options, false, true);
         out.push_back(std::make_unique<EwmaMethod>(options));
-        out.push_back(std::make_unique<HarMethod>(family.market, std::vector<int>(counts.series.begin(), counts.series.end()),
+        out.push_back(std::make_unique<HarMethod>(family.market,
+                                                  std::vector<int>(counts.series.begin(), counts.series.end()),
                                                   family.train_rows, family.horizon, options.har_min_rows));
       }
       break;

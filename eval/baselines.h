@@ -87,14 +87,14 @@
 namespace metatape::eval {
 
 struct BaselineOptions {
-  std::uint64_t seed = 1;               // Generator(seed) draws the fit tasks
-  std::int64_t fit_tasks = 2000;        // meta-training tasks behind prior, persistence, threshold_rule
-  double ewma_lambda = 0.94;            // RiskMetrics decay, in (0, 1)
-  std::int64_t ewma_window = 250;       // returns the EWMA recursion runs over, ending at bar t
-  std::int64_t ewma_seed_returns = 20;  // the first of them, averaged, seed the variance
-  std::int64_t har_min_rows = 100;      // fewer full-window train rows: HAR windows are clipped
-  std::int64_t min_variance_periods = 60;   // trailing rebalance periods of the covariance (>= 2)
-  double min_variance_shrinkage = 0.2;      // intensity toward the diagonal, in [0, 1]
+  std::uint64_t seed = 1;                  // Generator(seed) draws the fit tasks
+  std::int64_t fit_tasks = 2000;           // meta-training tasks behind prior, persistence, threshold_rule
+  double ewma_lambda = 0.94;               // RiskMetrics decay, in (0, 1)
+  std::int64_t ewma_window = 250;          // returns the EWMA recursion runs over, ending at bar t
+  std::int64_t ewma_seed_returns = 20;     // the first of them, averaged, seed the variance
+  std::int64_t har_min_rows = 100;         // fewer full-window train rows: HAR windows are clipped
+  std::int64_t min_variance_periods = 60;  // trailing rebalance periods of the covariance (>= 2)
+  double min_variance_shrinkage = 0.2;     // intensity toward the diagonal, in [0, 1]
 };
 
 // The family's baselines in a fixed order, fitted at construction:
@@ -113,8 +113,8 @@ std::vector<std::unique_ptr<Method>> make_family_baselines(const FamilySource& f
 std::vector<double> log_probabilities(std::vector<double> probabilities);
 
 // The ewma baseline's prediction at bar t (see above); needs 1 <= t < close.size().
-double ewma_log_volatility(const std::vector<double>& close, std::int64_t t, double lambda,
-                           std::int64_t window, std::int64_t seed_returns);
+double ewma_log_volatility(const std::vector<double>& close, std::int64_t t, double lambda, std::int64_t window,
+                           std::int64_t seed_returns);
 
 struct HarWindows {
   std::int64_t day = 24, week = 168, month = 720;
@@ -135,8 +135,8 @@ struct HarModel {
 };
 // OLS fit of HAR-RV on rows [train.first, train.second) of `series` (pooled), as described above.
 HarModel fit_har(const tasks::Market& market, const std::vector<int>& series,
-                 std::pair<std::int64_t, std::int64_t> train, std::int64_t horizon,
-                 const HarWindows& windows, std::int64_t min_rows);
+                 std::pair<std::int64_t, std::int64_t> train, std::int64_t horizon, const HarWindows& windows,
+                 std::int64_t min_rows);
 
 // The shrunk trailing covariance (n x n row-major) of the min_variance baseline at bar t, and the
 // number L of periods it used (0 when L < 2: the covariance is then empty).

@@ -48,8 +48,10 @@ void check_config(const BenchmarkConfig& c, const std::vector<FamilySource>& fam
   if (c.learners.empty()) bad("no learner configured (learners: [maml, meta-sgd, protonet, ...])");
   if (c.shots.empty()) bad("shots is empty (e.g. shots: [1, 5, 10])");
   if (c.steps.empty()) bad("steps is empty (e.g. steps: [1, 5, 10])");
-  for (int s : c.shots) if (s < 1) bad("every shots value must be >= 1, got " + std::to_string(s));
-  for (int s : c.steps) if (s < 1) bad("every steps value must be >= 1, got " + std::to_string(s));
+  for (int s : c.shots)
+    if (s < 1) bad("every shots value must be >= 1, got " + std::to_string(s));
+  for (int s : c.steps)
+    if (s < 1) bad("every steps value must be >= 1, got " + std::to_string(s));
   if (c.runs < 1) bad("runs must be >= 1, got " + std::to_string(c.runs));
   if (c.episodes < 2) bad("episodes must be >= 2 for paired tests, got " + std::to_string(c.episodes));
   if (c.meta_steps < 0) bad("meta_steps must be >= 0");
@@ -90,8 +92,7 @@ bool learner_fits(const std::string& kind, const FamilySource& family) {
   return !is_metric_learner(kind) || family.kind == tasks::TaskKind::classification;
 }
 
-std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family,
-                                      bool embedding) {
+std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family, bool embedding) {
   nn::MlpSpec spec;
   spec.sizes.push_back(family.feature_dim);
   for (std::int64_t h : config.hidden) spec.sizes.push_back(h);
@@ -100,8 +101,7 @@ std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const Famil
   return std::make_shared<nn::Mlp>(spec);
 }
 
-std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind,
-                                                      const BenchmarkConfig& config,
+std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind, const BenchmarkConfig& config,
                                                       const FamilySource& family, Generator& gen) {
   auto model = make_network(config, family, is_metric_learner(kind));
   nn::OptimizerOptions opt;
@@ -139,15 +139,11 @@ std::string learner_log_path(const BenchmarkConfig& config, int run, const std::
   return (std::filesystem::path(config.out_dir) / ("run" + std::to_string(run)) / family / (kind + ".jsonl")).string();
 }
 
-std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& config,
-                                                       const FamilySource& family,
-                                                       std::size_t family_index,
-                                                       std::size_t learner_index, int run,
-                                                       ProgressBar* progress,
-                                                       std::int64_t progress_offset,
-                                                       const std::atomic<bool>* interrupt,
-                                                       TrainingRecord& record, bool& interrupted,
-                                                       std::int64_t checkpoint_every) {
+std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
+                                                       std::size_t family_index, std::size_t learner_index, int run,
+                                                       ProgressBar* progress, std::int64_t progress_offset,
+                                                       const std::atomic<bool>* interrupt, TrainingRecord& record,
+                                                       bool& interrupted, std::int64_t checkpoint_every) {
   if (config.evaluate_only) {
     interrupted = false;
     return load_benchmark_learner(config, family, family_index, learner_index, run, record);
@@ -194,9 +190,8 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
       std::filesystem::remove(topt.jsonl_path);
     }
   }
-  const TrainOutcome outcome =
-      train_learner(*learner, is_metric_learner(kind) ? with_support_classes_only(family) : family, task_gen, topt,
-                    &selection);
+  const TrainOutcome outcome = train_learner(
+      *learner, is_metric_learner(kind) ? with_support_classes_only(family) : family, task_gen, topt, &selection);
   record = TrainingRecord{};
   record.family = family.name;
   record.learner = kind;
@@ -251,8 +246,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
   std::map<std::tuple<std::string, int, int, std::string>, std::int64_t> diverged;
   std::map<std::tuple<std::string, int, int, std::string>, std::vector<CellResult::CalibrationBin>> calibration;
   // Arbitrage cells: every test row's truth and P(class 1), for the pooled PR-AUC.
-  std::map<std::tuple<std::string, int, int, std::string>,
-           std::pair<std::vector<std::int64_t>, std::vector<double>>> pooled_rows;
+  std::map<std::tuple<std::string, int, int, std::string>, std::pair<std::vector<std::int64_t>, std::vector<double>>>
+      pooled_rows;
   // Validation means of the primary metric, summed over runs: (family, learner) -> steps -> (sum, n).
   std::map<std::pair<std::string, std::string>, ValidationSums> validation;
 
@@ -268,8 +263,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
         }
         TrainingRecord rec;
         bool was_interrupted = false;
-        auto learner = train_benchmark_learner(config, family, fi, li, run, progress, units_done, interrupt,
-                                               rec, was_interrupted);
+        auto learner =
+            train_benchmark_learner(config, family, fi, li, run, progress, units_done, interrupt, rec, was_interrupted);
         units_done += config.meta_steps;
         result.training.push_back(rec);
         if (was_interrupted) break;
@@ -284,8 +279,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       popt.lr = config.outer_lr;
       popt.clip_norm = config.clip_norm;
       auto pre_opt = nn::make_optimizer(config.outer_optimizer, popt);
-      nn::ParameterList pretrained = pretrain_network(*net, net->init(pre_gen), *pre_opt, family,
-                                                      config.meta_steps, config.meta_batch, pre_gen);
+      nn::ParameterList pretrained =
+          pretrain_network(*net, net->init(pre_gen), *pre_opt, family, config.meta_steps, config.meta_batch, pre_gen);
       units_done += config.meta_steps;
       if (progress != nullptr) progress->update(units_done, family.name + "/pretrain done");
 
@@ -312,8 +307,7 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
       // A diverged adaptation is scored as the family's first baseline (the class prior, the support
       // mean or equal weights).
       Method* fallback = fitted.front().get();
-      const bool pooled_detection =
-          is_detection_family(family) && family.num_classes == 2;
+      const bool pooled_detection = is_detection_family(family) && family.num_classes == 2;
       std::string reference = reference_strategy_name(family);
       for (Method* m : methods) {
         if (m->name() == reference) reference.clear();  // portfolio: zero-skill already is equal weight
@@ -361,7 +355,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
         for (auto& method : methods) {
           for (std::size_t e = 0; e < episodes.size(); ++e) {
             if (stopped()) break;
-            const std::uint64_t episode_seed = derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 3000, si, e});
+            const std::uint64_t episode_seed =
+                derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 3000, si, e});
             auto record = [&](int steps, std::vector<double> outputs, double seconds) {
               if (!std::all_of(outputs.begin(), outputs.end(), [](double v) { return std::isfinite(v); })) {
                 // A diverged adaptation: counted, and scored as the zero-skill prediction.
@@ -387,7 +382,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
                 for (std::size_t r = 0; r < truth.size(); ++r) {
                   for (std::size_t c = 0; c < k; ++c) {
                     const double q = p[r * k + c];
-                    auto& bin = bins[std::min<std::size_t>(kCalibrationBins - 1, static_cast<std::size_t>(q * kCalibrationBins))];
+                    auto& bin = bins[std::min<std::size_t>(kCalibrationBins - 1,
+                                                           static_cast<std::size_t>(q * kCalibrationBins))];
                     ++bin.count;
                     bin.predicted += q;
                     bin.outcomes += static_cast<std::size_t>(truth[r]) == c ? 1.0 : 0.0;
@@ -410,7 +406,8 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
                 Generator g(episode_seed);
                 const auto a0 = std::chrono::steady_clock::now();
                 const auto out = method->predict(episodes[e], {steps}, g);
-                record(steps, out.front(), std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count());
+                record(steps, out.front(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count());
               }
             } else {
               Generator g(episode_seed);
@@ -545,8 +542,9 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
             c.t_test = paired_t_test(x, y);
             c.wilcoxon = wilcoxon_signed_rank(x, y);
             c.bootstrap = bootstrap_mean_difference(
-                x, y, derive_seed(config.seed, {name_hash(f.name), name_hash(learner), name_hash(base),
-                                                static_cast<std::uint64_t>(shots), static_cast<std::uint64_t>(steps)}),
+                x, y,
+                derive_seed(config.seed, {name_hash(f.name), name_hash(learner), name_hash(base),
+                                          static_cast<std::uint64_t>(shots), static_cast<std::uint64_t>(steps)}),
                 config.bootstrap_resamples);
             c.mean_difference = c.bootstrap.estimate;
             c.cohens_d = paired_cohens_d(x, y);
@@ -596,7 +594,8 @@ void compute_verdicts(BenchmarkResult& result,
       const HeadlineChoice& choice = h->second;
       const CellResult* mine = nullptr;
       for (const auto& cell : result.cells) {
-        if (cell.family == family && cell.shots == shots && cell.steps == choice.steps && cell.method == learner) mine = &cell;
+        if (cell.family == family && cell.shots == shots && cell.steps == choice.steps && cell.method == learner)
+          mine = &cell;
       }
       if (mine == nullptr || mine->metrics.count(metric) == 0) continue;  // learner not run on this family
       // The strongest baseline: the best test mean of the primary metric among the allowed baselines.
@@ -609,13 +608,13 @@ void compute_verdicts(BenchmarkResult& result,
                 result.simple_baselines.end()) {
           continue;
         }
-        if (!config.verdict_against.empty() &&
-            std::find(config.verdict_against.begin(), config.verdict_against.end(), cell.method) ==
-                config.verdict_against.end()) {
+        if (!config.verdict_against.empty() && std::find(config.verdict_against.begin(), config.verdict_against.end(),
+                                                         cell.method) == config.verdict_against.end()) {
           continue;
         }
         const double m = cell.metrics.at(metric).mean;
-        if (strongest == nullptr || (lower ? m < strongest->metrics.at(metric).mean : m > strongest->metrics.at(metric).mean)) {
+        if (strongest == nullptr ||
+            (lower ? m < strongest->metrics.at(metric).mean : m > strongest->metrics.at(metric).mean)) {
           strongest = &cell;
         }
       }
@@ -659,7 +658,8 @@ void compute_verdicts(BenchmarkResult& result,
       v.p_holm = cmp->p_t_holm;
       const bool significant = v.p_holm < config.alpha;
       v.skill = significant && cmp->learner_better;
-      v.verdict = v.skill ? "skill" : (significant && !cmp->learner_better && v.difference != 0.0 ? "worse" : "no skill");
+      v.verdict =
+          v.skill ? "skill" : (significant && !cmp->learner_better && v.difference != 0.0 ? "worse" : "no skill");
       result.verdicts.push_back(v);
     }
   }

@@ -93,8 +93,8 @@ struct BenchmarkConfig {
   double alpha = 0.05;
 
   // Verdicts (see the header comment).
-  int headline_shots = 0;          // 0: the middle of `shots`; otherwise one of `shots`
-  int selection_episodes = 100;    // validation episodes for choosing the headline steps; 0: off
+  int headline_shots = 0;                    // 0: the middle of `shots`; otherwise one of `shots`
+  int selection_episodes = 100;              // validation episodes for choosing the headline steps; 0: off
   std::vector<std::string> verdict_against;  // empty: every baseline (the honest rule)
 
   // Output: per-learner JSONL logs and checkpoints go under out_dir (empty: none). With resume set, a
@@ -146,18 +146,18 @@ struct Comparison {
 struct Verdict {
   std::string family, learner, metric, strongest_baseline;
   int shots = 0, steps = 0;
-  std::string steps_selected_on;  // "validation" (best validation mean of the primary metric) or "fixed"
+  std::string steps_selected_on;           // "validation" (best validation mean of the primary metric) or "fixed"
   std::map<int, double> validation_means;  // steps -> validation mean of the primary metric
   std::size_t pairs = 0;
   double learner_mean = 0.0, baseline_mean = 0.0;
-  double difference = 0.0;              // learner - baseline, metric units (negative is better for losses)
-  double ci_low = 0.0, ci_high = 0.0;   // bootstrap percentile interval of the difference
-  double p = 1.0, p_holm = 1.0;         // paired t-test, and Holm-corrected over the whole report
+  double difference = 0.0;             // learner - baseline, metric units (negative is better for losses)
+  double ci_low = 0.0, ci_high = 0.0;  // bootstrap percentile interval of the difference
+  double p = 1.0, p_holm = 1.0;        // paired t-test, and Holm-corrected over the whole report
   bool skill = false;
   // Against finetune at the same cell (when it was run): difference, Holm-corrected p.
   bool has_finetune = false;
   double finetune_difference = 0.0, finetune_p_holm = 1.0;
-  std::string verdict = "no skill";     // "skill", "no skill" or "worse"
+  std::string verdict = "no skill";  // "skill", "no skill" or "worse"
 };
 
 constexpr int kCalibrationBins = 10;
@@ -191,12 +191,12 @@ struct BenchmarkResult {
   BenchmarkConfig config;
   std::vector<std::string> families, methods, baselines;
   std::vector<std::string> simple_baselines;     // the fitted family baselines verdicts compare with
-  std::map<std::string, std::string> primary;     // family -> primary metric
-  std::map<std::string, std::string> reference;   // family -> "buy_and_hold" / "equal_weight" / ""
-  std::vector<CellResult> cells;                  // learners, baselines and reference strategies
+  std::map<std::string, std::string> primary;    // family -> primary metric
+  std::map<std::string, std::string> reference;  // family -> "buy_and_hold" / "equal_weight" / ""
+  std::vector<CellResult> cells;                 // learners, baselines and reference strategies
   std::vector<Comparison> comparisons;
-  std::vector<Verdict> verdicts;                  // one per (family, learner) that was evaluated
-  std::vector<EpisodeRecord> episodes;            // every test episode, in scoring order
+  std::vector<Verdict> verdicts;        // one per (family, learner) that was evaluated
+  std::vector<EpisodeRecord> episodes;  // every test episode, in scoring order
   std::vector<TrainingRecord> training;
   // One stitched test-split equity curve per (price_direction / market_regime family, method, asset,
   // run), plus buy-and-hold (run 0); empty when walk_forward.enabled is false.
@@ -208,10 +208,8 @@ struct BenchmarkResult {
 // Builds the learner `kind` for a family (an MLP with config.hidden layers; the output width is the
 // family's outputs, or the last hidden width for metric learners). Exposed for the CLI's train and
 // adapt commands.
-std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family,
-                                      bool embedding);
-std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind,
-                                                      const BenchmarkConfig& config,
+std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family, bool embedding);
+std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind, const BenchmarkConfig& config,
                                                       const FamilySource& family, Generator& gen);
 bool is_metric_learner(const std::string& kind);
 // Metric learners (protonet, matching) run on classification families only; the benchmark skips the
@@ -229,23 +227,19 @@ std::string learner_log_path(const BenchmarkConfig& config, int run, const std::
 // run_benchmark uses, resumes it from its checkpoint when config.resume is set and one exists, and
 // meta-trains it to config.meta_steps (eval/training.h). `record` receives the training summary.
 // Returns the learner; record->interrupted-style stop is reported through `interrupted`.
-std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& config,
-                                                       const FamilySource& family,
-                                                       std::size_t family_index,
-                                                       std::size_t learner_index, int run,
-                                                       ProgressBar* progress,
-                                                       std::int64_t progress_offset,
-                                                       const std::atomic<bool>* interrupt,
-                                                       TrainingRecord& record, bool& interrupted,
-                                                       std::int64_t checkpoint_every = 0);
+std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
+                                                       std::size_t family_index, std::size_t learner_index, int run,
+                                                       ProgressBar* progress, std::int64_t progress_offset,
+                                                       const std::atomic<bool>* interrupt, TrainingRecord& record,
+                                                       bool& interrupted, std::int64_t checkpoint_every = 0);
 
 // Builds learner config.learners[learner_index] as train_benchmark_learner does and loads its
 // checkpoint, without training and without writing anything: `record` gets the checkpoint's step and
 // the last metrics of its JSONL log (when present). Throws naming the file when there is no
 // checkpoint or it does not fit (eval/training.cpp).
 std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
-                                                      std::size_t family_index, std::size_t learner_index,
-                                                      int run, TrainingRecord& record);
+                                                      std::size_t family_index, std::size_t learner_index, int run,
+                                                      TrainingRecord& record);
 
 // Derives a seed from a base seed and a path of integers (stable across platforms).
 std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_t> path);
@@ -253,8 +247,7 @@ std::uint64_t derive_seed(std::uint64_t base, std::initializer_list<std::uint64_
 // Runs the benchmark. Stops early (result.interrupted) when `interrupt` becomes true; trained learners'
 // checkpoints are on disk when out_dir is set.
 BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<FamilySource>& families,
-                              ProgressBar* progress = nullptr,
-                              const std::atomic<bool>* interrupt = nullptr);
+                              ProgressBar* progress = nullptr, const std::atomic<bool>* interrupt = nullptr);
 
 // Recomputes Holm-corrected p-values and significance over result.comparisons (run_benchmark does).
 void correct_comparisons(std::vector<Comparison>& comparisons, double alpha);

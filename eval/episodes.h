@@ -34,8 +34,8 @@ namespace metatape::eval {
 // synthetic episodes (Gaussian classes, sinusoids), which have no time axis.
 struct EpisodeContext {
   std::shared_ptr<const tasks::PreparedMarket> market;
-  tasks::TaskRequest request;                         // normalised by the family (tasks/families.h)
-  std::vector<std::int64_t> support_rows, query_rows; // decision rows, increasing
+  tasks::TaskRequest request;                          // normalised by the family (tasks/families.h)
+  std::vector<std::int64_t> support_rows, query_rows;  // decision rows, increasing
 };
 
 struct Episode {
@@ -74,7 +74,7 @@ struct FamilySource {
 std::int64_t support_rows(const FamilySource& family, int shots);
 
 struct MarketSourceOptions {
-  std::int64_t train_shots = 5;   // support rows of meta-training tasks follow support_rows()
+  std::int64_t train_shots = 5;  // support rows of meta-training tasks follow support_rows()
   std::int64_t query_size = 20;
 };
 

@@ -37,8 +37,7 @@ class DistributionCache {
 
 // The episode of one request: the task (what TaskDistribution::build makes of the same request), its
 // place on the axis and, for price direction, the holding return of each query row.
-Episode episode_at_request(const tasks::TaskFamily& family,
-                           const std::shared_ptr<const tasks::PreparedMarket>& market,
+Episode episode_at_request(const tasks::TaskFamily& family, const std::shared_ptr<const tasks::PreparedMarket>& market,
                            const std::string& family_name, const tasks::TaskRequest& raw) {
   Episode e;
   e.task = family.make_task(*market, raw);
@@ -46,7 +45,8 @@ Episode episode_at_request(const tasks::TaskFamily& family,
   e.context.market = market;
   e.context.request = request;
   const std::int64_t s_last = request.begin + (request.support_size - 1) * request.stride;
-  for (std::int64_t i = 0; i < request.support_size; ++i) e.context.support_rows.push_back(request.begin + i * request.stride);
+  for (std::int64_t i = 0; i < request.support_size; ++i)
+    e.context.support_rows.push_back(request.begin + i * request.stride);
   for (std::int64_t j = 0; j < request.query_size; ++j) {
     e.context.query_rows.push_back(s_last + 1 + request.effective_embargo() + j * request.stride);
   }
@@ -84,9 +84,15 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     source.kind = family->kind();
     source.num_classes = family->num_classes();
     switch (source.kind) {
-      case tasks::TaskKind::classification: source.outputs = source.num_classes; break;
-      case tasks::TaskKind::regression: source.outputs = 1; break;
-      case tasks::TaskKind::portfolio: source.outputs = c.family.portfolio_assets; break;
+      case tasks::TaskKind::classification:
+        source.outputs = source.num_classes;
+        break;
+      case tasks::TaskKind::regression:
+        source.outputs = 1;
+        break;
+      case tasks::TaskKind::portfolio:
+        source.outputs = c.family.portfolio_assets;
+        break;
     }
     auto cache = std::make_shared<DistributionCache>(market, c);
     const std::int64_t train_support = support_rows(source, static_cast<int>(options.train_shots));
@@ -108,8 +114,9 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     // The groups a task may use: those whose every symbol is configured (tasks.symbols, empty = all).
     for (auto& group : fam->candidates(market->market)) {
       const bool allowed = std::all_of(group.begin(), group.end(), [&](int k) {
-        return c.symbols.empty() || std::find(c.symbols.begin(), c.symbols.end(),
-                                              market->market.series[static_cast<std::size_t>(k)].symbol) != c.symbols.end();
+        return c.symbols.empty() ||
+               std::find(c.symbols.begin(), c.symbols.end(),
+                         market->market.series[static_cast<std::size_t>(k)].symbol) != c.symbols.end();
       });
       if (allowed) source.series_groups.push_back(std::move(group));
     }

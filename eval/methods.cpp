@@ -27,11 +27,8 @@ class LearnerMethod : public Method {
   explicit LearnerMethod(meta::Learner& learner) : learner_(learner) {}
   std::string name() const override { return learner_.name(); }
   bool is_baseline() const override { return false; }
-  bool uses_steps() const override {
-    return !meta::is_metric_learner(learner_.name());
-  }
-  std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps,
-                                           Generator&) override {
+  bool uses_steps() const override { return !meta::is_metric_learner(learner_.name()); }
+  std::vector<std::vector<double>> predict(const Episode& episode, const std::vector<int>& steps, Generator&) override {
     std::vector<std::vector<double>> out;
     if (!uses_steps()) {
       const std::vector<double> once = run(episode, -1);
@@ -93,8 +90,7 @@ Tensor pooled_loss(const nn::Mlp& model, const nn::ParameterList& params, const 
 
 }  // namespace
 
-tasks::Task restrict_to_support_classes(const tasks::Task& task, bool drop_query,
-                                        std::vector<std::int64_t>* present) {
+tasks::Task restrict_to_support_classes(const tasks::Task& task, bool drop_query, std::vector<std::int64_t>* present) {
   if (task.kind != tasks::TaskKind::classification) return task;
   const auto support = task.support_y.to_vector<std::int64_t>();
   std::vector<std::int64_t> map(static_cast<std::size_t>(std::max<std::int64_t>(task.num_classes, 1)), -1);
@@ -152,20 +148,17 @@ FamilySource with_support_classes_only(const FamilySource& family) {
   return out;
 }
 
-std::unique_ptr<Method> make_learner_method(meta::Learner& learner) {
-  return std::make_unique<LearnerMethod>(learner);
-}
+std::unique_ptr<Method> make_learner_method(meta::Learner& learner) { return std::make_unique<LearnerMethod>(learner); }
 std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Mlp> model, double lr) {
   return std::make_unique<SgdMethod>("scratch", std::move(model), nn::ParameterList{}, lr);
 }
-std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Mlp> model,
-                                             nn::ParameterList pretrained, double lr) {
+std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Mlp> model, nn::ParameterList pretrained,
+                                             double lr) {
   return std::make_unique<SgdMethod>("finetune", std::move(model), std::move(pretrained), lr);
 }
 
 std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const nn::ParameterList& start,
-                                                   const tasks::Task& task, double lr,
-                                                   const std::vector<int>& steps) {
+                                                   const tasks::Task& task, double lr, const std::vector<int>& steps) {
   int max_steps = 0;
   for (int s : steps) {
     if (s < 0) fail("benchmark: adaptation steps must be >= 0, got " + std::to_string(s));
@@ -187,7 +180,8 @@ std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const n
     {
       NoGradGuard no_grad;
       double ss = 0.0;
-      for (const Tensor& t : g) for (double v : t.to_vector<double>()) ss += v * v;
+      for (const Tensor& t : g)
+        for (double v : t.to_vector<double>()) ss += v * v;
       const double norm = std::sqrt(ss);
       const double scale = norm > kBaselineClipNorm ? kBaselineClipNorm / norm : 1.0;
       for (std::size_t i = 0; i < g.size(); ++i) next.push_back(sub(params[i], g[i] * (lr * scale)).detach());
@@ -202,9 +196,8 @@ std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const n
   return out;
 }
 
-nn::ParameterList pretrain_network(const nn::Mlp& model, nn::ParameterList init,
-                                   nn::Optimizer& optimizer, const FamilySource& family,
-                                   std::int64_t steps, std::int64_t batch, Generator& gen) {
+nn::ParameterList pretrain_network(const nn::Mlp& model, nn::ParameterList init, nn::Optimizer& optimizer,
+                                   const FamilySource& family, std::int64_t steps, std::int64_t batch, Generator& gen) {
   nn::ParameterList params = init.clone(true);
   for (std::int64_t step = 0; step < steps; ++step) {
     const tasks::TaskBatch tasks = family.train_batch(batch, gen);

@@ -12,8 +12,7 @@ namespace {
 
 void check_lengths(std::size_t a, std::size_t b, const char* who, const char* what) {
   if (a != b) {
-    fail(std::string(who) + ": " + what + " differ in length (" + std::to_string(a) + " vs " +
-         std::to_string(b) + ")");
+    fail(std::string(who) + ": " + what + " differ in length (" + std::to_string(a) + " vs " + std::to_string(b) + ")");
   }
   if (a == 0) fail(std::string(who) + ": no rows to score");
 }
@@ -46,8 +45,7 @@ std::vector<double> average_ranks(const std::vector<double>& x) {
 }  // namespace
 
 ClassificationMetrics classification_metrics(const std::vector<std::int64_t>& truth,
-                                             const std::vector<std::int64_t>& predicted,
-                                             std::int64_t num_classes) {
+                                             const std::vector<std::int64_t>& predicted, std::int64_t num_classes) {
   check_lengths(truth.size(), predicted.size(), "classification_metrics", "truth and predictions");
   if (num_classes < 2) fail("classification_metrics: num_classes must be >= 2, got " + std::to_string(num_classes));
   const auto k = static_cast<std::size_t>(num_classes);
@@ -94,8 +92,7 @@ ClassificationMetrics classification_metrics(const std::vector<std::int64_t>& tr
 }
 
 ProbabilisticMetrics probabilistic_metrics(const std::vector<std::int64_t>& truth,
-                                           const std::vector<double>& probabilities,
-                                           std::int64_t num_classes) {
+                                           const std::vector<double>& probabilities, std::int64_t num_classes) {
   if (num_classes < 2) fail("probabilistic_metrics: num_classes must be >= 2, got " + std::to_string(num_classes));
   const auto k = static_cast<std::size_t>(num_classes);
   check_lengths(truth.size() * k, probabilities.size(), "probabilistic_metrics", "truth x classes and probabilities");
@@ -104,8 +101,8 @@ ProbabilisticMetrics probabilistic_metrics(const std::vector<std::int64_t>& trut
   for (std::size_t i = 0; i < truth.size(); ++i) {
     const std::int64_t y = truth[i];
     if (y < 0 || y >= num_classes) {
-      fail("probabilistic_metrics: row " + std::to_string(i) + " has label " + std::to_string(y) +
-           ", outside [0, " + std::to_string(num_classes) + ")");
+      fail("probabilistic_metrics: row " + std::to_string(i) + " has label " + std::to_string(y) + ", outside [0, " +
+           std::to_string(num_classes) + ")");
     }
     const double* p = probabilities.data() + i * k;
     for (std::size_t c = 0; c < k; ++c) {
@@ -151,9 +148,8 @@ std::vector<std::int64_t> argmax_rows(const std::vector<double>& scores, std::in
   return out;
 }
 
-DetectionMetrics detection_metrics(const std::vector<std::int64_t>& truth,
-                                   const std::vector<double>& scores, double threshold,
-                                   double false_alarm_target) {
+DetectionMetrics detection_metrics(const std::vector<std::int64_t>& truth, const std::vector<double>& scores,
+                                   double threshold, double false_alarm_target) {
   check_lengths(truth.size(), scores.size(), "detection_metrics", "truth and scores");
   check_finite(scores, "detection_metrics", "scores");
   DetectionMetrics m;
@@ -174,8 +170,7 @@ DetectionMetrics detection_metrics(const std::vector<std::int64_t>& truth,
   // Sweep thresholds from the highest score down, one distinct score at a time.
   std::vector<std::size_t> order(truth.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t i, std::size_t j) { return scores[i] > scores[j]; });
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) { return scores[i] > scores[j]; });
   std::int64_t cum_tp = 0, cum_fp = 0;
   double previous_recall = 0.0;
   for (std::size_t i = 0; i < order.size();) {
@@ -242,8 +237,8 @@ TradingMetrics returns_metrics(const std::vector<double>& net, double periods_pe
   return m;
 }
 
-TradingMetrics simulate_trading(const std::vector<double>& positions,
-                                const std::vector<double>& returns, const TradingConfig& config) {
+TradingMetrics simulate_trading(const std::vector<double>& positions, const std::vector<double>& returns,
+                                const TradingConfig& config) {
   const std::vector<double> net = net_returns(positions, returns, config);
   TradingMetrics m = returns_metrics(net, config.periods_per_year);
   std::int64_t in_market = 0, hits = 0;
@@ -262,26 +257,26 @@ TradingMetrics simulate_trading(const std::vector<double>& positions,
   return m;
 }
 
-std::vector<double> direction_positions(const std::vector<std::int64_t>& predicted,
-                                        std::int64_t num_classes) {
+std::vector<double> direction_positions(const std::vector<std::int64_t>& predicted, std::int64_t num_classes) {
   if (num_classes != 2 && num_classes != 3) {
-    fail("direction_positions: a direction classifier has 2 (down, up) or 3 (down, flat, up) "
-         "classes, got " + std::to_string(num_classes));
+    fail(
+        "direction_positions: a direction classifier has 2 (down, up) or 3 (down, flat, up) "
+        "classes, got " +
+        std::to_string(num_classes));
   }
   std::vector<double> out(predicted.size());
   for (std::size_t i = 0; i < predicted.size(); ++i) {
     if (predicted[i] < 0 || predicted[i] >= num_classes) {
-      fail("direction_positions: prediction " + std::to_string(i) + " is class " +
-           std::to_string(predicted[i]) + ", outside [0, " + std::to_string(num_classes) + ")");
+      fail("direction_positions: prediction " + std::to_string(i) + " is class " + std::to_string(predicted[i]) +
+           ", outside [0, " + std::to_string(num_classes) + ")");
     }
     out[i] = num_classes == 2 ? (predicted[i] == 0 ? -1.0 : 1.0) : static_cast<double>(predicted[i] - 1);
   }
   return out;
 }
 
-PortfolioMetrics portfolio_metrics(const std::vector<double>& weights,
-                                   const std::vector<double>& returns, std::int64_t assets,
-                                   const TradingConfig& config) {
+PortfolioMetrics portfolio_metrics(const std::vector<double>& weights, const std::vector<double>& returns,
+                                   std::int64_t assets, const TradingConfig& config) {
   check_lengths(weights.size(), returns.size(), "portfolio_metrics", "weights and returns");
   check_finite(weights, "portfolio_metrics", "weights");
   check_finite(returns, "portfolio_metrics", "returns");
@@ -355,8 +350,7 @@ double spearman_correlation(const std::vector<double>& a, const std::vector<doub
   return saa > 0.0 && sbb > 0.0 ? sab / std::sqrt(saa * sbb) : 0.0;
 }
 
-RiskMetrics risk_metrics(const std::vector<double>& predicted, const std::vector<double>& realised,
-                         double floor) {
+RiskMetrics risk_metrics(const std::vector<double>& predicted, const std::vector<double>& realised, double floor) {
   check_lengths(predicted.size(), realised.size(), "risk_metrics", "predicted and realised volatility");
   check_finite(predicted, "risk_metrics", "predicted");
   check_finite(realised, "risk_metrics", "realised");

@@ -23,8 +23,7 @@ struct ClassificationMetrics {
 };
 // Throws when lengths differ, the input is empty or a label is outside [0, num_classes).
 ClassificationMetrics classification_metrics(const std::vector<std::int64_t>& truth,
-                                             const std::vector<std::int64_t>& predicted,
-                                             std::int64_t num_classes);
+                                             const std::vector<std::int64_t>& predicted, std::int64_t num_classes);
 
 // Proper scoring rules on predicted class probabilities (rows, classes), row-major, rows summing to 1.
 //   log_loss = -mean_i log max(p_i[y_i], kProbabilityFloor)   (nats; a row costs at most 13.8)
@@ -40,8 +39,7 @@ struct ProbabilisticMetrics {
 // Throws when shapes differ, the input is empty, a label is outside [0, num_classes) or a probability
 // is negative or not finite.
 ProbabilisticMetrics probabilistic_metrics(const std::vector<std::int64_t>& truth,
-                                           const std::vector<double>& probabilities,
-                                           std::int64_t num_classes);
+                                           const std::vector<double>& probabilities, std::int64_t num_classes);
 
 // Row-wise softmax of a (rows, cols) row-major matrix of logits or log-probabilities.
 std::vector<double> softmax_rows(const std::vector<double>& logits, std::int64_t cols);
@@ -52,9 +50,9 @@ std::vector<std::int64_t> argmax_rows(const std::vector<double>& scores, std::in
 // ---- detection (arbitrage) -------------------------------------------------------------------------
 struct DetectionMetrics {
   std::int64_t positives = 0, negatives = 0;  // in the truth
-  double precision = 0.0;  // at the threshold; 0 when nothing is flagged
-  double recall = 0.0;     // at the threshold; 0 when there is no positive
-  double f1 = 0.0;         // 0 when precision + recall is 0
+  double precision = 0.0;                     // at the threshold; 0 when nothing is flagged
+  double recall = 0.0;                        // at the threshold; 0 when there is no positive
+  double f1 = 0.0;                            // 0 when precision + recall is 0
   // Precision when flagging every row scoring >= the lowest threshold whose false-alarm rate
   // (false positives / negatives) stays <= the target; 0 when no such threshold flags anything.
   double precision_at_false_alarm = 0.0;
@@ -64,14 +62,13 @@ struct DetectionMetrics {
   double pr_auc = 0.0;
 };
 // truth: 0 or 1 per row; scores: higher means "opportunity"; a row is flagged when score >= threshold.
-DetectionMetrics detection_metrics(const std::vector<std::int64_t>& truth,
-                                   const std::vector<double>& scores, double threshold = 0.5,
-                                   double false_alarm_target = 0.05);
+DetectionMetrics detection_metrics(const std::vector<std::int64_t>& truth, const std::vector<double>& scores,
+                                   double threshold = 0.5, double false_alarm_target = 0.05);
 
 // ---- trading simulation (price direction) ----------------------------------------------------------
 struct TradingConfig {
-  double fee_rate = 0.001;       // fraction of traded notional, per unit of position change
-  double slippage_rate = 0.0005; // same units, added to the fee
+  double fee_rate = 0.001;           // fraction of traded notional, per unit of position change
+  double slippage_rate = 0.0005;     // same units, added to the fee
   double periods_per_year = 8760.0;  // for annualising Sharpe and Sortino (hourly bars: 24 * 365)
 };
 
@@ -89,8 +86,8 @@ struct TradingMetrics {
 // The position starts at 0 and is closed after the last period: costs are
 // (fee_rate + slippage_rate) * |positions[t] - positions[t-1]|, charged in period t, plus the exit
 // cost charged in the last period.
-TradingMetrics simulate_trading(const std::vector<double>& positions,
-                                const std::vector<double>& returns, const TradingConfig& config = {});
+TradingMetrics simulate_trading(const std::vector<double>& positions, const std::vector<double>& returns,
+                                const TradingConfig& config = {});
 
 // Net per-period returns of the same simulation (for portfolio-level metrics and plots).
 std::vector<double> net_returns(const std::vector<double>& positions, const std::vector<double>& returns,
@@ -101,8 +98,7 @@ TradingMetrics returns_metrics(const std::vector<double>& net, double periods_pe
 
 // Class predictions of a direction classifier as positions: with 2 classes (down, up) -> -1, +1;
 // with 3 classes (down, flat, up) -> -1, 0, +1. Other class counts throw.
-std::vector<double> direction_positions(const std::vector<std::int64_t>& predicted,
-                                        std::int64_t num_classes);
+std::vector<double> direction_positions(const std::vector<std::int64_t>& predicted, std::int64_t num_classes);
 
 // ---- portfolio -------------------------------------------------------------------------------------
 // Every number is after costs: the net return of period t is
@@ -120,14 +116,13 @@ struct PortfolioMetrics {
 // weights and returns are (rows, assets) row-major; row t's weights earn row t's simple returns.
 // config: fee_rate and slippage_rate on turnover, periods_per_year to annualise Sharpe and volatility.
 // Throws when the shapes disagree, a value is not finite or a cost rate is negative.
-PortfolioMetrics portfolio_metrics(const std::vector<double>& weights,
-                                   const std::vector<double>& returns, std::int64_t assets,
-                                   const TradingConfig& config);
+PortfolioMetrics portfolio_metrics(const std::vector<double>& weights, const std::vector<double>& returns,
+                                   std::int64_t assets, const TradingConfig& config);
 
 // ---- risk (volatility forecasting) -----------------------------------------------------------------
 struct RiskMetrics {
-  double mse = 0.0;   // mean((predicted - realised)^2), on the values given
-  double qlike = 0.0; // mean(r / p - log(r / p) - 1) on variances p = predicted^2, r = realised^2
+  double mse = 0.0;               // mean((predicted - realised)^2), on the values given
+  double qlike = 0.0;             // mean(r / p - log(r / p) - 1) on variances p = predicted^2, r = realised^2
   double rank_correlation = 0.0;  // Spearman's rho (average ranks); 0 when either side is constant
 };
 // predicted and realised volatilities; both must be positive for QLIKE (throws otherwise, naming the

@@ -18,16 +18,21 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-ProgressBar::ProgressBar(std::int64_t total, std::string label, bool enabled, std::FILE* stream,
-                         double min_interval_s)
-    : total_(std::max<std::int64_t>(total, 1)), label_(std::move(label)), enabled_(enabled),
-      stream_(stream), min_interval_s_(min_interval_s), start_(std::chrono::steady_clock::now()),
+ProgressBar::ProgressBar(std::int64_t total, std::string label, bool enabled, std::FILE* stream, double min_interval_s)
+    : total_(std::max<std::int64_t>(total, 1)),
+      label_(std::move(label)),
+      enabled_(enabled),
+      stream_(stream),
+      min_interval_s_(min_interval_s),
+      start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
 ProgressBar::ProgressBar(std::int64_t total, std::string label, ProgressMode mode, std::FILE* stream,
                          double min_interval_s)
     : ProgressBar(total, std::move(label), mode != ProgressMode::off, stream,
-                  min_interval_s >= 0 ? min_interval_s : mode == ProgressMode::lines ? 10.0 : 0.2) {
+                  min_interval_s >= 0           ? min_interval_s
+                  : mode == ProgressMode::lines ? 10.0
+                                                : 0.2) {
   lines_ = mode == ProgressMode::lines;
 }
 
@@ -46,9 +51,8 @@ std::string ProgressBar::render(std::int64_t done, const std::string& status) co
   const double eta = done > 0 ? elapsed * static_cast<double>(total_ - done) / static_cast<double>(done) : NAN;
   char head[160];
   std::snprintf(head, sizeof head, "%s %s %3d%% %lld/%lld %s < %s", label_.c_str(), bar.c_str(),
-                static_cast<int>(fraction * 100.0), static_cast<long long>(done),
-                static_cast<long long>(total_), format_duration(elapsed).c_str(),
-                format_duration(eta).c_str());
+                static_cast<int>(fraction * 100.0), static_cast<long long>(done), static_cast<long long>(total_),
+                format_duration(elapsed).c_str(), format_duration(eta).c_str());
   std::string line = head;
   if (!status.empty()) line += "  " + status;
   return line;
@@ -60,8 +64,10 @@ void ProgressBar::update(std::int64_t done, const std::string& status) {
   if (drawn_ && std::chrono::duration<double>(now - last_draw_).count() < min_interval_s_) return;
   last_draw_ = now;
   drawn_ = true;
-  if (lines_) std::fprintf(stream_, "%s\n", render(done, status).c_str());
-  else std::fprintf(stream_, "\r\033[K%s", render(done, status).c_str());
+  if (lines_)
+    std::fprintf(stream_, "%s\n", render(done, status).c_str());
+  else
+    std::fprintf(stream_, "\r\033[K%s", render(done, status).c_str());
   std::fflush(stream_);
 }
 

@@ -30,7 +30,8 @@ void check_keys(const YAML::Node& node, const std::string& section, const std::s
     if (allowed.count(key) == 0) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      throw ConfigError("unknown key '" + (section.empty() ? key : section + "." + key) + "'; expected one of: " + list);
+      throw ConfigError("unknown key '" + (section.empty() ? key : section + "." + key) +
+                        "'; expected one of: " + list);
     }
   }
 }
@@ -61,8 +62,7 @@ bool read_integral(const YAML::Node& node, T& out) {
     return false;
   }
   if (!std::isfinite(v) || v != std::floor(v)) return false;
-  if (v < static_cast<double>(std::numeric_limits<T>::min()) ||
-      v >= std::ldexp(1.0, std::numeric_limits<T>::digits)) {
+  if (v < static_cast<double>(std::numeric_limits<T>::min()) || v >= std::ldexp(1.0, std::numeric_limits<T>::digits)) {
     return false;
   }
   out = static_cast<T>(v);
@@ -71,11 +71,16 @@ bool read_integral(const YAML::Node& node, T& out) {
 
 template <class T>
 const char* expected_form() {
-  if constexpr (std::is_same_v<T, bool>) return "true or false";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else return "a list, e.g. [1, 2]";
+  if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else
+    return "a list, e.g. [1, 2]";
 }
 
 template <class T>
@@ -85,14 +90,14 @@ void read(const YAML::Node& node, const char* key, T& out, const std::string& se
   if (!value || !value.IsDefined()) return;
   const std::string name = key_name(section, key);
   if (value.IsNull()) {
-    throw ConfigError("'" + name + "' has no value (empty or null); give one, or delete the key to use the "
+    throw ConfigError("'" + name +
+                      "' has no value (empty or null); give one, or delete the key to use the "
                       "default");
   }
   try {
     out = value.as<T>();
     return;
-  } catch (const YAML::Exception&) {
-  }
+  } catch (const YAML::Exception&) {}
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     if (read_integral(value, out)) return;
   } else if constexpr (is_vector<T>::value) {
@@ -200,9 +205,9 @@ void check_values(const RunConfig& c) {
       throw ConfigError(std::string(key) + " must be >= " + std::to_string(min) + ", got " + std::to_string(value));
     }
   };
-  auto finite = [](const char* key, double value, double lo, double hi, bool lo_open, bool hi_open,
-                   const char* range) {
-    const bool ok = std::isfinite(value) && (lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi);
+  auto finite = [](const char* key, double value, double lo, double hi, bool lo_open, bool hi_open, const char* range) {
+    const bool ok =
+        std::isfinite(value) && (lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi);
     if (!ok) throw ConfigError(std::string(key) + " must be a finite number " + range + ", got " + num(value));
   };
   constexpr double inf = std::numeric_limits<double>::infinity();
@@ -243,7 +248,8 @@ void check_values(const RunConfig& c) {
   at_least("tasks.portfolio_assets", d.family.portfolio_assets, 1);
   {
     const std::string& r = d.family.rebalance;
-    const bool count = !r.empty() && r.find_first_not_of("0123456789") == std::string::npos && std::atoll(r.c_str()) > 0;
+    const bool count =
+        !r.empty() && r.find_first_not_of("0123456789") == std::string::npos && std::atoll(r.c_str()) > 0;
     if (r != "daily" && r != "weekly" && !count) {
       throw ConfigError("tasks.rebalance must be daily, weekly or a positive bar count (e.g. 12), got '" + r + "'");
     }
@@ -270,9 +276,10 @@ void check_values(const RunConfig& c) {
     throw ConfigError("training.activation: " + std::string(e.what()));
   }
   if (b.diagnose_every < 1) {
-    throw ConfigError("training.diagnose_every must be >= 1 (meta-steps between gradient diagnostics; a value "
-                      "above training.meta_steps runs them at the first and last step only), got " +
-                      std::to_string(b.diagnose_every));
+    throw ConfigError(
+        "training.diagnose_every must be >= 1 (meta-steps between gradient diagnostics; a value "
+        "above training.meta_steps runs them at the first and last step only), got " +
+        std::to_string(b.diagnose_every));
   }
   at_least("training.validate_every", b.validate_every, 0);  // 0: no checkpoint selection
   at_least("training.validation_episodes", b.validation_episodes, 1);
@@ -299,8 +306,7 @@ void check_values(const RunConfig& c) {
   at_least("evaluation.selection_episodes", b.selection_episodes, 0);
   at_least("evaluation.walk_forward.readapt_every", b.walk_forward.readapt_every, 1);
   at_least("evaluation.walk_forward.resamples", b.walk_forward.resamples, 10);
-  if (b.walk_forward.shots != 0 &&
-      std::find(b.shots.begin(), b.shots.end(), b.walk_forward.shots) == b.shots.end()) {
+  if (b.walk_forward.shots != 0 && std::find(b.shots.begin(), b.shots.end(), b.walk_forward.shots) == b.shots.end()) {
     throw ConfigError("evaluation.walk_forward.shots is " + std::to_string(b.walk_forward.shots) +
                       " but evaluation.shots " + list_text(b.shots) + " does not list it (or 0: the middle value)");
   }
@@ -341,43 +347,44 @@ void check_limits(const RunConfig& c) {
   const meta::LearnerOptions& lo = b.learner_options;
   if (c.data.source == "simulator") {
     const auto& sim = c.data.simulator;
-    within(static_cast<double>(sim.bars) * sim.assets * sim.exchanges,
-           l.max_bars, "data.simulator.bars (" + std::to_string(sim.bars) + ") x assets (" +
-           std::to_string(sim.assets) + ") x exchanges (" + std::to_string(sim.exchanges) + ")",
+    within(static_cast<double>(sim.bars) * sim.assets * sim.exchanges, l.max_bars,
+           "data.simulator.bars (" + std::to_string(sim.bars) + ") x assets (" + std::to_string(sim.assets) +
+               ") x exchanges (" + std::to_string(sim.exchanges) + ")",
            "limits.max_bars", "simulate fewer bars");
   }
   // At least one input feature and one output: the exact count is checked once the features are known.
   within(mlp_parameters(1, b.hidden, 1), l.max_parameters,
-         "parameters per learner with training.hidden " + list_text(b.hidden) + " (at least)",
-         "limits.max_parameters", "use narrower or fewer layers");
+         "parameters per learner with training.hidden " + list_text(b.hidden) + " (at least)", "limits.max_parameters",
+         "use narrower or fewer layers");
   const double query = static_cast<double>(c.distribution.query_size);
   within(static_cast<double>(b.meta_batch) * (static_cast<double>(b.train_shots) + query), l.max_rows,
          "training.meta_batch (" + std::to_string(b.meta_batch) + ") x (training.train_shots (" +
-         std::to_string(b.train_shots) + ") + tasks.query_size (" + std::to_string(c.distribution.query_size) +
-         ")) task rows per meta-step", "limits.max_rows", "lower training.meta_batch");
+             std::to_string(b.train_shots) + ") + tasks.query_size (" + std::to_string(c.distribution.query_size) +
+             ")) task rows per meta-step",
+         "limits.max_rows", "lower training.meta_batch");
   const int max_shots = *std::max_element(b.shots.begin(), b.shots.end());
   within(static_cast<double>(b.episodes) * (max_shots + query), l.max_rows,
          "evaluation.episodes (" + std::to_string(b.episodes) + ") x (largest evaluation.shots (" +
-         std::to_string(max_shots) + ") + tasks.query_size) test rows per shots value",
+             std::to_string(max_shots) + ") + tasks.query_size) test rows per shots value",
          "limits.max_rows", "lower evaluation.episodes");
   if (b.validate_every > 0) {
     const int headline = b.headline_shots != 0 ? b.headline_shots : b.shots[b.shots.size() / 2];
     within(static_cast<double>(b.validation_episodes) * (headline + query), l.max_rows,
            "training.validation_episodes (" + std::to_string(b.validation_episodes) + ") x (headline shots (" +
-           std::to_string(headline) + ") + tasks.query_size) validation rows held while training",
+               std::to_string(headline) + ") + tasks.query_size) validation rows held while training",
            "limits.max_rows", "lower training.validation_episodes");
   }
   const std::int64_t inner = std::max(lo.maml.inner_steps, lo.reptile.inner_steps);
   within(static_cast<double>(inner) * static_cast<double>(b.meta_batch), l.max_inner_steps_x_episodes,
          "training.inner_steps / reptile_steps (" + std::to_string(inner) + ") x training.meta_batch (" +
-         std::to_string(b.meta_batch) + ") adaptation steps per meta-step",
+             std::to_string(b.meta_batch) + ") adaptation steps per meta-step",
          "limits.max_inner_steps_x_episodes", "lower training.inner_steps or training.meta_batch");
   double steps = 0.0;
   for (int s : b.steps) steps += s;
   within(steps * b.episodes * static_cast<double>(b.shots.size()) * b.runs, l.max_inner_steps_x_episodes,
          "sum of evaluation.steps " + list_text(b.steps) + " x evaluation.episodes (" + std::to_string(b.episodes) +
-         ") x " + std::to_string(b.shots.size()) + " evaluation.shots values x evaluation.runs (" +
-         std::to_string(b.runs) + ") adaptation steps per learner",
+             ") x " + std::to_string(b.shots.size()) + " evaluation.shots values x evaluation.runs (" +
+             std::to_string(b.runs) + ") adaptation steps per learner",
          "limits.max_inner_steps_x_episodes", "lower evaluation.steps or evaluation.episodes");
 }
 
@@ -387,8 +394,10 @@ template <class T>
 YAML::Node sequence(const std::vector<T>& v) {
   YAML::Node n(YAML::NodeType::Sequence);
   for (const auto& x : v) {
-    if constexpr (std::is_floating_point_v<T>) n.push_back(num(x));
-    else n.push_back(x);
+    if constexpr (std::is_floating_point_v<T>)
+      n.push_back(num(x));
+    else
+      n.push_back(x);
   }
   n.SetStyle(YAML::EmitterStyle::Flow);
   return n;
@@ -399,14 +408,17 @@ void merge_missing(YAML::Node into, const YAML::Node& given) {
   if (!given.IsMap() || !into.IsMap()) return;
   for (const auto& kv : given) {
     const std::string key = kv.first.Scalar();
-    if (!into[key]) into[key] = YAML::Clone(kv.second);
-    else if (kv.second.IsMap()) merge_missing(into[key], kv.second);
+    if (!into[key])
+      into[key] = YAML::Clone(kv.second);
+    else if (kv.second.IsMap())
+      merge_missing(into[key], kv.second);
   }
 }
 
 void flatten_into(const YAML::Node& node, const std::string& path, std::map<std::string, std::string>& out) {
   if (node.IsMap()) {
-    for (const auto& kv : node) flatten_into(kv.second, path.empty() ? kv.first.Scalar() : path + "." + kv.first.Scalar(), out);
+    for (const auto& kv : node)
+      flatten_into(kv.second, path.empty() ? kv.first.Scalar() : path + "." + kv.first.Scalar(), out);
   } else if (!path.empty() && !node.IsNull()) {
     out[path] = node.IsScalar() ? node.Scalar() : yaml_text(node);
   }
@@ -446,14 +458,17 @@ void check_market_fits(const RunConfig& config, const tasks::Market& market,
       seen += (seen.empty() ? "" : ", ") + s + " on " + list;
     }
     if (!any) {
-      std::string message = "tasks.families includes arbitrage, which needs one symbol quoted on >= 2 exchanges, but "
-                            "the market has " + (seen.empty() ? std::string("no symbol") : seen);
+      std::string message =
+          "tasks.families includes arbitrage, which needs one symbol quoted on >= 2 exchanges, but "
+          "the market has " +
+          (seen.empty() ? std::string("no symbol") : seen);
       if (!unknown_exchange.empty()) {
         std::string files;
         for (const auto& f : unknown_exchange) files += (files.empty() ? "" : ", ") + f;
-        message += "; the exchange of " + files + " was inferred as 'unknown' (the file name names no known "
-                   "exchange): name it per file in data.files, e.g. - {path: " + unknown_exchange.front() +
-                   ", exchange: binance}";
+        message += "; the exchange of " + files +
+                   " was inferred as 'unknown' (the file name names no known "
+                   "exchange): name it per file in data.files, e.g. - {path: " +
+                   unknown_exchange.front() + ", exchange: binance}";
       } else if (config.data.source == "simulator") {
         message += "; set data.simulator.exchanges >= 2";
       } else {
@@ -497,7 +512,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(data, "align", c.data.align, "data");
   read(data, "policy", c.data.policy, "data");
   if (present(data) && present(data["files"])) {
-    if (!data["files"].IsSequence()) throw ConfigError("data.files must be a list of paths or {path, exchange, ...} maps");
+    if (!data["files"].IsSequence())
+      throw ConfigError("data.files must be a list of paths or {path, exchange, ...} maps");
     for (const auto& f : data["files"]) {
       DataFile file;
       if (f.IsScalar()) {
@@ -525,9 +541,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(sim, "cross_pairs", c.data.simulator.cross_pairs, "data.simulator");
 
   const YAML::Node t = croot["tasks"];
-  check_keys(t, "tasks", {"families", "symbols", "query_size", "horizon", "stride", "embargo", "train_end",
-                          "validation_end", "holdout_symbols", "direction_threshold",
-                          "regime_trend_threshold", "portfolio_assets", "rebalance"});
+  check_keys(t, "tasks",
+             {"families", "symbols", "query_size", "horizon", "stride", "embargo", "train_end", "validation_end",
+              "holdout_symbols", "direction_threshold", "regime_trend_threshold", "portfolio_assets", "rebalance"});
   tasks::DistributionConfig& d = c.distribution;
   std::int64_t horizon = 4;
   read(t, "families", d.families, "tasks");
@@ -546,10 +562,10 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(t, "rebalance", d.family.rebalance, "tasks");
 
   const YAML::Node tr = croot["training"];
-  check_keys(tr, "training", {"meta_steps", "meta_batch", "train_shots", "outer_optimizer", "outer_lr",
-                              "clip_norm", "inner_lr", "inner_steps", "first_order", "recompute_inner", "reptile_steps",
-                              "hidden", "activation", "diagnose_every", "validate_every", "validation_episodes",
-                              "select_best"});
+  check_keys(tr, "training",
+             {"meta_steps", "meta_batch", "train_shots", "outer_optimizer", "outer_lr", "clip_norm", "inner_lr",
+              "inner_steps", "first_order", "recompute_inner", "reptile_steps", "hidden", "activation",
+              "diagnose_every", "validate_every", "validation_episodes", "select_best"});
   b.meta_steps = 1000;
   b.meta_batch = 8;
   b.hidden = {64, 64};
@@ -590,9 +606,9 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   lo.reptile.inner_steps = reptile_steps;
 
   const YAML::Node ev = croot["evaluation"];
-  check_keys(ev, "evaluation", {"shots", "steps", "runs", "episodes", "baseline_lr", "bootstrap_resamples",
-                                "alpha", "fee_rate", "slippage_rate", "headline_shots", "selection_episodes",
-                                "verdict_against", "walk_forward"});
+  check_keys(ev, "evaluation",
+             {"shots", "steps", "runs", "episodes", "baseline_lr", "bootstrap_resamples", "alpha", "fee_rate",
+              "slippage_rate", "headline_shots", "selection_episodes", "verdict_against", "walk_forward"});
   read(ev, "shots", b.shots, "evaluation");
   read(ev, "steps", b.steps, "evaluation");
   read(ev, "runs", b.runs, "evaluation");
@@ -752,8 +768,7 @@ std::string resolved_config_yaml(const RunConfig& c) {
   if (!c.source_text.empty()) {
     try {
       merge_missing(root, YAML::Load(c.source_text));
-    } catch (const YAML::Exception&) {
-    }
+    } catch (const YAML::Exception&) {}
   }
   YAML::Emitter e;
   e << root;
@@ -800,8 +815,7 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
       std::filesystem::path p(f.path);
       if (p.is_relative() && !config.data.root.empty()) p = std::filesystem::path(config.data.root) / p;
       if (!std::filesystem::exists(p)) {
-        throw DataError("metatape: data: file not found: " + p.string() +
-                        " (check data.root / --data and data.files)");
+        throw DataError("metatape: data: file not found: " + p.string() + " (check data.root / --data and data.files)");
       }
       if (!std::filesystem::is_regular_file(p)) {
         throw DataError("metatape: data: " + p.string() + " is " +
@@ -809,7 +823,7 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
                         "; data.files lists market files (check data.root / --data and data.files)");
       }
       tasks::LoadOptions lo;
-      lo.policy = config.data.policy == "fail" ? tasks::ValidationPolicy::fail
+      lo.policy = config.data.policy == "fail"   ? tasks::ValidationPolicy::fail
                   : config.data.policy == "drop" ? tasks::ValidationPolicy::drop
                                                  : tasks::ValidationPolicy::repair;
       lo.exchange = f.exchange;
@@ -826,7 +840,7 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
     }
     try {
       market = tasks::align(std::move(series), config.data.align == "forward_fill" ? tasks::AlignMode::forward_fill
-                                                                                 : tasks::AlignMode::intersect);
+                                                                                   : tasks::AlignMode::intersect);
     } catch (const Error& e) {
       throw DataError(e.what());
     }
@@ -850,7 +864,8 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
   const BenchmarkConfig& b = config.benchmark;
   for (const FamilySource& f : sources) {
     for (const std::string& kind : b.learners) {
-      const double outputs = is_metric_learner(kind) ? static_cast<double>(b.hidden.back()) : static_cast<double>(f.outputs);
+      const double outputs =
+          is_metric_learner(kind) ? static_cast<double>(b.hidden.back()) : static_cast<double>(f.outputs);
       std::vector<std::int64_t> hidden = b.hidden;
       if (is_metric_learner(kind)) hidden.pop_back();  // the last hidden layer is the embedding
       within(mlp_parameters(static_cast<double>(f.feature_dim), hidden, outputs), config.limits.max_parameters,

@@ -45,13 +45,13 @@ bool trades_direction(const FamilySource& family) {
   return info && info->trades_direction;
 }
 
-MetricMap score_episode(const FamilySource& family, const Episode& episode,
-                        const std::vector<double>& outputs, const TradingConfig& trading) {
+MetricMap score_episode(const FamilySource& family, const Episode& episode, const std::vector<double>& outputs,
+                        const TradingConfig& trading) {
   const tasks::Task& task = episode.task;
   const std::int64_t rows = task.query_x.dim(0);
   if (static_cast<std::int64_t>(outputs.size()) != rows * family.outputs) {
-    fail("benchmark: " + family.name + ": a method produced " + std::to_string(outputs.size()) +
-         " outputs for " + std::to_string(rows) + " query rows of width " + std::to_string(family.outputs));
+    fail("benchmark: " + family.name + ": a method produced " + std::to_string(outputs.size()) + " outputs for " +
+         std::to_string(rows) + " query rows of width " + std::to_string(family.outputs));
   }
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (!std::isfinite(outputs[i])) {
@@ -76,8 +76,7 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
       if (trades_direction(family) && !episode.query_returns.empty()) {
         TradingConfig t = trading;
         t.periods_per_year = episode.periods_per_year;
-        add_trading(m, simulate_trading(direction_positions(predicted, family.num_classes),
-                                        episode.query_returns, t));
+        add_trading(m, simulate_trading(direction_positions(predicted, family.num_classes), episode.query_returns, t));
       }
       if (is_detection_family(family) && family.num_classes == 2) {
         const auto p = softmax_rows(outputs, 2);
@@ -113,14 +112,12 @@ MetricMap score_episode(const FamilySource& family, const Episode& episode,
   return m;
 }
 
-MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
-                             const TradingConfig& trading) {
+MetricMap reference_strategy(const FamilySource& family, const Episode& episode, const TradingConfig& trading) {
   MetricMap m;
   if (trades_direction(family) && !episode.query_returns.empty()) {
     TradingConfig t = trading;
     t.periods_per_year = episode.periods_per_year;
-    add_trading(m, simulate_trading(std::vector<double>(episode.query_returns.size(), 1.0),
-                                    episode.query_returns, t));
+    add_trading(m, simulate_trading(std::vector<double>(episode.query_returns.size(), 1.0), episode.query_returns, t));
   } else if (family.kind == tasks::TaskKind::portfolio) {
     const std::int64_t rows = episode.task.query_x.dim(0);
     const std::vector<double> equal(static_cast<std::size_t>(rows * family.outputs),
@@ -139,17 +136,20 @@ std::string reference_strategy_name(const FamilySource& family) {
 
 std::string primary_metric(const FamilySource& family) {
   switch (family.kind) {
-    case tasks::TaskKind::classification: return "log_loss";
-    case tasks::TaskKind::regression: return "qlike";
-    case tasks::TaskKind::portfolio: return "sharpe";
+    case tasks::TaskKind::classification:
+      return "log_loss";
+    case tasks::TaskKind::regression:
+      return "qlike";
+    case tasks::TaskKind::portfolio:
+      return "sharpe";
   }
   return "accuracy";
 }
 
 bool lower_is_better(const std::string& metric) {
-  return metric == "log_loss" || metric == "brier" || metric == "mse" || metric == "qlike" ||
-         metric == "volatility" || metric == "max_drawdown" || metric == "trade_max_drawdown" ||
-         metric == "trade_turnover" || metric == "turnover";
+  return metric == "log_loss" || metric == "brier" || metric == "mse" || metric == "qlike" || metric == "volatility" ||
+         metric == "max_drawdown" || metric == "trade_max_drawdown" || metric == "trade_turnover" ||
+         metric == "turnover";
 }
 
 }  // namespace metatape::eval

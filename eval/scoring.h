@@ -31,13 +31,12 @@ using MetricMap = std::map<std::string, double>;
 bool is_detection_family(const FamilySource& family);
 bool trades_direction(const FamilySource& family);
 
-MetricMap score_episode(const FamilySource& family, const Episode& episode,
-                        const std::vector<double>& outputs, const TradingConfig& trading = {});
+MetricMap score_episode(const FamilySource& family, const Episode& episode, const std::vector<double>& outputs,
+                        const TradingConfig& trading = {});
 
 // The metrics of the family's buy-and-hold (price direction: long every query period) or equal-weight
 // (portfolio) reference on this episode; empty for other families.
-MetricMap reference_strategy(const FamilySource& family, const Episode& episode,
-                             const TradingConfig& trading = {});
+MetricMap reference_strategy(const FamilySource& family, const Episode& episode, const TradingConfig& trading = {});
 // "buy_and_hold", "equal_weight" or "" (no reference strategy for the family).
 std::string reference_strategy_name(const FamilySource& family);
 

@@ -43,8 +43,7 @@ double sharpe_ratio(const std::vector<double>& returns) {
   return m.sd > 0.0 ? m.mean / m.sd : 0.0;
 }
 
-double probabilistic_sharpe_ratio(double sharpe, double benchmark_sharpe, double n, double skewness,
-                                  double kurtosis) {
+double probabilistic_sharpe_ratio(double sharpe, double benchmark_sharpe, double n, double skewness, double kurtosis) {
   if (!(n >= 2.0)) fail("probabilistic_sharpe_ratio: needs at least 2 observations, got " + std::to_string(n));
   if (!std::isfinite(sharpe) || !std::isfinite(benchmark_sharpe) || !std::isfinite(skewness) ||
       !std::isfinite(kurtosis)) {
@@ -75,8 +74,7 @@ double trial_sharpe_variance(const std::vector<double>& trial_sharpes) {
   return std::pow(return_moments(trial_sharpes).sd, 2);
 }
 
-DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::int64_t trials,
-                                     double trial_variance) {
+DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::int64_t trials, double trial_variance) {
   if (returns.size() < 2) {
     fail("deflated_sharpe_ratio: needs at least 2 returns, got " + std::to_string(returns.size()));
   }
@@ -94,13 +92,12 @@ DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::in
 }
 
 std::vector<std::size_t> stationary_bootstrap_indices(const std::vector<std::size_t>& starts,
-                                                      const std::vector<double>& uniforms,
-                                                      double mean_block_length) {
+                                                      const std::vector<double>& uniforms, double mean_block_length) {
   const std::size_t n = starts.size();
   if (n == 0) fail("stationary_bootstrap: no observations");
   if (uniforms.size() != n) {
-    fail("stationary_bootstrap: " + std::to_string(starts.size()) + " starts but " +
-         std::to_string(uniforms.size()) + " uniforms (one of each per observation)");
+    fail("stationary_bootstrap: " + std::to_string(starts.size()) + " starts but " + std::to_string(uniforms.size()) +
+         " uniforms (one of each per observation)");
   }
   if (!(mean_block_length >= 1.0) || !std::isfinite(mean_block_length)) {
     fail("stationary_bootstrap: the mean block length must be >= 1, got " + std::to_string(mean_block_length));
@@ -116,8 +113,7 @@ std::vector<std::size_t> stationary_bootstrap_indices(const std::vector<std::siz
   return idx;
 }
 
-std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length,
-                                                      Generator& gen) {
+std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length, Generator& gen) {
   std::vector<std::size_t> starts(n);
   std::vector<double> u(n);
   for (auto& s : starts) s = static_cast<std::size_t>(gen.below(n));
@@ -125,9 +121,7 @@ std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean
   return stationary_bootstrap_indices(starts, u, mean_block_length);
 }
 
-double default_block_length(std::size_t n) {
-  return std::max(1.0, std::ceil(std::cbrt(static_cast<double>(n))));
-}
+double default_block_length(std::size_t n) { return std::max(1.0, std::ceil(std::cbrt(static_cast<double>(n)))); }
 
 double politis_white_block_length(const std::vector<double>& x) {
   const std::size_t n = x.size();
@@ -180,8 +174,7 @@ double automatic_block_length(const std::vector<double>& x) {
 }
 
 Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
-                                        const std::vector<std::vector<std::size_t>>& resamples,
-                                        double confidence) {
+                                        const std::vector<std::vector<std::size_t>>& resamples, double confidence) {
   if (!(confidence > 0.0 && confidence < 1.0)) {
     fail("sharpe_interval: confidence must lie in (0, 1), got " + std::to_string(confidence));
   }
@@ -211,12 +204,13 @@ Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
   return out;
 }
 
-Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length,
-                                   int resamples, std::uint64_t seed, double confidence) {
+Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length, int resamples,
+                                   std::uint64_t seed, double confidence) {
   if (returns.size() < 2) {
     fail("sharpe_bootstrap_interval: needs at least 2 returns, got " + std::to_string(returns.size()));
   }
-  if (resamples < 10) fail("sharpe_bootstrap_interval: resamples must be at least 10, got " + std::to_string(resamples));
+  if (resamples < 10)
+    fail("sharpe_bootstrap_interval: resamples must be at least 10, got " + std::to_string(resamples));
   const double block = mean_block_length > 0.0 ? mean_block_length : automatic_block_length(returns);
   Generator gen(seed);
   std::vector<std::vector<std::size_t>> draws(static_cast<std::size_t>(resamples));

@@ -44,8 +44,7 @@ double sharpe_ratio(const std::vector<double>& returns);
 // probability that the true Sharpe ratio exceeds SR* given the estimate SR from n observations.
 // Needs n >= 2. The denominator's radicand is clamped at 1e-12 (it is positive for every finite
 // sample, since kurtosis >= 1 + skew^2, but rounding may bring it to 0).
-double probabilistic_sharpe_ratio(double sharpe, double benchmark_sharpe, double n, double skewness,
-                                  double kurtosis);
+double probabilistic_sharpe_ratio(double sharpe, double benchmark_sharpe, double n, double skewness, double kurtosis);
 
 // E[max_n SR_n] ~= mean + sqrt(V) ((1 - g) Phi^-1(1 - 1/N) + g Phi^-1(1 - 1/(N e))), g the
 // Euler-Mascheroni constant, for N independent trials whose Sharpe ratios have variance V. N = 1 gives
@@ -67,8 +66,7 @@ struct DeflatedSharpe {
 // DSR = PSR(SR0) with SR0 = expected_maximum_sharpe(trials, trial_variance): the probability that the
 // stream's true Sharpe ratio exceeds what the best of `trials` skill-less trials would show. Needs at
 // least two returns.
-DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::int64_t trials,
-                                     double trial_variance);
+DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::int64_t trials, double trial_variance);
 
 // ---- stationary bootstrap --------------------------------------------------------------------------
 // Politis and Romano (1994): blocks start at uniform random positions and have geometric lengths with
@@ -77,11 +75,9 @@ DeflatedSharpe deflated_sharpe_ratio(const std::vector<double>& returns, std::in
 // block), else index[t - 1] + 1 mod n. This is arch's stationary_bootstrap_sample, fed the same two
 // streams (arch.bootstrap.StationaryBootstrap).
 std::vector<std::size_t> stationary_bootstrap_indices(const std::vector<std::size_t>& starts,
-                                                      const std::vector<double>& uniforms,
-                                                      double mean_block_length);
+                                                      const std::vector<double>& uniforms, double mean_block_length);
 // The same with starts = gen.below(n) and uniforms = gen.uniform() (n of each, starts first).
-std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length,
-                                                      Generator& gen);
+std::vector<std::size_t> stationary_bootstrap_indices(std::size_t n, double mean_block_length, Generator& gen);
 // ceil(n^(1/3)) (at least 1): the rate-optimal order of the block length (Politis and White 2004);
 // the fallback of automatic_block_length.
 double default_block_length(std::size_t n);
@@ -104,7 +100,7 @@ Interval sharpe_interval_from_resamples(const std::vector<double>& returns,
                                         double confidence = 0.95);
 // `resamples` stationary-bootstrap resamples drawn from Generator(seed), then the interval above.
 // mean_block_length <= 0 selects automatic_block_length(returns). Needs n >= 2 and resamples >= 10.
-Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length,
-                                   int resamples, std::uint64_t seed, double confidence = 0.95);
+Interval sharpe_bootstrap_interval(const std::vector<double>& returns, double mean_block_length, int resamples,
+                                   std::uint64_t seed, double confidence = 0.95);
 
 }  // namespace metatape::eval

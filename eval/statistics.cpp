@@ -18,17 +18,16 @@ void check_sample(const std::vector<double>& values, const char* who) {
   if (values.empty()) fail(std::string(who) + ": empty sample (run at least one episode)");
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      fail(std::string(who) + ": value " + std::to_string(i) + " is not finite (" +
-           std::to_string(values[i]) + "); a metric produced NaN or Inf upstream");
+      fail(std::string(who) + ": value " + std::to_string(i) + " is not finite (" + std::to_string(values[i]) +
+           "); a metric produced NaN or Inf upstream");
     }
   }
 }
 
-std::vector<double> paired_differences(const std::vector<double>& a, const std::vector<double>& b,
-                                       const char* who) {
+std::vector<double> paired_differences(const std::vector<double>& a, const std::vector<double>& b, const char* who) {
   if (a.size() != b.size()) {
-    fail(std::string(who) + ": paired samples differ in length (" + std::to_string(a.size()) +
-         " vs " + std::to_string(b.size()) + "); both learners must see the same episodes");
+    fail(std::string(who) + ": paired samples differ in length (" + std::to_string(a.size()) + " vs " +
+         std::to_string(b.size()) + "); both learners must see the same episodes");
   }
   check_sample(a, who);
   check_sample(b, who);
@@ -77,8 +76,8 @@ double beta_continued_fraction(double a, double b, double x) {
     h *= delta;
     if (std::abs(delta - 1.0) < eps) return h;
   }
-  fail("regularized_incomplete_beta: continued fraction did not converge for a = " +
-       std::to_string(a) + ", b = " + std::to_string(b) + ", x = " + std::to_string(x));
+  fail("regularized_incomplete_beta: continued fraction did not converge for a = " + std::to_string(a) +
+       ", b = " + std::to_string(b) + ", x = " + std::to_string(x));
 }
 
 }  // namespace
@@ -90,16 +89,15 @@ double log_gamma(double x) {
 
 double regularized_incomplete_beta(double a, double b, double x) {
   if (!(a > 0.0) || !(b > 0.0)) {
-    fail("regularized_incomplete_beta: shape parameters must be positive, got a = " +
-         std::to_string(a) + ", b = " + std::to_string(b));
+    fail("regularized_incomplete_beta: shape parameters must be positive, got a = " + std::to_string(a) +
+         ", b = " + std::to_string(b));
   }
   if (!(x >= 0.0 && x <= 1.0)) {
     fail("regularized_incomplete_beta: x must lie in [0, 1], got " + std::to_string(x));
   }
   if (x == 0.0) return 0.0;
   if (x == 1.0) return 1.0;
-  const double log_front = log_gamma(a + b) - log_gamma(a) - log_gamma(b) + a * std::log(x) +
-                           b * std::log1p(-x);
+  const double log_front = log_gamma(a + b) - log_gamma(a) - log_gamma(b) + a * std::log(x) + b * std::log1p(-x);
   const double front = std::exp(log_front);
   if (x < (a + 1.0) / (a + b + 2.0)) return front * beta_continued_fraction(a, b, x) / a;
   return 1.0 - front * beta_continued_fraction(b, a, 1.0 - x) / b;
@@ -110,10 +108,10 @@ double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 double normal_quantile(double p) {
   if (!(p > 0.0 && p < 1.0)) fail("normal_quantile: p must lie in (0, 1), got " + std::to_string(p));
   // Acklam's rational approximation (relative error 1.15e-9), then one Halley step on erfc.
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
                              1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
   static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-                             6.680131188771972e+01,  -1.328068155288572e+01};
+                             6.680131188771972e+01, -1.328068155288572e+01};
   static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
                              -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
   static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
@@ -165,7 +163,10 @@ double student_t_quantile(double p, double df) {
   }
   for (int i = 0; i < 300 && hi - lo > 1e-15 * hi; ++i) {
     const double mid = 0.5 * (lo + hi);
-    if (student_t_cdf(-mid, df) > tail) lo = mid; else hi = mid;
+    if (student_t_cdf(-mid, df) > tail)
+      lo = mid;
+    else
+      hi = mid;
   }
   const double x = 0.5 * (lo + hi);
   return upper ? x : -x;
@@ -182,8 +183,8 @@ Summary summarize(const std::vector<double>& values, double confidence) {
   s.std = sample_std(values, s.mean);
   s.ci_low = s.ci_high = s.mean;
   if (s.n >= 2) {
-    const double half = student_t_quantile(0.5 + confidence / 2.0, static_cast<double>(s.n - 1)) *
-                        s.std / std::sqrt(static_cast<double>(s.n));
+    const double half = student_t_quantile(0.5 + confidence / 2.0, static_cast<double>(s.n - 1)) * s.std /
+                        std::sqrt(static_cast<double>(s.n));
     s.ci_low = s.mean - half;
     s.ci_high = s.mean + half;
   }
@@ -211,7 +212,8 @@ TestResult paired_t_test(const std::vector<double>& a, const std::vector<double>
 TestResult wilcoxon_signed_rank(const std::vector<double>& a, const std::vector<double>& b) {
   const std::vector<double> all = paired_differences(a, b, "wilcoxon_signed_rank");
   std::vector<double> d;
-  for (double v : all) if (v != 0.0) d.push_back(v);
+  for (double v : all)
+    if (v != 0.0) d.push_back(v);
   const bool had_zeros = d.size() != all.size();
   TestResult r;
   const std::size_t n = d.size();
@@ -224,8 +226,7 @@ TestResult wilcoxon_signed_rank(const std::vector<double>& a, const std::vector<
   // Average ranks of |d|; tie group sizes for the variance correction.
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&](std::size_t i, std::size_t j) { return std::abs(d[i]) < std::abs(d[j]); });
+  std::sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) { return std::abs(d[i]) < std::abs(d[j]); });
   std::vector<double> rank(n);
   double tie_term = 0.0;
   bool has_ties = false;
@@ -266,15 +267,19 @@ TestResult wilcoxon_signed_rank(const std::vector<double>& a, const std::vector<
   const double mean = nn * (nn + 1.0) / 4.0;
   const double se = std::sqrt((nn * (nn + 1.0) * (2.0 * nn + 1.0) - tie_term / 2.0) / 24.0);
   double z = (w_plus - mean) / se;
-  if (z > 0) z -= 0.5 / se; else if (z < 0) z += 0.5 / se;
+  if (z > 0)
+    z -= 0.5 / se;
+  else if (z < 0)
+    z += 0.5 / se;
   r.p_value = std::min(1.0, 2.0 * normal_cdf(-std::abs(z)));
   return r;
 }
 
-Interval bootstrap_mean_difference(const std::vector<double>& a, const std::vector<double>& b,
-                                   std::uint64_t seed, int resamples, double confidence) {
+Interval bootstrap_mean_difference(const std::vector<double>& a, const std::vector<double>& b, std::uint64_t seed,
+                                   int resamples, double confidence) {
   const std::vector<double> d = paired_differences(a, b, "bootstrap_mean_difference");
-  if (resamples < 10) fail("bootstrap_mean_difference: resamples must be at least 10, got " + std::to_string(resamples));
+  if (resamples < 10)
+    fail("bootstrap_mean_difference: resamples must be at least 10, got " + std::to_string(resamples));
   if (!(confidence > 0.0 && confidence < 1.0)) {
     fail("bootstrap_mean_difference: confidence must lie in (0, 1), got " + std::to_string(confidence));
   }
@@ -305,14 +310,12 @@ std::vector<double> holm_adjust(const std::vector<double>& p_values) {
   const std::size_t m = p_values.size();
   for (std::size_t i = 0; i < m; ++i) {
     if (!(p_values[i] >= 0.0 && p_values[i] <= 1.0)) {
-      fail("holm_adjust: p-value " + std::to_string(i) + " is " + std::to_string(p_values[i]) +
-           ", outside [0, 1]");
+      fail("holm_adjust: p-value " + std::to_string(i) + " is " + std::to_string(p_values[i]) + ", outside [0, 1]");
     }
   }
   std::vector<std::size_t> order(m);
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t i, std::size_t j) { return p_values[i] < p_values[j]; });
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) { return p_values[i] < p_values[j]; });
   std::vector<double> adjusted(m);
   double running = 0.0;
   for (std::size_t k = 0; k < m; ++k) {

@@ -15,19 +15,19 @@
 namespace metatape::eval {
 
 // ---- special functions ------------------------------------------------------------------------------
-double log_gamma(double x);                                   // x > 0
+double log_gamma(double x);                                        // x > 0
 double regularized_incomplete_beta(double a, double b, double x);  // I_x(a, b), a, b > 0, x in [0, 1]
 double normal_cdf(double z);
-double normal_quantile(double p);                             // p in (0, 1)
-double student_t_cdf(double t, double df);                    // df > 0; t may be +-inf
-double student_t_quantile(double p, double df);               // p in (0, 1), df > 0
+double normal_quantile(double p);                // p in (0, 1)
+double student_t_cdf(double t, double df);       // df > 0; t may be +-inf
+double student_t_quantile(double p, double df);  // p in (0, 1), df > 0
 
 // ---- summaries --------------------------------------------------------------------------------------
 struct Summary {
   std::size_t n = 0;
   double mean = 0.0;
-  double std = 0.0;      // sample standard deviation (n - 1 denominator); 0 when n < 2
-  double ci_low = 0.0;   // mean -+ t_{(1+c)/2, n-1} * std / sqrt(n); equal to mean when n < 2
+  double std = 0.0;     // sample standard deviation (n - 1 denominator); 0 when n < 2
+  double ci_low = 0.0;  // mean -+ t_{(1+c)/2, n-1} * std / sqrt(n); equal to mean when n < 2
   double ci_high = 0.0;
 };
 // Throws on an empty sample or a non-finite value.
@@ -60,9 +60,8 @@ struct Interval {
 };
 // Percentile bootstrap interval of mean(a - b): `resamples` resamples of the paired differences with
 // replacement, drawn from metatape::Generator(seed). Same seed, same interval.
-Interval bootstrap_mean_difference(const std::vector<double>& a, const std::vector<double>& b,
-                                   std::uint64_t seed, int resamples = 2000,
-                                   double confidence = 0.95);
+Interval bootstrap_mean_difference(const std::vector<double>& a, const std::vector<double>& b, std::uint64_t seed,
+                                   int resamples = 2000, double confidence = 0.95);
 
 // Holm's step-down adjusted p-values, in the input order: sort ascending, adjusted_(i) =
 // max_{j <= i} min(1, (m - j) p_(j)) with j counted from 0. Reject where adjusted < alpha.

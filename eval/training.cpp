@@ -144,8 +144,10 @@ GradientDiagnostics diagnose_gradients(meta::Learner& learner, const tasks::Task
     }
   }
   for (const auto& [name, norm] : d.grad_norms) {
-    if (!std::isfinite(norm) || norm > explode_threshold) d.exploding.push_back(name);
-    else if (norm < vanish_threshold) d.vanishing.push_back(name);
+    if (!std::isfinite(norm) || norm > explode_threshold)
+      d.exploding.push_back(name);
+    else if (norm < vanish_threshold)
+      d.vanishing.push_back(name);
   }
   return d;
 }
@@ -284,8 +286,8 @@ std::size_t remove_stale_checkpoint_temporaries(const std::string& checkpoint_pa
     const std::string digits = name.substr(prefix.size());
     if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
     const long pid = std::stol(digits);
-    const bool alive = pid != static_cast<long>(::getpid()) && pid > 0 &&
-                       (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+    const bool alive =
+        pid != static_cast<long>(::getpid()) && pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
     if (alive) continue;
     std::error_code rm;
     if (fs::remove(entry.path(), rm)) ++removed;
@@ -294,8 +296,8 @@ std::size_t remove_stale_checkpoint_temporaries(const std::string& checkpoint_pa
 }
 
 std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& config, const FamilySource& family,
-                                                      std::size_t family_index, std::size_t learner_index,
-                                                      int run, TrainingRecord& record) {
+                                                      std::size_t family_index, std::size_t learner_index, int run,
+                                                      TrainingRecord& record) {
   const std::string& kind = config.learners.at(learner_index);
   const auto r = static_cast<std::uint64_t>(run);
   Generator init_gen(derive_seed(config.seed, {r, family_index, learner_index, 1}));
@@ -335,7 +337,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
                            const TrainOptions& options, SelectionState* selection) {
   if (options.meta_batch < 1) fail("train: meta_batch must be >= 1, got " + std::to_string(options.meta_batch));
   const ValidationOptions& vopt = options.validation;
-  if (vopt.every < 0) fail("train: validate_every must be >= 0 (0 turns validation off), got " + std::to_string(vopt.every));
+  if (vopt.every < 0)
+    fail("train: validate_every must be >= 0 (0 turns validation off), got " + std::to_string(vopt.every));
   if (vopt.every > 0 && vopt.episodes < 1) {
     fail("train: validation_episodes must be >= 1 when validation is on, got " + std::to_string(vopt.episodes));
   }
@@ -357,7 +360,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
       fail("train: the checkpoint's validation history was scored on " + std::to_string(sel.episodes) +
            " validation episodes of " + std::to_string(sel.shots) + " shots (seed " + std::to_string(sel.seed) +
            "), this run scores " + std::to_string(vopt.episodes) + " of " + std::to_string(vopt.shots) + " (seed " +
-           std::to_string(vopt.seed) + "); resume with the same training.validation_episodes, "
+           std::to_string(vopt.seed) +
+           "); resume with the same training.validation_episodes, "
            "evaluation.headline_shots and seed, or retrain without --resume");
     }
     sel.metric = metric;
@@ -414,9 +418,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     }
     const auto step_t0 = std::chrono::steady_clock::now();
     const tasks::TaskBatch batch = family.train_batch(options.meta_batch, gen);
-    const bool diagnose = options.diagnose_every > 0 &&
-                          (learner.meta_steps() % options.diagnose_every == 0 ||
-                           learner.meta_steps() + 1 == options.meta_steps);
+    const bool diagnose = options.diagnose_every > 0 && (learner.meta_steps() % options.diagnose_every == 0 ||
+                                                         learner.meta_steps() + 1 == options.meta_steps);
     nn::ParameterList before;
     if (diagnose) before = learner.meta_parameters().clone(false);
     meta::StepMetrics m;
@@ -468,8 +471,8 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     }
     if (options.progress != nullptr) {
       char status[160];
-      std::snprintf(status, sizeof status, "%s/%s step %lld loss %.4f%s", family.name.c_str(),
-                    learner.name().c_str(), static_cast<long long>(learner.meta_steps()), m.query_loss,
+      std::snprintf(status, sizeof status, "%s/%s step %lld loss %.4f%s", family.name.c_str(), learner.name().c_str(),
+                    static_cast<long long>(learner.meta_steps()), m.query_loss,
                     m.query_accuracy ? (" acc " + std::to_string(*m.query_accuracy).substr(0, 5)).c_str() : "");
       options.progress->update(options.progress_offset + learner.meta_steps(), status);
     }

@@ -68,8 +68,8 @@ struct GradientDiagnostics {
   std::vector<std::string> vanishing, exploding;
 };
 GradientDiagnostics diagnose_gradients(meta::Learner& learner, const tasks::TaskBatch& batch,
-                                       const nn::ParameterList* before_step = nullptr,
-                                       double vanish_threshold = 1e-7, double explode_threshold = 1e3);
+                                       const nn::ParameterList* before_step = nullptr, double vanish_threshold = 1e-7,
+                                       double explode_threshold = 1e3);
 
 struct ValidationOptions {
   std::int64_t every = 0;   // meta-steps between validation evaluations; 0: no validation
@@ -82,17 +82,17 @@ struct ValidationOptions {
 
 // The validation history a run needs to go on selecting (saved in checkpoints, see above).
 struct SelectionState {
-  std::string metric;               // the family's primary metric
+  std::string metric;  // the family's primary metric
   // The validation settings the history was made with (ValidationOptions); resuming with other
   // episodes, shots or seed is refused (the values would not be comparable).
   std::int64_t every = 0;
   int episodes = 0, shots = 0;
   std::uint64_t seed = 0;
   bool select_best = true;
-  std::int64_t best_step = 0;       // 0: no finite evaluation at a multiple of `every` yet
+  std::int64_t best_step = 0;  // 0: no finite evaluation at a multiple of `every` yet
   double best_value = std::nan("");
-  nn::ParameterList best;           // meta-parameters at best_step (no history)
-  std::int64_t last_step = 0;       // the most recent evaluation
+  nn::ParameterList best;      // meta-parameters at best_step (no history)
+  std::int64_t last_step = 0;  // the most recent evaluation
   double last_value = std::nan("");
   // Set when training ended: the step whose meta-parameters the learner holds and their value.
   std::int64_t selected_step = 0;
@@ -102,8 +102,8 @@ struct SelectionState {
 struct TrainOptions {
   std::int64_t meta_steps = 100;
   std::int64_t meta_batch = 8;
-  std::string jsonl_path;       // empty: no per-step log
-  std::string checkpoint_path;  // empty: no checkpoints
+  std::string jsonl_path;             // empty: no per-step log
+  std::string checkpoint_path;        // empty: no checkpoints
   std::int64_t checkpoint_every = 0;  // 0: only at the end and on interruption
   std::int64_t diagnose_every = 50;
   std::string config_json = "{}";  // stored in checkpoints
@@ -124,7 +124,7 @@ struct TrainOutcome {
   // Validation (empty metric: no validation ran): the step whose meta-parameters the learner holds at
   // the end (the best evaluation's with select_best, else the last step's) and its validation value.
   std::string validation_metric;
-  std::int64_t validations = 0;  // evaluations run by this call
+  std::int64_t validations = 0;     // evaluations run by this call
   double validation_seconds = 0.0;  // their wall time (included in `seconds`)
   std::int64_t selected_step = 0;
   double selected_validation_value = std::nan("");

@@ -35,16 +35,19 @@ struct WalkPlan {
 
 void check_family(const FamilySource& family) {
   if (family.name != "price_direction" && family.name != "market_regime") {
-    fail("walk_forward: family '" + family.name + "' is not traded (walk-forward runs on price_direction and market_regime)");
+    fail("walk_forward: family '" + family.name +
+         "' is not traded (walk-forward runs on price_direction and market_regime)");
   }
   if (!family.market || !family.family || !family.episode_at) {
-    fail("walk_forward: family '" + family.name + "' has no market (walk-forward needs a market source, not synthetic tasks)");
+    fail("walk_forward: family '" + family.name +
+         "' has no market (walk-forward needs a market source, not synthetic tasks)");
   }
 }
 
 WalkPlan plan_walk(const FamilySource& family, const WalkForwardConfig& config) {
   check_family(family);
-  if (config.readapt_every < 1) fail("walk_forward: readapt_every must be >= 1 bar, got " + std::to_string(config.readapt_every));
+  if (config.readapt_every < 1)
+    fail("walk_forward: readapt_every must be >= 1 bar, got " + std::to_string(config.readapt_every));
   if (config.shots < 1) fail("walk_forward: shots must be >= 1, got " + std::to_string(config.shots));
   if (config.steps < 0) fail("walk_forward: steps must be >= 0, got " + std::to_string(config.steps));
   if (config.resamples < 10) fail("walk_forward: resamples must be >= 10, got " + std::to_string(config.resamples));
@@ -67,9 +70,10 @@ WalkPlan plan_walk(const FamilySource& family, const WalkForwardConfig& config) 
   p.first = std::max(t0, fits);
   p.last_decision = t1 - 1 - p.horizon;
   if (p.last_decision < p.first) {
-    fail("walk_forward: the test split has rows [" + std::to_string(t0) + ", " + std::to_string(t1) + ") but the first " +
-         family.name + " decision row with " + std::to_string(p.support) + " support rows is " + std::to_string(p.first) +
-         " and the last one whose " + std::to_string(p.horizon) + "-bar label fits is " + std::to_string(p.last_decision) +
+    fail("walk_forward: the test split has rows [" + std::to_string(t0) + ", " + std::to_string(t1) +
+         ") but the first " + family.name + " decision row with " + std::to_string(p.support) + " support rows is " +
+         std::to_string(p.first) + " and the last one whose " + std::to_string(p.horizon) + "-bar label fits is " +
+         std::to_string(p.last_decision) +
          " (use more data, wider test split, fewer walk-forward shots or a shorter horizon)");
   }
   const std::int64_t last_query = p.first + (p.last_decision - p.first) / p.stride * p.stride;
@@ -102,12 +106,13 @@ std::string iso_day(std::int64_t day_ms) {
 
 // The curve of per-bar positions on bars plan.first .. plan.last_bar of one series: costs, daily
 // compounding and every metric.
-EquityCurve stitch(const FamilySource& family, int series, const WalkPlan& plan,
-                   std::vector<double> positions, const WalkForwardConfig& config) {
+EquityCurve stitch(const FamilySource& family, int series, const WalkPlan& plan, std::vector<double> positions,
+                   const WalkForwardConfig& config) {
   const auto& market = family.market->market;
   const auto& close = market.series.at(static_cast<std::size_t>(series)).close;
   const std::size_t bars = positions.size();
-  if (bars != static_cast<std::size_t>(plan.last_bar - plan.first + 1)) fail("walk_forward: internal: bar count mismatch");
+  if (bars != static_cast<std::size_t>(plan.last_bar - plan.first + 1))
+    fail("walk_forward: internal: bar count mismatch");
   EquityCurve c;
   c.family = family.name;
   c.series = series;
@@ -160,22 +165,23 @@ EquityCurve stitch(const FamilySource& family, int series, const WalkPlan& plan,
     c.sortino = downside > 0.0 ? m.mean / std::sqrt(downside / n) * annual : 0.0;
     c.block_length = config.block_length > 0 ? config.block_length : automatic_block_length(c.daily_returns);
     c.resamples = config.resamples;
-    const Interval ci = sharpe_bootstrap_interval(c.daily_returns, c.block_length, config.resamples,
-                                                  mix(config.seed ^ mix(static_cast<std::uint64_t>(series) + 17)),
-                                                  config.confidence);
+    const Interval ci =
+        sharpe_bootstrap_interval(c.daily_returns, c.block_length, config.resamples,
+                                  mix(config.seed ^ mix(static_cast<std::uint64_t>(series) + 17)), config.confidence);
     c.sharpe_ci = {ci.estimate * annual, ci.low * annual, ci.high * annual};
   }
   c.deflated.trials = 0;
   return c;
 }
 
-std::vector<EquityCurve> constant_curves(const FamilySource& family, const WalkForwardConfig& config,
-                                         double position, const std::string& name) {
+std::vector<EquityCurve> constant_curves(const FamilySource& family, const WalkForwardConfig& config, double position,
+                                         const std::string& name) {
   const WalkPlan plan = plan_walk(family, config);
   std::vector<EquityCurve> out;
   for (int series : assets_of(family)) {
-    EquityCurve c = stitch(family, series, plan,
-                           std::vector<double>(static_cast<std::size_t>(plan.last_bar - plan.first + 1), position), config);
+    EquityCurve c =
+        stitch(family, series, plan,
+               std::vector<double>(static_cast<std::size_t>(plan.last_bar - plan.first + 1), position), config);
     c.method = name;
     c.baseline = true;
     out.push_back(std::move(c));
@@ -222,8 +228,8 @@ double position_from_outputs(const std::string& family, const double* outputs, s
   return std::clamp(p, -1.0, 1.0);
 }
 
-std::vector<EquityCurve> walk_forward(const FamilySource& family, Method& method,
-                                      const WalkForwardConfig& config, Generator& gen) {
+std::vector<EquityCurve> walk_forward(const FamilySource& family, Method& method, const WalkForwardConfig& config,
+                                      Generator& gen) {
   const WalkPlan plan = plan_walk(family, config);
   const std::int64_t classes = family.num_classes;
   std::vector<EquityCurve> out;
@@ -301,7 +307,8 @@ void assign_deflated_sharpe(std::vector<EquityCurve>& curves, std::int64_t trial
   if (trials < 1) fail("walk_forward: the number of trials must be >= 1, got " + std::to_string(trials));
   std::map<std::pair<std::string, std::string>, std::vector<double>> trial_sharpes;
   for (const auto& c : curves) {
-    if (!is_reference(c.method) && c.daily_returns.size() >= 2) trial_sharpes[{c.family, c.asset}].push_back(c.sharpe_daily);
+    if (!is_reference(c.method) && c.daily_returns.size() >= 2)
+      trial_sharpes[{c.family, c.asset}].push_back(c.sharpe_daily);
   }
   for (auto& c : curves) {
     const double variance = trial_sharpe_variance(trial_sharpes[{c.family, c.asset}]);
@@ -320,24 +327,44 @@ nlohmann::json walk_forward_json(const std::vector<EquityCurve>& curves) {
   for (const auto& c : curves) {
     std::vector<std::string> days;
     for (std::int64_t d : c.day_ms) days.push_back(iso_day(d));
-    out.push_back({{"family", c.family}, {"method", c.method}, {"asset", c.asset}, {"baseline", c.baseline},
-                   {"run", c.run}, {"shots", c.shots}, {"steps", c.steps}, {"readapt_every", c.readapt_every},
-                   {"adaptations", c.adaptations}, {"diverged", c.diverged},
-                   {"first_row", c.first_row}, {"last_row", c.last_row},
+    out.push_back({{"family", c.family},
+                   {"method", c.method},
+                   {"asset", c.asset},
+                   {"baseline", c.baseline},
+                   {"run", c.run},
+                   {"shots", c.shots},
+                   {"steps", c.steps},
+                   {"readapt_every", c.readapt_every},
+                   {"adaptations", c.adaptations},
+                   {"diverged", c.diverged},
+                   {"first_row", c.first_row},
+                   {"last_row", c.last_row},
                    {"first_time_ms", c.bar_time_ms.empty() ? 0 : c.bar_time_ms.front()},
-                   {"last_time_ms", c.bar_time_ms.empty() ? 0 : c.bar_time_ms.back()}, {"bars", c.positions.size()},
-                   {"days", c.daily_returns.size()}, {"total_return", finite(c.total_return)},
-                   {"sharpe", finite(c.sharpe)}, {"sharpe_ci_low", finite(c.sharpe_ci.low)},
-                   {"sharpe_ci_high", finite(c.sharpe_ci.high)}, {"sortino", finite(c.sortino)},
-                   {"max_drawdown", finite(c.max_drawdown)}, {"turnover", finite(c.turnover)},
-                   {"block_length_days", c.block_length}, {"resamples", c.resamples},
+                   {"last_time_ms", c.bar_time_ms.empty() ? 0 : c.bar_time_ms.back()},
+                   {"bars", c.positions.size()},
+                   {"days", c.daily_returns.size()},
+                   {"total_return", finite(c.total_return)},
+                   {"sharpe", finite(c.sharpe)},
+                   {"sharpe_ci_low", finite(c.sharpe_ci.low)},
+                   {"sharpe_ci_high", finite(c.sharpe_ci.high)},
+                   {"sortino", finite(c.sortino)},
+                   {"max_drawdown", finite(c.max_drawdown)},
+                   {"turnover", finite(c.turnover)},
+                   {"block_length_days", c.block_length},
+                   {"resamples", c.resamples},
                    {"annualisation", "sqrt(365), daily returns"},
-                   {"deflated_sharpe", finite(c.deflated.dsr)}, {"trials", c.deflated.trials},
+                   {"deflated_sharpe", finite(c.deflated.dsr)},
+                   {"trials", c.deflated.trials},
                    {"trial_sharpe_variance", finite(c.deflated.trial_variance)},
                    {"expected_max_sharpe_daily", finite(c.deflated.expected_max)},
-                   {"sharpe_daily", finite(c.sharpe_daily)}, {"skewness", finite(c.deflated.skewness)},
-                   {"kurtosis", finite(c.deflated.kurtosis)}, {"day", days}, {"day_ms", c.day_ms},
-                   {"daily_return", c.daily_returns}, {"equity", c.equity}, {"drawdown", c.drawdown}});
+                   {"sharpe_daily", finite(c.sharpe_daily)},
+                   {"skewness", finite(c.deflated.skewness)},
+                   {"kurtosis", finite(c.deflated.kurtosis)},
+                   {"day", days},
+                   {"day_ms", c.day_ms},
+                   {"daily_return", c.daily_returns},
+                   {"equity", c.equity},
+                   {"drawdown", c.drawdown}});
   }
   return out;
 }
@@ -360,7 +387,8 @@ std::string walk_forward_markdown(const std::vector<EquityCurve>& curves) {
      << "(Bailey and Lopez de Prado 2014): the probability that the true Sharpe exceeds the expected maximum "
      << "of N = " << first.deflated.trials << " trials (learners and baselines x runs).\n";
   for (const auto& fam : families) {
-    md << "\n### " << fam << "\n\n| method | asset | run | total return | Sharpe [95% CI] | Sortino | max drawdown | "
+    md << "\n### " << fam
+       << "\n\n| method | asset | run | total return | Sharpe [95% CI] | Sortino | max drawdown | "
           "turnover | deflated Sharpe |\n|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& c : curves) {
       if (c.family != fam) continue;

@@ -62,8 +62,8 @@ struct WalkForwardConfig {
   double block_length = 0.0;  // stationary-bootstrap mean block length in days; 0: Politis-White
   int resamples = 1000;       // bootstrap resamples of the Sharpe interval
   double confidence = 0.95;
-  std::uint64_t seed = 1;     // bootstrap seed (the benchmark derives it from its own)
-  TradingConfig trading;      // fees and slippage (the benchmark passes its own)
+  std::uint64_t seed = 1;  // bootstrap seed (the benchmark derives it from its own)
+  TradingConfig trading;   // fees and slippage (the benchmark passes its own)
 };
 
 struct EquityCurve {
@@ -73,26 +73,26 @@ struct EquityCurve {
   std::int64_t readapt_every = 0, adaptations = 0, diverged = 0;
   std::int64_t first_row = 0, last_row = 0;  // first decision bar and last traded bar (market axis)
   // Per traded bar t (position held from close t to close t + 1).
-  std::vector<std::int64_t> bar_time_ms;  // open time of bar t
+  std::vector<std::int64_t> bar_time_ms;       // open time of bar t
   std::vector<double> positions, bar_returns;  // bar_returns: net of costs
   // Per UTC day.
-  std::vector<std::int64_t> day_ms;  // midnight UTC, unix ms
+  std::vector<std::int64_t> day_ms;                     // midnight UTC, unix ms
   std::vector<double> daily_returns, equity, drawdown;  // equity starts at 1 before the first day
-  double turnover = 0.0;  // sum |position change| (entry and final exit included) / bars
+  double turnover = 0.0;                                // sum |position change| (entry and final exit included) / bars
   double total_return = 0.0, sharpe = 0.0, sortino = 0.0, max_drawdown = 0.0;  // annualised: sqrt(365)
   double sharpe_daily = 0.0;  // per-day Sharpe (the unit of the deflated Sharpe's inputs)
   Interval sharpe_ci;         // annualised
   double block_length = 0.0;  // used by the bootstrap, days
   int resamples = 0;
-  DeflatedSharpe deflated;    // set by assign_deflated_sharpe (trials = 0 until then)
+  DeflatedSharpe deflated;  // set by assign_deflated_sharpe (trials = 0 until then)
 };
 
 // The walk above for one method on every asset of the family, in series order. Throws unless the
 // family is price_direction or market_regime on a market source, or when the test split is too short
 // for one decision row. The method sees one predict call per re-adaptation, with {config.steps} and
 // a generator split from `gen` per call.
-std::vector<EquityCurve> walk_forward(const FamilySource& family, Method& method,
-                                      const WalkForwardConfig& config, Generator& gen);
+std::vector<EquityCurve> walk_forward(const FamilySource& family, Method& method, const WalkForwardConfig& config,
+                                      Generator& gen);
 
 // A constant position on the same bars as walk_forward (same first decision bar and last bar per
 // asset): buy_and_hold_curve holds 1 throughout (total return = the price ratio with the entry and

@@ -20,8 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::fclose(f);
   try {
     metatape::nn::load_checkpoint(path);
-  } catch (const metatape::Error&) {
-  }
+  } catch (const metatape::Error&) {}
   try {
     auto model = metatape::capi::InferenceModel::load(path);
     // A loadable model must also adapt and predict on a well-formed input.
@@ -34,7 +33,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::int64_t columns = 0;
       model->predict(adapted, x.data(), 2, features, columns);
     }
-  } catch (const metatape::Error&) {
-  }
+  } catch (const metatape::Error&) {}
   return 0;
 }

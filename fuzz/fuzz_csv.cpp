@@ -16,7 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const auto result = metatape::tasks::parse_series(text, "Binance_BTCUSDT_1h.csv", options);
     (void)result.report.summary();
-  } catch (const metatape::Error&) {
-  }
+  } catch (const metatape::Error&) {}
   return 0;
 }

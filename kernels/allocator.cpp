@@ -23,8 +23,7 @@ std::size_t rounded_host_bytes(std::size_t bytes) {
 
 void raise_host_peak(std::size_t now) {
   std::size_t peak = host_peak.load(std::memory_order_relaxed);
-  while (now > peak && !host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
+  while (now > peak && !host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
 }
 
 }  // namespace
@@ -34,8 +33,9 @@ void* allocate(std::size_t bytes, Device device) {
 #ifdef METATAPE_WITH_CUDA
     return cuda::CachingAllocator::instance().allocate(bytes);
 #else
-    fail("allocate: CUDA memory requested but this build has no CUDA backend "
-         "(configure with -DMETATAPE_CUDA=ON)");
+    fail(
+        "allocate: CUDA memory requested but this build has no CUDA backend "
+        "(configure with -DMETATAPE_CUDA=ON)");
 #endif
   }
   const std::size_t rounded = rounded_host_bytes(bytes);

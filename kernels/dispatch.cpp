@@ -15,8 +15,8 @@ Device common_device(const char* op, std::initializer_list<const View*> views) {
   const Device first = (*views.begin())->device;
   for (const View* v : views) {
     if (v->device != first) {
-      fail(std::string(op) + ": inputs on different devices (" + device_name(first) + " and " +
-           device_name(v->device) + "); move them with .to(device) first");
+      fail(std::string(op) + ": inputs on different devices (" + device_name(first) + " and " + device_name(v->device) +
+           "); move them with .to(device) first");
     }
   }
   return first;
@@ -30,19 +30,17 @@ Device common_device(const char* op, std::initializer_list<const View*> views) {
 }  // namespace
 
 #ifdef METATAPE_WITH_CUDA
-#define METATAPE_ROUTE(op, call, ...) \
-  (common_device(op, {__VA_ARGS__}) == Device::cuda ? cuda::call : cpu::call)
+#define METATAPE_ROUTE(op, call, ...) (common_device(op, {__VA_ARGS__}) == Device::cuda ? cuda::call : cpu::call)
 #else
-#define METATAPE_ROUTE(op, call, ...) \
-  (common_device(op, {__VA_ARGS__}) == Device::cuda ? no_cuda(op) : cpu::call)
+#define METATAPE_ROUTE(op, call, ...) (common_device(op, {__VA_ARGS__}) == Device::cuda ? no_cuda(op) : cpu::call)
 #endif
 
 void fill(const View& out, double value) { METATAPE_ROUTE("fill", fill(out, value), &out); }
 
 void copy(const View& src, const View& dst) {
   if (src.numel() != dst.numel() || src.dtype != dst.dtype) {
-    fail("copy: source " + src.shape.str() + " " + dtype_name(src.dtype) + " and destination " +
-         dst.shape.str() + " " + dtype_name(dst.dtype) + " differ");
+    fail("copy: source " + src.shape.str() + " " + dtype_name(src.dtype) + " and destination " + dst.shape.str() + " " +
+         dtype_name(dst.dtype) + " differ");
   }
   if (src.device == Device::cpu && dst.device == Device::cpu) return cpu::copy(src, dst);
 #ifdef METATAPE_WITH_CUDA
@@ -52,18 +50,14 @@ void copy(const View& src, const View& dst) {
 #endif
 }
 
-void convert(const View& src, const View& dst) {
-  METATAPE_ROUTE("convert", convert(src, dst), &src, &dst);
-}
+void convert(const View& src, const View& dst) { METATAPE_ROUTE("convert", convert(src, dst), &src, &dst); }
 void unary(UnaryOp op, const View& x, const View& out, double alpha, double beta) {
   METATAPE_ROUTE(unary_op_name(op), unary(op, x, out, alpha, beta), &x, &out);
 }
 void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   METATAPE_ROUTE(binary_op_name(op), binary(op, a, b, out), &a, &b, &out);
 }
-void broadcast_to(const View& x, const View& out) {
-  METATAPE_ROUTE("expand", broadcast_to(x, out), &x, &out);
-}
+void broadcast_to(const View& x, const View& out) { METATAPE_ROUTE("expand", broadcast_to(x, out), &x, &out); }
 void where(const View& mask, const View& a, const View& b, const View& out) {
   METATAPE_ROUTE("where", where(mask, a, b, out), &mask, &a, &b, &out);
 }
@@ -77,11 +71,8 @@ void softmax(const View& x, const View& out, bool log) {
 void cross_entropy(const View& logits, const View& labels, const View& out) {
   METATAPE_ROUTE("cross_entropy", cross_entropy(logits, labels, out), &logits, &labels, &out);
 }
-void one_hot(const View& labels, const View& out) {
-  METATAPE_ROUTE("one_hot", one_hot(labels, out), &labels, &out);
-}
-void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha,
-          double beta) {
+void one_hot(const View& labels, const View& out) { METATAPE_ROUTE("one_hot", one_hot(labels, out), &labels, &out); }
+void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha, double beta) {
   METATAPE_ROUTE("matmul", gemm(a, trans_a, b, trans_b, c, alpha, beta), &a, &b, &c);
 }
 void pairwise_sqdist(const View& a, const View& b, const View& out) {
@@ -93,14 +84,11 @@ void index_select_rows(const View& x, const View& index, const View& out) {
 void index_add_rows(const View& src, const View& index, const View& out) {
   METATAPE_ROUTE("index_add", index_add_rows(src, index, out), &src, &index, &out);
 }
-void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start,
-                     int axis, std::int64_t len) {
-  METATAPE_ROUTE("copy_axis_block", copy_axis_block(src, src_start, dst, dst_start, axis, len), &src,
-                 &dst);
+void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start, int axis,
+                     std::int64_t len) {
+  METATAPE_ROUTE("copy_axis_block", copy_axis_block(src, src_start, dst, dst_start, axis, len), &src, &dst);
 }
-void transpose_last2(const View& x, const View& out) {
-  METATAPE_ROUTE("transpose", transpose_last2(x, out), &x, &out);
-}
+void transpose_last2(const View& x, const View& out) { METATAPE_ROUTE("transpose", transpose_last2(x, out), &x, &out); }
 
 namespace {
 
@@ -108,9 +96,8 @@ void check_update_views(const char* op, std::initializer_list<const View*> views
   const View& first = **views.begin();
   for (const View* v : views) {
     if (v->numel() != first.numel() || v->dtype != first.dtype) {
-      fail(std::string(op) + ": buffers differ: " + first.shape.str() + " " + dtype_name(first.dtype) +
-           " and " + v->shape.str() + " " + dtype_name(v->dtype) +
-           " (parameters, gradients and optimizer state must match)");
+      fail(std::string(op) + ": buffers differ: " + first.shape.str() + " " + dtype_name(first.dtype) + " and " +
+           v->shape.str() + " " + dtype_name(v->dtype) + " (parameters, gradients and optimizer state must match)");
     }
   }
 }
@@ -124,19 +111,17 @@ void sgd_update(const View& theta, const View& grad, double lr, const View& out)
 void sgd_update_rates(const View& theta, const View& grad, const View& lr, const View& out) {
   check_update_views("sgd_update", {&theta, &grad, &out});
   if (lr.numel() != 1 && lr.numel() != theta.numel()) {
-    fail("sgd_update: " + std::to_string(lr.numel()) + " learning rates for " +
-         std::to_string(theta.numel()) + " parameters (give one rate or one per parameter)");
+    fail("sgd_update: " + std::to_string(lr.numel()) + " learning rates for " + std::to_string(theta.numel()) +
+         " parameters (give one rate or one per parameter)");
   }
   if (lr.dtype != theta.dtype) fail("sgd_update: learning rates must have the parameters' dtype");
   METATAPE_ROUTE("sgd_update", sgd_update_rates(theta, grad, lr, out), &theta, &grad, &lr, &out);
 }
-void adam_update(const View& param, const View& grad, const View& m, const View& v, double lr,
-                 double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
-                 bool decoupled) {
+void adam_update(const View& param, const View& grad, const View& m, const View& v, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, std::int64_t step, bool decoupled) {
   check_update_views("adam_update", {&param, &grad, &m, &v});
   if (step < 1) fail("adam_update: step " + std::to_string(step) + " must be >= 1 (count from 1)");
-  METATAPE_ROUTE("adam_update",
-                 adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled),
+  METATAPE_ROUTE("adam_update", adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled),
                  &param, &grad, &m, &v);
 }
 
@@ -152,39 +137,66 @@ bool cuda_available() {
 
 const char* unary_op_name(UnaryOp op) {
   switch (op) {
-    case UnaryOp::affine: return "affine";
-    case UnaryOp::exp: return "exp";
-    case UnaryOp::log: return "log";
-    case UnaryOp::sqrt: return "sqrt";
-    case UnaryOp::square: return "square";
-    case UnaryOp::abs: return "abs";
-    case UnaryOp::sign: return "sign";
-    case UnaryOp::pow: return "pow";
-    case UnaryOp::relu: return "relu";
-    case UnaryOp::leaky_relu: return "leaky_relu";
-    case UnaryOp::elu: return "elu";
-    case UnaryOp::tanh: return "tanh";
-    case UnaryOp::sigmoid: return "sigmoid";
-    case UnaryOp::softplus: return "softplus";
-    case UnaryOp::gelu: return "gelu";
-    case UnaryOp::step: return "step";
-    case UnaryOp::in_range: return "in_range";
-    case UnaryOp::clamp: return "clamp";
-    case UnaryOp::reciprocal: return "reciprocal";
+    case UnaryOp::affine:
+      return "affine";
+    case UnaryOp::exp:
+      return "exp";
+    case UnaryOp::log:
+      return "log";
+    case UnaryOp::sqrt:
+      return "sqrt";
+    case UnaryOp::square:
+      return "square";
+    case UnaryOp::abs:
+      return "abs";
+    case UnaryOp::sign:
+      return "sign";
+    case UnaryOp::pow:
+      return "pow";
+    case UnaryOp::relu:
+      return "relu";
+    case UnaryOp::leaky_relu:
+      return "leaky_relu";
+    case UnaryOp::elu:
+      return "elu";
+    case UnaryOp::tanh:
+      return "tanh";
+    case UnaryOp::sigmoid:
+      return "sigmoid";
+    case UnaryOp::softplus:
+      return "softplus";
+    case UnaryOp::gelu:
+      return "gelu";
+    case UnaryOp::step:
+      return "step";
+    case UnaryOp::in_range:
+      return "in_range";
+    case UnaryOp::clamp:
+      return "clamp";
+    case UnaryOp::reciprocal:
+      return "reciprocal";
   }
   return "unary";
 }
 
 const char* binary_op_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::add: return "add";
-    case BinaryOp::sub: return "sub";
-    case BinaryOp::mul: return "mul";
-    case BinaryOp::div: return "div";
-    case BinaryOp::maximum: return "maximum";
-    case BinaryOp::minimum: return "minimum";
-    case BinaryOp::equal: return "equal";
-    case BinaryOp::greater: return "greater";
+    case BinaryOp::add:
+      return "add";
+    case BinaryOp::sub:
+      return "sub";
+    case BinaryOp::mul:
+      return "mul";
+    case BinaryOp::div:
+      return "div";
+    case BinaryOp::maximum:
+      return "maximum";
+    case BinaryOp::minimum:
+      return "minimum";
+    case BinaryOp::equal:
+      return "equal";
+    case BinaryOp::greater:
+      return "greater";
   }
   return "binary";
 }

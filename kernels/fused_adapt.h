@@ -35,11 +35,11 @@ enum class FusedActivation : std::uint8_t { relu, tanh, none };
 enum class FusedLoss : std::uint8_t { cross_entropy, mse };
 
 struct FusedAdaptConfig {
-  std::vector<std::int64_t> sizes;  // in, hidden..., out; 2..fused_max_sizes entries
+  std::vector<std::int64_t> sizes;                     // in, hidden..., out; 2..fused_max_sizes entries
   FusedActivation activation = FusedActivation::relu;  // after every layer but the last
   FusedLoss loss = FusedLoss::cross_entropy;
-  int steps = 1;                    // >= 0
-  double lr = 0.01;                 // used when no rates are given
+  int steps = 1;     // >= 0
+  double lr = 0.01;  // used when no rates are given
 };
 
 constexpr int fused_max_sizes = 8;
@@ -61,19 +61,16 @@ bool fused_adapt_supported(const FusedAdaptConfig& config, std::int64_t rows, De
 // CUDA: one launch on the calling thread's current stream, no host synchronisation; an
 // out-of-range label is reported through the device error record (kernels/cuda/runtime.h) and
 // turns that task's outputs into NaN.
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out);
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out);
 
 namespace cpu {
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out);
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out);
 }
 namespace cuda {
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out);
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out);
 // The opt-in shared memory per block of device 0, in bytes.
 std::size_t fused_max_shared_bytes();
 }  // namespace cuda

@@ -5,14 +5,14 @@ namespace metatape::kernels {
 
 // y = f(x; alpha, beta). Parameters not named below are ignored.
 enum class UnaryOp {
-  affine,      // alpha * x + beta  (neg, scaling, shifting, 1 - x)
+  affine,  // alpha * x + beta  (neg, scaling, shifting, 1 - x)
   exp,
   log,
   sqrt,
   square,
   abs,
-  sign,        // -1, 0, +1
-  pow,         // x ^ alpha
+  sign,  // -1, 0, +1
+  pow,   // x ^ alpha
   relu,
   leaky_relu,  // x > 0 ? x : alpha * x
   elu,         // x > 0 ? x : alpha * (exp(x) - 1)

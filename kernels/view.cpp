@@ -14,18 +14,24 @@ namespace metatape::kernels {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
-    case DType::f64: return 8;
-    case DType::i64: return 8;
+    case DType::f32:
+      return 4;
+    case DType::f64:
+      return 8;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
@@ -34,8 +40,8 @@ const char* device_name(Device device) { return device == Device::cpu ? "cpu" : 
 
 Shape::Shape(std::initializer_list<std::int64_t> list) {
   if (list.size() > static_cast<std::size_t>(max_rank)) {
-    fail("shape: rank " + std::to_string(list.size()) + " is over the maximum of " +
-         std::to_string(max_rank) + " (reshape to fewer dims)");
+    fail("shape: rank " + std::to_string(list.size()) + " is over the maximum of " + std::to_string(max_rank) +
+         " (reshape to fewer dims)");
   }
   for (std::int64_t d : list) {
     if (d < 0) fail("shape: negative dimension " + std::to_string(d));
@@ -92,9 +98,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     } else if (pa[i] == 1) {
       out[i] = pb[i];
     } else {
-      fail(std::string(op) + ": shapes " + a.str() + " and " + b.str() +
-           " do not broadcast (dim " + std::to_string(i) + ": " + std::to_string(pa[i]) + " vs " +
-           std::to_string(pb[i]) + ")");
+      fail(std::string(op) + ": shapes " + a.str() + " and " + b.str() + " do not broadcast (dim " + std::to_string(i) +
+           ": " + std::to_string(pa[i]) + " vs " + std::to_string(pb[i]) + ")");
     }
   }
   return out;

@@ -52,7 +52,10 @@ struct View {
   Device device = Device::cpu;
 
   std::int64_t numel() const { return shape.numel(); }
-  template <class T> T* as() const { return static_cast<T*>(data); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
 };
 
 }  // namespace metatape::kernels

@@ -23,8 +23,7 @@ namespace {
 // theta (out, in) -> (T, out, in); (out) -> (T, 1, out). Differentiable (the gradient sums over T).
 Tensor expand_tasks(const Tensor& theta, std::int64_t tasks) {
   if (theta.rank() == 2) {
-    return expand(reshape(theta, Shape{1, theta.dim(0), theta.dim(1)}),
-                  Shape{tasks, theta.dim(0), theta.dim(1)});
+    return expand(reshape(theta, Shape{1, theta.dim(0), theta.dim(1)}), Shape{tasks, theta.dim(0), theta.dim(1)});
   }
   if (theta.rank() == 1) {
     return expand(reshape(theta, Shape{1, 1, theta.dim(0)}), Shape{tasks, 1, theta.dim(0)});
@@ -62,16 +61,18 @@ Tensor cut(const Tensor& x, int axis, std::int64_t begin, std::int64_t end) {
 }
 
 // Sum over tasks of a per-task tensor, in theta's shape.
-Tensor sum_tasks_as(const Tensor& per_task, const Tensor& theta) {
-  return reshape(sum(per_task, 0), theta.shape());
-}
+Tensor sum_tasks_as(const Tensor& per_task, const Tensor& theta) { return reshape(sum(per_task, 0), theta.shape()); }
 
 std::optional<kernels::FusedActivation> fused_activation(nn::Activation a) {
   switch (a) {
-    case nn::Activation::relu: return kernels::FusedActivation::relu;
-    case nn::Activation::tanh: return kernels::FusedActivation::tanh;
-    case nn::Activation::none: return kernels::FusedActivation::none;
-    default: return std::nullopt;
+    case nn::Activation::relu:
+      return kernels::FusedActivation::relu;
+    case nn::Activation::tanh:
+      return kernels::FusedActivation::tanh;
+    case nn::Activation::none:
+      return kernels::FusedActivation::none;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -79,9 +80,8 @@ void check_meta(const nn::Mlp& mlp, const nn::ParameterList& meta, const Batched
   const std::size_t count = 2 * mlp.layers();
   const std::size_t want = o.algorithm == BatchedAlgorithm::meta_sgd ? 2 * count : count;
   if (meta.size() != want) {
-    fail("batched " + learner_info(o.algorithm).name + ": expected " +
-         std::to_string(want) + " meta-parameters for " + mlp.describe() + ", got " +
-         std::to_string(meta.size()));
+    fail("batched " + learner_info(o.algorithm).name + ": expected " + std::to_string(want) + " meta-parameters for " +
+         mlp.describe() + ", got " + std::to_string(meta.size()));
   }
   if (o.inner_steps < 1) {
     fail("batched: inner_steps must be >= 1, got " + std::to_string(o.inner_steps));
@@ -93,8 +93,8 @@ void check_meta(const nn::Mlp& mlp, const nn::ParameterList& meta, const Batched
 }
 
 // One thread's meta-gradient over all of `tasks`.
-BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& meta,
-                                 const StackedTasks& tasks, const BatchedOptions& o) {
+BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& meta, const StackedTasks& tasks,
+                                 const BatchedOptions& o) {
   GradModeGuard enable(true);  // the step differentiates whatever the caller's grad mode
   const std::size_t layers = mlp.layers(), count = 2 * layers;
   const std::int64_t T = tasks.tasks();
@@ -110,30 +110,25 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
       inner.support_x = join({tasks.support_x, tasks.query_x}, 1);
       inner.support_y = join({tasks.support_y, tasks.query_y}, 1);
     }
-    const std::vector<Tensor> phi =
-        batched_adapt(mlp, theta, inner, o.inner_steps, o.inner_lr, {}, o.fused);
+    const std::vector<Tensor> phi = batched_adapt(mlp, theta, inner, o.inner_steps, o.inner_lr, {}, o.fused);
     NoGradGuard no_grad;
     for (std::size_t i = 0; i < count; ++i) {
       result.grads[i] = sub(theta[i].detach(), affine(sum_tasks_as(phi[i], theta[i]), inv, 0.0));
     }
-    result.query_loss = affine(
-        batched_loss_sum(tasks, batched_forward(mlp, phi, tasks.query_x, 0, layers), tasks.query_y),
-        inv, 0.0);
+    result.query_loss =
+        affine(batched_loss_sum(tasks, batched_forward(mlp, phi, tasks.query_x, 0, layers), tasks.query_y), inv, 0.0);
     return result;
   }
 
   if (o.algorithm == BatchedAlgorithm::fomaml) {
     // The inner loop has no history (d phi_S / d theta taken as the identity), so it can run fused;
     // the outer gradient is the query-loss gradient at phi_S, summed over tasks (the loss is a mean).
-    const std::vector<Tensor> adapted =
-        batched_adapt(mlp, theta, tasks, o.inner_steps, o.inner_lr, {}, o.fused);
+    const std::vector<Tensor> adapted = batched_adapt(mlp, theta, tasks, o.inner_steps, o.inner_lr, {}, o.fused);
     TapeScope scope;
     std::vector<Tensor> leaves;
     for (const Tensor& p : adapted) leaves.push_back(p.detach().requires_grad_());
-    const Tensor outer = affine(batched_loss_sum(tasks, batched_forward(mlp, leaves, tasks.query_x,
-                                                                        0, layers),
-                                                 tasks.query_y),
-                                inv, 0.0);
+    const Tensor outer = affine(
+        batched_loss_sum(tasks, batched_forward(mlp, leaves, tasks.query_x, 0, layers), tasks.query_y), inv, 0.0);
     const std::vector<Tensor> g = grad({outer}, leaves);
     NoGradGuard no_grad;
     for (std::size_t i = 0; i < count; ++i) result.grads[i] = sum_tasks_as(g[i], theta[i]);
@@ -147,10 +142,8 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
   const bool second = o.algorithm == BatchedAlgorithm::maml || !o.first_order;
   const std::size_t head_first = o.algorithm == BatchedAlgorithm::anil ? layers - 1 : 0;
   TapeScope scope;
-  const Tensor fs = head_first ? batched_forward(mlp, theta, tasks.support_x, 0, head_first)
-                               : tasks.support_x;
-  const Tensor fq = head_first ? batched_forward(mlp, theta, tasks.query_x, 0, head_first)
-                               : tasks.query_x;
+  const Tensor fs = head_first ? batched_forward(mlp, theta, tasks.support_x, 0, head_first) : tasks.support_x;
+  const Tensor fq = head_first ? batched_forward(mlp, theta, tasks.query_x, 0, head_first) : tasks.query_x;
   std::vector<Tensor> phi = theta;
   std::vector<std::size_t> adapted;
   for (std::size_t i = 2 * head_first; i < count; ++i) {
@@ -161,8 +154,7 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
   inner.create_graph = second;
   inner.retain_graph = true;
   for (int s = 0; s < o.inner_steps; ++s) {
-    const Tensor loss = batched_loss_sum(tasks, batched_forward(mlp, phi, fs, head_first, layers),
-                                         tasks.support_y);
+    const Tensor loss = batched_loss_sum(tasks, batched_forward(mlp, phi, fs, head_first, layers), tasks.support_y);
     std::vector<Tensor> wrt;
     for (std::size_t i : adapted) wrt.push_back(phi[i]);
     const std::vector<Tensor> g = grad({loss}, wrt, inner);
@@ -172,9 +164,8 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
       phi[i] = meta_sgd ? sub(phi[i], mul(gk, meta[count + i])) : inner_update(phi[i], gk, o.inner_lr);
     }
   }
-  Tensor outer = affine(
-      batched_loss_sum(tasks, batched_forward(mlp, phi, fq, head_first, layers), tasks.query_y), inv,
-      0.0);
+  Tensor outer =
+      affine(batched_loss_sum(tasks, batched_forward(mlp, phi, fq, head_first, layers), tasks.query_y), inv, 0.0);
   result.query_loss = outer.detach();
   if (meta_sgd) {
     const std::vector<Tensor> alphas(meta.tensors().begin() + static_cast<std::ptrdiff_t>(count), meta.tensors().end());
@@ -210,8 +201,9 @@ StackedTasks stack_tasks(const tasks::TaskBatch& batch, Device device) {
     const tasks::Task& task = batch[t];
     auto same = [&](const Tensor& a, const Tensor& b, const char* what) {
       if (a.shape() != b.shape() || a.dtype() != b.dtype()) {
-        fail("stack_tasks: task " + std::to_string(t) + "'s " + what + " is " + describe(a) +
-             ", task 0's is " + describe(b) + " (a batched step needs equal shapes; resample or "
+        fail("stack_tasks: task " + std::to_string(t) + "'s " + what + " is " + describe(a) + ", task 0's is " +
+             describe(b) +
+             " (a batched step needs equal shapes; resample or "
              "use the per-task learners)");
       }
     };
@@ -252,8 +244,8 @@ StackedTasks slice_tasks(const StackedTasks& tasks, std::int64_t begin, std::int
   return s;
 }
 
-Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, const Tensor& x,
-                       std::size_t first, std::size_t last) {
+Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, const Tensor& x, std::size_t first,
+                       std::size_t last) {
   const std::size_t layers = mlp.layers();
   if (first > last || last > layers) {
     fail("batched_forward: layer range [" + std::to_string(first) + ", " + std::to_string(last) +
@@ -261,8 +253,8 @@ Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, co
   }
   const bool full = params.size() == 2 * layers;
   if (!full && params.size() != 2 * (last - first)) {
-    fail("batched_forward: got " + std::to_string(params.size()) + " parameters for layers [" +
-         std::to_string(first) + ", " + std::to_string(last) + ") of " + mlp.describe());
+    fail("batched_forward: got " + std::to_string(params.size()) + " parameters for layers [" + std::to_string(first) +
+         ", " + std::to_string(last) + ") of " + mlp.describe());
   }
   Tensor h = x;
   for (std::size_t l = first; l < last; ++l) {
@@ -277,8 +269,7 @@ Tensor batched_loss_sum(const StackedTasks& tasks, const Tensor& output, const T
   const double t = static_cast<double>(output.dim(0));
   if (tasks.kind == tasks::TaskKind::classification) {
     const std::int64_t rows = output.dim(0) * output.dim(1);
-    return affine(cross_entropy(reshape(output, Shape{rows, output.dim(2)}), reshape(y, Shape{rows})),
-                  t, 0.0);
+    return affine(cross_entropy(reshape(output, Shape{rows, output.dim(2)}), reshape(y, Shape{rows})), t, 0.0);
   }
   return affine(mse(output, y), t, 0.0);
 }
@@ -294,9 +285,8 @@ std::vector<Tensor> unflatten_parameters(const nn::Mlp& mlp, const Tensor& flat)
   const auto& sizes = mlp.spec().sizes;
   const std::int64_t T = flat.dim(0);
   if (flat.rank() != 2 || flat.dim(1) != kernels::fused_param_count(sizes)) {
-    fail("unflatten_parameters: expected (tasks, " +
-         std::to_string(kernels::fused_param_count(sizes)) + ") for " + mlp.describe() + ", got " +
-         describe(flat));
+    fail("unflatten_parameters: expected (tasks, " + std::to_string(kernels::fused_param_count(sizes)) + ") for " +
+         mlp.describe() + ", got " + describe(flat));
   }
   NoGradGuard no_grad;
   std::vector<Tensor> out;
@@ -311,17 +301,16 @@ std::vector<Tensor> unflatten_parameters(const nn::Mlp& mlp, const Tensor& flat)
   return out;
 }
 
-std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>& params,
-                                  const StackedTasks& tasks, int steps, double lr,
-                                  const std::vector<Tensor>& rates, bool fused) {
+std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>& params, const StackedTasks& tasks,
+                                  int steps, double lr, const std::vector<Tensor>& rates, bool fused) {
   const std::size_t count = 2 * mlp.layers();
   if (params.size() != count) {
-    fail("batched_adapt: expected " + std::to_string(count) + " parameters for " + mlp.describe() +
-         ", got " + std::to_string(params.size()));
+    fail("batched_adapt: expected " + std::to_string(count) + " parameters for " + mlp.describe() + ", got " +
+         std::to_string(params.size()));
   }
   if (!rates.empty() && rates.size() != count) {
-    fail("batched_adapt: expected one rate tensor per parameter (" + std::to_string(count) +
-         "), got " + std::to_string(rates.size()));
+    fail("batched_adapt: expected one rate tensor per parameter (" + std::to_string(count) + "), got " +
+         std::to_string(rates.size()));
   }
   if (steps < 0) fail("batched_adapt: steps must be >= 0, got " + std::to_string(steps));
   const std::int64_t T = tasks.tasks();
@@ -331,8 +320,8 @@ std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>&
     kernels::FusedAdaptConfig c;
     c.sizes = mlp.spec().sizes;
     c.activation = *activation;
-    c.loss = tasks.kind == tasks::TaskKind::classification ? kernels::FusedLoss::cross_entropy
-                                                           : kernels::FusedLoss::mse;
+    c.loss =
+        tasks.kind == tasks::TaskKind::classification ? kernels::FusedLoss::cross_entropy : kernels::FusedLoss::mse;
     c.steps = steps;
     c.lr = lr;
     if (kernels::fused_adapt_supported(c, tasks.support_x.dim(1), device)) {
@@ -340,8 +329,8 @@ std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>&
       const Tensor flat_rates = rates.empty() ? Tensor() : flatten_parameters(rates);
       Tensor adapted = Tensor::empty(Shape{T, init.numel()}, init.dtype(), device);
       kernels::fused_adapt(c, init.view(), flat_rates.defined() ? flat_rates.view() : kernels::View{},
-                           tasks.support_x.view(), tasks.support_y.view(), adapted.view(),
-                           kernels::View{}, kernels::View{});
+                           tasks.support_x.view(), tasks.support_y.view(), adapted.view(), kernels::View{},
+                           kernels::View{});
       return unflatten_parameters(mlp, adapted);
     }
   }
@@ -357,22 +346,22 @@ std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>&
       GradModeGuard enable(true);  // also when called under NoGradGuard
       TapeScope scope;
       for (Tensor& p : phi) p = p.detach().requires_grad_();
-      const Tensor loss = batched_loss_sum(
-          tasks, batched_forward(mlp, phi, tasks.support_x, 0, layers), tasks.support_y);
+      const Tensor loss =
+          batched_loss_sum(tasks, batched_forward(mlp, phi, tasks.support_x, 0, layers), tasks.support_y);
       g = grad({loss}, phi);
     }
     NoGradGuard no_grad;
     for (std::size_t i = 0; i < count; ++i) {
-      phi[i] = rates.empty() ? inner_update(phi[i].detach(), g[i], lr)
-                             : sub(phi[i].detach(), mul(g[i], rates[i].detach()));
+      phi[i] =
+          rates.empty() ? inner_update(phi[i].detach(), g[i], lr) : sub(phi[i].detach(), mul(g[i], rates[i].detach()));
     }
   }
   for (Tensor& p : phi) p = p.detach();
   return phi;
 }
 
-BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& meta,
-                                  const StackedTasks& tasks, const BatchedOptions& options) {
+BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& meta, const StackedTasks& tasks,
+                                  const BatchedOptions& options) {
   check_meta(mlp, meta, options);
   if (options.chunk < 0) fail("batched: chunk must be >= 0, got " + std::to_string(options.chunk));
   const std::int64_t T = tasks.tasks();
@@ -411,8 +400,7 @@ BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& m
       sum_k.grads.resize(meta.size());
       for (std::int64_t c = k; c < chunks; c += threads) {
         const std::int64_t begin = c * chunk, end = std::min(T, begin + chunk);
-        const BatchedStep part =
-            meta_gradient_single(mlp, local, slice_tasks(tasks, begin, end), options);
+        const BatchedStep part = meta_gradient_single(mlp, local, slice_tasks(tasks, begin, end), options);
         NoGradGuard no_grad;
         const double w = static_cast<double>(end - begin) / static_cast<double>(T);
         for (std::size_t i = 0; i < meta.size(); ++i) {
@@ -455,8 +443,7 @@ class BatchedLearner final : public Learner {
  public:
   BatchedLearner(std::string kind, std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
                  std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& lo, BatchedOptions bo)
-      : kind_(std::move(kind)), model_(std::move(model)), optimizer_(std::move(outer)), options_(lo),
-        batched_(bo) {
+      : kind_(std::move(kind)), model_(std::move(model)), optimizer_(std::move(outer)), options_(lo), batched_(bo) {
     if (!model_) fail("batched " + kind_ + ": no model given");
     if (!optimizer_) fail("batched " + kind_ + ": no outer optimizer given");
     batched_.algorithm = parse_batched_algorithm(kind_);
@@ -465,7 +452,8 @@ class BatchedLearner final : public Learner {
                            (batched_.algorithm == BatchedAlgorithm::meta_sgd && lo.meta_sgd.recompute_inner) ||
                            (batched_.algorithm == BatchedAlgorithm::anil && lo.anil.recompute_inner);
     if (recompute) {
-      fail("batched " + kind_ + ": recompute_inner (checkpointing over inner steps) has no batched path; "
+      fail("batched " + kind_ +
+           ": recompute_inner (checkpointing over inner steps) has no batched path; "
            "use make_learner, or turn recompute_inner off");
     }
     switch (batched_.algorithm) {
@@ -495,17 +483,17 @@ class BatchedLearner final : public Learner {
         break;
     }
     if (init.size() != 2 * model_->layers()) {
-      fail("batched " + kind_ + ": expected the MLP's " + std::to_string(2 * model_->layers()) +
-           " parameters, got " + std::to_string(init.size()));
+      fail("batched " + kind_ + ": expected the MLP's " + std::to_string(2 * model_->layers()) + " parameters, got " +
+           std::to_string(init.size()));
     }
     count_ = init.size();
     meta_ = init;
     meta_.requires_grad_();
     if (batched_.algorithm == BatchedAlgorithm::meta_sgd) {
       for (std::size_t i = 0; i < count_; ++i) {
-        meta_.add("alpha." + init.name(i), Tensor::full(init[i].shape(), lo.meta_sgd.alpha_init,
-                                                        init[i].dtype(), init[i].device())
-                                               .requires_grad_());
+        meta_.add(
+            "alpha." + init.name(i),
+            Tensor::full(init[i].shape(), lo.meta_sgd.alpha_init, init[i].dtype(), init[i].device()).requires_grad_());
       }
     }
     check_meta(*model_, meta_, batched_);
@@ -537,8 +525,8 @@ class BatchedLearner final : public Learner {
     if (batched_.algorithm == BatchedAlgorithm::reptile) {
       double eps = options_.reptile.epsilon;
       if (options_.reptile.decay_steps > 0) {
-        eps *= std::max(0.0, 1.0 - static_cast<double>(meta_steps_) /
-                                       static_cast<double>(options_.reptile.decay_steps));
+        eps *=
+            std::max(0.0, 1.0 - static_cast<double>(meta_steps_) / static_cast<double>(options_.reptile.decay_steps));
       }
       optimizer_->set_lr(eps);
     }
@@ -561,9 +549,7 @@ class BatchedLearner final : public Learner {
     return layout;
   }
 
-  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override {
-    return model_->forward(adapted, x);
-  }
+  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override { return model_->forward(adapted, x); }
 
  private:
   std::vector<Tensor> theta() const {
@@ -597,9 +583,7 @@ class BatchedLearner final : public Learner {
         TapeScope scope;
         std::vector<Tensor> wrt;
         for (std::size_t i = 2 * head; i < count_; ++i) wrt.push_back(phi[i] = phi[i].detach().requires_grad_());
-        g = grad({batched_loss_sum(tasks, batched_forward(*model_, phi, fs, head, layers),
-                                   tasks.support_y)},
-                 wrt);
+        g = grad({batched_loss_sum(tasks, batched_forward(*model_, phi, fs, head, layers), tasks.support_y)}, wrt);
       }
       NoGradGuard no_grad;
       for (std::size_t i = 2 * head; i < count_; ++i) {
@@ -618,17 +602,14 @@ class BatchedLearner final : public Learner {
     const double inv = 1.0 / static_cast<double>(tasks.tasks());
     const std::size_t layers = model_->layers();
     m.support_loss =
-        batched_loss_sum(tasks, batched_forward(*model_, theta(), tasks.support_x, 0, layers),
-                         tasks.support_y)
-            .item() *
+        batched_loss_sum(tasks, batched_forward(*model_, theta(), tasks.support_x, 0, layers), tasks.support_y).item() *
         inv;
     m.query_loss = step.query_loss.item();
     if (tasks.kind == tasks::TaskKind::classification) {
       const std::vector<Tensor> phi = adapt_all(tasks, batched_.inner_steps);
       const Tensor out = batched_forward(*model_, phi, tasks.query_x, 0, layers);
       const std::int64_t rows = out.dim(0) * out.dim(1);
-      m.query_accuracy = accuracy(reshape(out, Shape{rows, out.dim(2)}),
-                                  reshape(tasks.query_y, Shape{rows}));
+      m.query_accuracy = accuracy(reshape(out, Shape{rows, out.dim(2)}), reshape(tasks.query_y, Shape{rows}));
     }
     return m;
   }
@@ -644,13 +625,10 @@ class BatchedLearner final : public Learner {
 
 }  // namespace
 
-std::unique_ptr<Learner> make_batched_learner(const std::string& kind,
-                                              std::shared_ptr<const nn::Mlp> model,
-                                              nn::ParameterList init,
-                                              std::unique_ptr<nn::Optimizer> outer,
+std::unique_ptr<Learner> make_batched_learner(const std::string& kind, std::shared_ptr<const nn::Mlp> model,
+                                              nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
                                               const LearnerOptions& options, BatchedOptions batched) {
-  return std::make_unique<BatchedLearner>(kind, std::move(model), std::move(init), std::move(outer),
-                                          options, batched);
+  return std::make_unique<BatchedLearner>(kind, std::move(model), std::move(init), std::move(outer), options, batched);
 }
 
 }  // namespace metatape::meta

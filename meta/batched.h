@@ -43,12 +43,12 @@ BatchedAlgorithm parse_batched_algorithm(const std::string& name);
 struct BatchedOptions {
   BatchedAlgorithm algorithm = BatchedAlgorithm::maml;
   int inner_steps = 1;
-  double inner_lr = 0.01;        // maml, fomaml, anil, reptile
-  bool first_order = false;      // meta-sgd and anil: the learners' first_order option
-  double alpha_l2 = 0.0;         // meta-sgd: alpha_l2 * sum(alpha^2) added to the outer loss
+  double inner_lr = 0.01;           // maml, fomaml, anil, reptile
+  bool first_order = false;         // meta-sgd and anil: the learners' first_order option
+  double alpha_l2 = 0.0;            // meta-sgd: alpha_l2 * sum(alpha^2) added to the outer loss
   bool use_query_in_inner = false;  // reptile: the inner loop also trains on the query rows
-  bool fused = true;             // use kernels::fused_adapt where it applies
-  int threads = 1;               // CPU only; >= 1
+  bool fused = true;                // use kernels::fused_adapt where it applies
+  int threads = 1;                  // CPU only; >= 1
   // Tasks per sequential chunk; 0 = automatic (CUDA: the whole batch; CPU: as many tasks as fit
   // cpu_chunk_bytes of per-task parameters and activations, so a chunk stays in the L2 cache).
   int chunk = 0;
@@ -75,8 +75,8 @@ StackedTasks slice_tasks(const StackedTasks& tasks, std::int64_t begin, std::int
 
 // Layers [first, last) of the MLP on (T, rows, in) input with shared or per-task parameters (any
 // mix; `params` has the model's 2 * layers() entries, or the entries of layers [first, last)).
-Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, const Tensor& x,
-                       std::size_t first, std::size_t last);
+Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, const Tensor& x, std::size_t first,
+                       std::size_t last);
 
 // T * (mean loss per task) summed: see the layout note above. output (T, rows, out).
 Tensor batched_loss_sum(const StackedTasks& tasks, const Tensor& output, const Tensor& y);
@@ -94,16 +94,15 @@ struct BatchedStep {
 // parameters, followed for meta-sgd by "alpha.<name>" per parameter (meta/learners.h); they need
 // not require grad (the step differentiates its own detached handles, whatever the grad mode).
 // Nothing is left on the caller's tape; no host synchronisation.
-BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& meta,
-                                  const StackedTasks& tasks, const BatchedOptions& options);
+BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& meta, const StackedTasks& tasks,
+                                  const BatchedOptions& options);
 
 // Adapts every task from the MLP parameters `params` (shared shapes) with `steps` SGD steps of rate
 // `lr`, or per-parameter rates `rates` (Meta-SGD; one tensor per parameter, parameter-shaped) when
 // given. Returns per-task parameters (layout above) with no history. Uses fused_adapt when `fused`
 // and supported.
-std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>& params,
-                                  const StackedTasks& tasks, int steps, double lr,
-                                  const std::vector<Tensor>& rates = {}, bool fused = true);
+std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>& params, const StackedTasks& tasks,
+                                  int steps, double lr, const std::vector<Tensor>& rates = {}, bool fused = true);
 
 // The model's parameters as one flat row (the kernels/fused_adapt.h layout), and back: `flat`
 // (T, P) split into per-task parameters.
@@ -116,11 +115,8 @@ std::vector<Tensor> unflatten_parameters(const nn::Mlp& mlp, const Tensor& flat)
 // meta-parameter names and name(). adapt() runs the fused kernel where it
 // applies (ANIL adapts its head on the tape). StepMetrics are computed when asked (one extra
 // first-order adaptation for the accuracy).
-std::unique_ptr<Learner> make_batched_learner(const std::string& kind,
-                                              std::shared_ptr<const nn::Mlp> model,
-                                              nn::ParameterList init,
-                                              std::unique_ptr<nn::Optimizer> outer,
-                                              const LearnerOptions& options,
-                                              BatchedOptions batched = {});
+std::unique_ptr<Learner> make_batched_learner(const std::string& kind, std::shared_ptr<const nn::Mlp> model,
+                                              nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
+                                              const LearnerOptions& options, BatchedOptions batched = {});
 
 }  // namespace metatape::meta

@@ -37,10 +37,9 @@ struct GradientConfig {
 
 class GradientLearner final : public Learner {
  public:
-  GradientLearner(std::shared_ptr<const nn::Model> model, std::shared_ptr<const nn::Mlp> mlp,
-                  nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer, GradientConfig config)
-      : model_(std::move(model)), mlp_(std::move(mlp)), optimizer_(std::move(outer)),
-        config_(std::move(config)) {
+  GradientLearner(std::shared_ptr<const nn::Model> model, std::shared_ptr<const nn::Mlp> mlp, nn::ParameterList init,
+                  std::unique_ptr<nn::Optimizer> outer, GradientConfig config)
+      : model_(std::move(model)), mlp_(std::move(mlp)), optimizer_(std::move(outer)), config_(std::move(config)) {
     if (!model_) fail(config_.name + ": no model given");
     if (!optimizer_) fail(config_.name + ": no outer optimizer given");
     if (config_.inner_steps < 1) {
@@ -105,8 +104,7 @@ class GradientLearner final : public Learner {
     }
     optimizer_->step(meta_, total);
     ++meta_steps_;
-    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum,
-                        optimizer_->last_grad_norm());
+    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum, optimizer_->last_grad_norm());
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {
@@ -115,9 +113,7 @@ class GradientLearner final : public Learner {
     return out;
   }
 
-  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override {
-    return model_->forward(adapted, x);
-  }
+  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override { return model_->forward(adapted, x); }
 
   std::vector<Evaluation> evaluate(const tasks::Task& task, const std::vector<int>& steps) override {
     int most = 0;
@@ -237,9 +233,9 @@ class GradientLearner final : public Learner {
       if (s == 0) r.support_loss = loss;
     }
 
-    std::vector<Tensor> v(n);             // d outer / d phi_s, adapted entries
-    Tensor fs_grad, fq_grad;              // d outer / d features (ANIL)
-    {  // the final query term at phi_S
+    std::vector<Tensor> v(n);  // d outer / d phi_s, adapted entries
+    Tensor fs_grad, fq_grad;   // d outer / d features (ANIL)
+    {                          // the final query term at phi_S
       TapeScope scope;
       std::vector<Tensor> p = phi;
       std::vector<Tensor> inputs;
@@ -311,7 +307,8 @@ class GradientLearner final : public Learner {
 
     if (has_body) {  // the features' gradients, through the body
       TapeScope scope;
-      std::vector<Tensor> body(meta_.tensors().begin(), meta_.tensors().begin() + static_cast<std::ptrdiff_t>(adapted_.front()));
+      std::vector<Tensor> body(meta_.tensors().begin(),
+                               meta_.tensors().begin() + static_cast<std::ptrdiff_t>(adapted_.front()));
       GradOptions options;
       options.allow_unused = true;
       const std::vector<Tensor> g = grad({features(task.support_x, meta_), features(task.query_x, meta_)}, body,
@@ -395,17 +392,18 @@ class GradientLearner final : public Learner {
   }
 
   // phi - lr * g for adapted parameter number k at inner step s. `lrs` supplies learned rates.
-  Tensor inner_update(const Tensor& phi, const Tensor& g, std::size_t k, int s,
-                      const nn::ParameterList& lrs) const {
+  Tensor inner_update(const Tensor& phi, const Tensor& g, std::size_t k, int s, const nn::ParameterList& lrs) const {
     switch (config_.lr_mode) {
-      case LrMode::fixed: return sub(phi, affine(g, config_.inner_lr, 0.0));
+      case LrMode::fixed:
+        return sub(phi, affine(g, config_.inner_lr, 0.0));
       case LrMode::per_layer_step: {
         const int step = std::min(s, config_.inner_steps - 1);
-        const std::size_t index = model_count_ + k * static_cast<std::size_t>(config_.inner_steps) +
-                                  static_cast<std::size_t>(step);
+        const std::size_t index =
+            model_count_ + k * static_cast<std::size_t>(config_.inner_steps) + static_cast<std::size_t>(step);
         return sub(phi, mul(g, lrs[index]));
       }
-      case LrMode::per_parameter: return sub(phi, mul(g, lrs[model_count_ + k]));
+      case LrMode::per_parameter:
+        return sub(phi, mul(g, lrs[model_count_ + k]));
     }
     return phi;
   }
@@ -454,10 +452,9 @@ Tensor alpha_l2_penalty(const std::vector<Tensor>& alphas, double alpha_l2) {
 std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, MamlOptions options) {
   GradientConfig c;
-  c.name = options.first_order ? "fomaml"
-           : (options.multi_step_loss || options.learn_inner_lrs || options.first_order_until > 0)
-               ? "maml++"
-               : "maml";
+  c.name = options.first_order                                                                     ? "fomaml"
+           : (options.multi_step_loss || options.learn_inner_lrs || options.first_order_until > 0) ? "maml++"
+                                                                                                   : "maml";
   c.inner_steps = options.inner_steps;
   c.inner_lr = options.inner_lr;
   c.first_order = options.first_order;
@@ -478,9 +475,8 @@ std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::P
   return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), c);
 }
 
-std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model,
-                                       nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
-                                       MetaSgdOptions options) {
+std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
+                                       std::unique_ptr<nn::Optimizer> outer, MetaSgdOptions options) {
   GradientConfig c;
   c.name = "meta-sgd";
   c.inner_steps = options.inner_steps;

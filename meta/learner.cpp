@@ -12,9 +12,8 @@
 
 namespace metatape::meta {
 
-StepMetrics Learner::step_metrics(const StepOptions& options, const tasks::TaskBatch& batch,
-                                  const Tensor& query_sum, const Tensor& support_sum,
-                                  double accuracy_sum, double grad_norm) const {
+StepMetrics Learner::step_metrics(const StepOptions& options, const tasks::TaskBatch& batch, const Tensor& query_sum,
+                                  const Tensor& support_sum, double accuracy_sum, double grad_norm) const {
   StepMetrics m;
   m.step = meta_steps_;
   if (!options.metrics) return m;
@@ -32,15 +31,15 @@ Tensor task_loss(const tasks::Task& task, const Tensor& output, const Tensor& y)
     case tasks::TaskKind::regression:
       if (y.dtype() == DType::i64) fail("task_loss: regression targets must be float, got " + describe(y));
       if (output.shape() != y.shape()) {
-        fail("task_loss: regression output " + describe(output) + " does not match targets " +
-             describe(y) + " (check the model's output size)");
+        fail("task_loss: regression output " + describe(output) + " does not match targets " + describe(y) +
+             " (check the model's output size)");
       }
       return nn::mse_loss(output, y);
     case tasks::TaskKind::classification:
       if (y.dtype() != DType::i64) fail("task_loss: classification labels must be i64, got " + describe(y));
       if (output.rank() != 2 || output.dim(1) != task.num_classes) {
-        fail("task_loss: logits " + describe(output) + " do not have the task's " +
-             std::to_string(task.num_classes) + " classes (check the model's output size)");
+        fail("task_loss: logits " + describe(output) + " do not have the task's " + std::to_string(task.num_classes) +
+             " classes (check the model's output size)");
       }
       return nn::cross_entropy_loss(output, y);
     case tasks::TaskKind::portfolio:
@@ -100,8 +99,7 @@ void load_learner(const std::string& path, Learner& learner, Generator* generato
   const auto config = nlohmann::json::parse(cp.config_json);
   const std::string kind = config.value("learner", std::string("?"));
   if (kind != learner.name()) {
-    fail("checkpoint '" + path + "': written by learner '" + kind + "', cannot load into '" +
-         learner.name() + "'");
+    fail("checkpoint '" + path + "': written by learner '" + kind + "', cannot load into '" + learner.name() + "'");
   }
   nn::restore_section(cp, "params", learner.meta_parameters());
   const auto it = cp.sections.find("optimizer");

@@ -34,17 +34,17 @@ struct StepOptions {
 };
 
 struct StepMetrics {
-  bool computed = false;      // false when options.metrics was off; the numbers below are then 0
-  double query_loss = 0.0;    // mean over tasks of the query loss after adaptation (the outer loss)
-  double support_loss = 0.0;  // mean over tasks of the support loss before adaptation
+  bool computed = false;                 // false when options.metrics was off; the numbers below are then 0
+  double query_loss = 0.0;               // mean over tasks of the query loss after adaptation (the outer loss)
+  double support_loss = 0.0;             // mean over tasks of the support loss before adaptation
   std::optional<double> query_accuracy;  // classification tasks only
-  double grad_norm = 0.0;     // global L2 norm of the outer gradient, before clipping
-  std::int64_t step = 0;      // meta-steps completed, this one included
+  double grad_norm = 0.0;                // global L2 norm of the outer gradient, before clipping
+  std::int64_t step = 0;                 // meta-steps completed, this one included
 };
 
 struct Evaluation {
-  int steps = 0;     // inner steps used for adaptation
-  double loss = 0.0; // query loss after adaptation
+  int steps = 0;                   // inner steps used for adaptation
+  double loss = 0.0;               // query loss after adaptation
   std::optional<double> accuracy;  // classification tasks only
 };
 
@@ -60,8 +60,7 @@ class Learner {
   // "maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching".
   virtual std::string name() const = 0;
 
-  virtual StepMetrics meta_train_step(const tasks::TaskBatch& batch,
-                                      const StepOptions& options = {}) = 0;
+  virtual StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options = {}) = 0;
   // steps < 0: the learner's default (its training inner steps). Metric learners ignore steps.
   virtual nn::ParameterList adapt(const tasks::Task& task, int steps = -1) = 0;
   virtual Tensor predict(const nn::ParameterList& adapted, const Tensor& x) = 0;
@@ -89,13 +88,11 @@ class Learner {
   // The metrics of a step that has just been counted in meta_steps_: means over the batch of the
   // summed query and support losses (read back to the host here, only when options.metrics is set)
   // and of the summed accuracy (classification batches only).
-  StepMetrics step_metrics(const StepOptions& options, const tasks::TaskBatch& batch,
-                           const Tensor& query_sum, const Tensor& support_sum, double accuracy_sum,
-                           double grad_norm) const;
+  StepMetrics step_metrics(const StepOptions& options, const tasks::TaskBatch& batch, const Tensor& query_sum,
+                           const Tensor& support_sum, double accuracy_sum, double grad_norm) const;
 
   std::int64_t meta_steps_ = 0;
 };
-
 
 }  // namespace metatape::meta
 

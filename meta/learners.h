@@ -110,18 +110,15 @@ struct MatchingOptions {
 
 std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, MamlOptions options);
-std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model,
-                                       nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
-                                       MetaSgdOptions options);
+std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
+                                       std::unique_ptr<nn::Optimizer> outer, MetaSgdOptions options);
 std::unique_ptr<Learner> make_reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                       std::unique_ptr<nn::Optimizer> outer, ReptileOptions options);
 std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, AnilOptions options);
-std::unique_ptr<Learner> make_protonet(std::shared_ptr<const nn::Model> embedding,
-                                       nn::ParameterList init,
+std::unique_ptr<Learner> make_protonet(std::shared_ptr<const nn::Model> embedding, nn::ParameterList init,
                                        std::unique_ptr<nn::Optimizer> outer, ProtoOptions options);
-std::unique_ptr<Learner> make_matching(std::shared_ptr<const nn::Model> embedding,
-                                       nn::ParameterList init,
+std::unique_ptr<Learner> make_matching(std::shared_ptr<const nn::Model> embedding, nn::ParameterList init,
                                        std::unique_ptr<nn::Optimizer> outer, MatchingOptions options);
 
 // All options in one place, for the CLI and config files.

@@ -16,8 +16,7 @@ namespace {
 // support row, naming the empty class.
 void check_support(const char* who, const tasks::Task& task) {
   if (task.kind != tasks::TaskKind::classification || task.num_classes < 1) {
-    fail(std::string(who) + ": needs classification tasks with num_classes >= 1 (got family '" +
-         task.family + "')");
+    fail(std::string(who) + ": needs classification tasks with num_classes >= 1 (got family '" + task.family + "')");
   }
   if (task.support_y.dtype() != DType::i64 || task.support_y.rank() != 1) {
     fail(std::string(who) + ": support labels must be rank-1 i64, got " + describe(task.support_y));
@@ -33,16 +32,14 @@ void check_support(const char* who, const tasks::Task& task) {
   }
   for (std::size_t c = 0; c < count.size(); ++c) {
     if (count[c] == 0) {
-      fail(std::string(who) + ": class " + std::to_string(c) +
-           " has no support rows; every class needs at least one");
+      fail(std::string(who) + ": class " + std::to_string(c) + " has no support rows; every class needs at least one");
     }
   }
 }
 
 class MetricLearner : public Learner {
  public:
-  MetricLearner(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
-                std::unique_ptr<nn::Optimizer> outer)
+  MetricLearner(std::shared_ptr<const nn::Model> model, nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer)
       : model_(std::move(model)), optimizer_(std::move(outer)) {
     if (!model_) fail("metric learner: no embedding model given");
     if (!optimizer_) fail("metric learner: no outer optimizer given");
@@ -115,14 +112,15 @@ class MetricLearner : public Learner {
 
 class ProtoNet final : public MetricLearner {
  public:
-  ProtoNet(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
-           std::unique_ptr<nn::Optimizer> outer, ProtoOptions options)
+  ProtoNet(std::shared_ptr<const nn::Model> model, nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
+           ProtoOptions options)
       : MetricLearner(std::move(model), std::move(init), std::move(outer)), options_(options) {}
   std::string name() const override { return "protonet"; }
   std::string config_json() const override {
-    return nlohmann::json{{"distance", options_.distance == ProtoOptions::Distance::sqeuclidean ? "sqeuclidean" : "cosine"},
-                          {"cosine_scale", options_.cosine_scale},
-                          {"model", model_->describe()}}
+    return nlohmann::json{
+        {"distance", options_.distance == ProtoOptions::Distance::sqeuclidean ? "sqeuclidean" : "cosine"},
+        {"cosine_scale", options_.cosine_scale},
+        {"model", model_->describe()}}
         .dump();
   }
 
@@ -138,9 +136,7 @@ class ProtoNet final : public MetricLearner {
     if (options_.distance == ProtoOptions::Distance::sqeuclidean) return neg(pairwise_sqdist(q, prototypes));
     return affine(cosine_similarity(q, prototypes), options_.cosine_scale, 0.0);
   }
-  Tensor head(const Tensor& support, const tasks::Task&, const Tensor& q) const override {
-    return logits(support, q);
-  }
+  Tensor head(const Tensor& support, const tasks::Task&, const Tensor& q) const override { return logits(support, q); }
   void add_support(nn::ParameterList& out, const Tensor& support, const tasks::Task&) const override {
     out.add("prototypes", support.detach());
   }
@@ -152,14 +148,13 @@ class ProtoNet final : public MetricLearner {
 
 class MatchingNet final : public MetricLearner {
  public:
-  MatchingNet(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
-              std::unique_ptr<nn::Optimizer> outer, MatchingOptions options)
+  MatchingNet(std::shared_ptr<const nn::Model> model, nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
+              MatchingOptions options)
       : MetricLearner(std::move(model), std::move(init), std::move(outer)), options_(options) {}
   std::string name() const override { return "matching"; }
   std::string config_json() const override {
-    return nlohmann::json{{"cosine_scale", options_.cosine_scale},
-                          {"full_context_embeddings", false},
-                          {"model", model_->describe()}}
+    return nlohmann::json{
+        {"cosine_scale", options_.cosine_scale}, {"full_context_embeddings", false}, {"model", model_->describe()}}
         .dump();
   }
   Tensor loss(const tasks::Task&, const Tensor& output, const Tensor& y) const override {

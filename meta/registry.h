@@ -30,8 +30,7 @@ struct LearnerInfo {
   // The algorithm of make_batched_learner, when the batched path supports the learner.
   std::optional<BatchedAlgorithm> batched = std::nullopt;
   std::unique_ptr<Learner> (*make)(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
-                                   std::unique_ptr<nn::Optimizer> outer,
-                                   const LearnerOptions& options) = nullptr;
+                                   std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& options) = nullptr;
 };
 
 // Every learner, in a fixed order: maml, fomaml, maml++, meta-sgd, reptile, anil, protonet, matching.

@@ -12,8 +12,8 @@ namespace {
 
 class Reptile final : public Learner {
  public:
-  Reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
-          std::unique_ptr<nn::Optimizer> outer, ReptileOptions options)
+  Reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
+          ReptileOptions options)
       : model_(std::move(model)), optimizer_(std::move(outer)), options_(options) {
     if (!model_) fail("reptile: no model given");
     if (!optimizer_) fail("reptile: no outer optimizer given");
@@ -28,12 +28,9 @@ class Reptile final : public Learner {
   nn::ParameterList& meta_parameters() override { return meta_; }
   nn::Optimizer& optimizer() override { return *optimizer_; }
   std::string config_json() const override {
-    return nlohmann::json{{"inner_steps", options_.inner_steps},
-                          {"inner_lr", options_.inner_lr},
-                          {"inner_adam", options_.inner_adam},
-                          {"epsilon", options_.epsilon},
-                          {"decay_steps", options_.decay_steps},
-                          {"use_query_in_inner", options_.use_query_in_inner},
+    return nlohmann::json{{"inner_steps", options_.inner_steps}, {"inner_lr", options_.inner_lr},
+                          {"inner_adam", options_.inner_adam},   {"epsilon", options_.epsilon},
+                          {"decay_steps", options_.decay_steps}, {"use_query_in_inner", options_.use_query_in_inner},
                           {"model", model_->describe()}}
         .dump();
   }
@@ -82,17 +79,14 @@ class Reptile final : public Learner {
     optimizer_->set_lr(eps);
     optimizer_->step(meta_, pseudo);
     ++meta_steps_;
-    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum,
-                        optimizer_->last_grad_norm());
+    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum, optimizer_->last_grad_norm());
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {
     return run_inner(task, steps < 0 ? options_.inner_steps : steps);
   }
 
-  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override {
-    return model_->forward(adapted, x);
-  }
+  Tensor predict(const nn::ParameterList& adapted, const Tensor& x) override { return model_->forward(adapted, x); }
 
  private:
   // k steps of the inner optimizer (SGD with inner_lr, or Adam with betas (0, 0.999)) from the

@@ -56,7 +56,6 @@ void write_all(int fd, const unsigned char* data, std::size_t n, const std::stri
   }
 }
 
-
 // A non-negative integer header field (JSON integer, not a float, not negative) as u64.
 std::uint64_t header_uint(const nlohmann::json& object, const char* key, const std::string& ctx) {
   const auto& v = object.at(key);
@@ -83,7 +82,8 @@ std::uint64_t decimal_u64(const nlohmann::json& v, const std::string& ctx) {
 std::string entry_context(const std::string& where, const std::string& section, const nlohmann::json& e,
                           std::size_t index) {
   std::string ctx = where + ": section '" + section + "' entry ";
-  if (e.is_object() && e.contains("name") && e["name"].is_string()) return ctx + "'" + e["name"].get<std::string>() + "'";
+  if (e.is_object() && e.contains("name") && e["name"].is_string())
+    return ctx + "'" + e["name"].get<std::string>() + "'";
   return ctx + "#" + std::to_string(index);
 }
 
@@ -141,9 +141,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
     for (auto w : g.words) words.push_back(std::to_string(w));
     std::uint64_t spare_bits = 0;
     std::memcpy(&spare_bits, &g.spare_normal, sizeof spare_bits);
-    header["generator"] = {{"words", words},
-                           {"has_spare", g.has_spare_normal},
-                           {"spare_bits", std::to_string(spare_bits)}};
+    header["generator"] = {
+        {"words", words}, {"has_spare", g.has_spare_normal}, {"spare_bits", std::to_string(spare_bits)}};
   }
   std::vector<unsigned char> data;
   nlohmann::json sections = nlohmann::json::object();
@@ -210,8 +209,7 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
   const std::string where = "checkpoint '" + path + "'";
   const std::vector<unsigned char> file = read_checkpoint_file(path, where, max_bytes);
   if (file.size() < fixed_prefix + checksum_bytes) {
-    fail(where + ": file is truncated (" + std::to_string(file.size()) +
-         " bytes, smaller than the fixed header)");
+    fail(where + ": file is truncated (" + std::to_string(file.size()) + " bytes, smaller than the fixed header)");
   }
   if (std::memcmp(file.data(), magic, 8) != 0) {
     fail(where + ": bad magic, not a metatape checkpoint");
@@ -224,8 +222,8 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
   const std::uint64_t header_len = get_le(file.data() + 12, 8);
   // file.size() >= fixed_prefix + checksum_bytes, so the right side does not wrap.
   if (header_len > file.size() - fixed_prefix - checksum_bytes) {
-    fail(where + ": file is truncated (header of " + std::to_string(header_len) +
-         " bytes does not fit in " + std::to_string(file.size()) + " bytes)");
+    fail(where + ": file is truncated (header of " + std::to_string(header_len) + " bytes does not fit in " +
+         std::to_string(file.size()) + " bytes)");
   }
   const std::uint64_t stored = get_le(file.data() + file.size() - checksum_bytes, 8);
   const std::uint64_t actual = fnv1a64(file.data(), file.size() - checksum_bytes);
@@ -241,8 +239,7 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
       return true;
     };
     header = nlohmann::json::parse(file.begin() + fixed_prefix,
-                                   file.begin() + static_cast<std::ptrdiff_t>(fixed_prefix + header_len),
-                                   limit_depth);
+                                   file.begin() + static_cast<std::ptrdiff_t>(fixed_prefix + header_len), limit_depth);
   } catch (const nlohmann::json::exception&) {
     if (stored != actual) fail(where + ": checksum mismatch (the file is truncated or corrupted)");
     fail(where + ": the header is not valid JSON");
@@ -289,9 +286,11 @@ Checkpoint load_checkpoint(const std::string& path, std::uint64_t max_bytes) {
       Generator::State s;
       const auto& words = g.at("words");
       if (!words.is_array() || words.size() != 4) {
-        fail(where + ": generator state needs 4 words, got " + (words.is_array() ? std::to_string(words.size()) : words.dump()));
+        fail(where + ": generator state needs 4 words, got " +
+             (words.is_array() ? std::to_string(words.size()) : words.dump()));
       }
-      for (std::size_t i = 0; i < 4; ++i) s.words[i] = decimal_u64(words[i], where + ": generator word " + std::to_string(i));
+      for (std::size_t i = 0; i < 4; ++i)
+        s.words[i] = decimal_u64(words[i], where + ": generator word " + std::to_string(i));
       if (!g.at("has_spare").is_boolean()) fail(where + ": generator has_spare is not true or false");
       s.has_spare_normal = g.at("has_spare").get<bool>();
       const std::uint64_t bits = decimal_u64(g.at("spare_bits"), where + ": generator spare_bits");
@@ -375,9 +374,9 @@ void restore_section(const Checkpoint& checkpoint, const std::string& section, P
     const Tensor& s = saved.get(target.name(i));
     Tensor& t = target[i];
     if (s.shape() != t.shape() || s.dtype() != t.dtype()) {
-      fail("checkpoint: parameter '" + target.name(i) + "' in section '" + section + "' is " +
-           s.shape().str() + " " + kernels::dtype_name(s.dtype()) + ", the model expects " +
-           t.shape().str() + " " + kernels::dtype_name(t.dtype()));
+      fail("checkpoint: parameter '" + target.name(i) + "' in section '" + section + "' is " + s.shape().str() + " " +
+           kernels::dtype_name(s.dtype()) + ", the model expects " + t.shape().str() + " " +
+           kernels::dtype_name(t.dtype()));
     }
     t.assign(s.device() == t.device() ? s : s.to(t.device()));
   }

@@ -8,13 +8,13 @@
 namespace metatape::nn {
 namespace {
 const char* const init_names[] = {"uniform_fan_in", "kaiming_uniform", "kaiming_normal",
-                                  "xavier_uniform", "xavier_normal",  "small_normal"};
+                                  "xavier_uniform", "xavier_normal",   "small_normal"};
 constexpr int init_count = static_cast<int>(sizeof init_names / sizeof init_names[0]);
 
 void check_fans(const char* what, std::int64_t fan_out, std::int64_t fan_in) {
   if (fan_out <= 0 || fan_in <= 0) {
-    fail(std::string(what) + ": fan_out and fan_in must be positive, got " + std::to_string(fan_out) +
-         " and " + std::to_string(fan_in));
+    fail(std::string(what) + ": fan_out and fan_in must be positive, got " + std::to_string(fan_out) + " and " +
+         std::to_string(fan_in));
   }
 }
 }  // namespace
@@ -30,8 +30,7 @@ Init parse_init(const std::string& name) {
 
 std::string init_name(Init init) { return init_names[static_cast<int>(init)]; }
 
-Tensor init_weight(Init init, std::int64_t fan_out, std::int64_t fan_in, Generator& gen, DType dtype,
-                   Device device) {
+Tensor init_weight(Init init, std::int64_t fan_out, std::int64_t fan_in, Generator& gen, DType dtype, Device device) {
   check_fans("init_weight", fan_out, fan_in);
   const Shape shape{fan_out, fan_in};
   const double in = static_cast<double>(fan_in), out = static_cast<double>(fan_out);
@@ -67,8 +66,7 @@ Tensor init_weight(Init init, std::int64_t fan_out, std::int64_t fan_in, Generat
   fail("init_weight: unknown initialiser");
 }
 
-Tensor init_bias(Init init, std::int64_t fan_out, std::int64_t fan_in, Generator& gen, DType dtype,
-                 Device device) {
+Tensor init_bias(Init init, std::int64_t fan_out, std::int64_t fan_in, Generator& gen, DType dtype, Device device) {
   check_fans("init_bias", fan_out, fan_in);
   if (init == Init::uniform_fan_in) {
     const double b = 1.0 / std::sqrt(static_cast<double>(fan_in));

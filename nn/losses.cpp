@@ -5,9 +5,7 @@
 
 namespace metatape::nn {
 
-Tensor cross_entropy_loss(const Tensor& logits, const Tensor& labels) {
-  return cross_entropy(logits, labels);
-}
+Tensor cross_entropy_loss(const Tensor& logits, const Tensor& labels) { return cross_entropy(logits, labels); }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) { return nll(log_probs, labels); }
 

@@ -43,8 +43,7 @@ class Mlp : public Model {
 
   // Layers [first, last) only; the activation follows every layer of the range except the model's
   // last layer. forward == forward_layers(params, x, 0, layers()). Used by ANIL (body / head split).
-  Tensor forward_layers(const ParameterList& params, const Tensor& x, std::size_t first,
-                        std::size_t last) const;
+  Tensor forward_layers(const ParameterList& params, const Tensor& x, std::size_t first, std::size_t last) const;
   std::size_t layers() const { return spec_.sizes.size() - 1; }
   const MlpSpec& spec() const { return spec_; }
   static std::string weight_name(std::size_t layer);

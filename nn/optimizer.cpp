@@ -17,7 +17,8 @@ double LrSchedule::lr_at(double base_lr, std::int64_t step) const {
   }
   const std::int64_t t = step - warmup_steps;
   switch (kind) {
-    case Kind::constant: return base_lr;
+    case Kind::constant:
+      return base_lr;
     case Kind::step:
       return base_lr * std::pow(gamma, static_cast<double>(t / std::max<std::int64_t>(1, step_size)));
     case Kind::cosine: {
@@ -59,16 +60,15 @@ std::vector<Tensor> clip_by_global_norm(const std::vector<Tensor>& grads, double
 Optimizer::Optimizer(OptimizerOptions options) : options_(std::move(options)) {
   if (!(options_.lr >= 0.0)) fail("optimizer: lr must be >= 0, got " + std::to_string(options_.lr));
   if (options_.accumulation_steps < 1) {
-    fail("optimizer: accumulation_steps must be >= 1, got " +
-         std::to_string(options_.accumulation_steps));
+    fail("optimizer: accumulation_steps must be >= 1, got " + std::to_string(options_.accumulation_steps));
   }
   if (options_.clip_norm < 0.0) fail("optimizer: clip_norm must be >= 0 (0 = off)");
 }
 
 bool Optimizer::step(ParameterList& params, const std::vector<Tensor>& grads_in) {
   if (grads_in.size() != params.size()) {
-    fail(name() + ": step got " + std::to_string(grads_in.size()) + " gradients for " +
-         std::to_string(params.size()) + " parameters");
+    fail(name() + ": step got " + std::to_string(grads_in.size()) + " gradients for " + std::to_string(params.size()) +
+         " parameters");
   }
   NoGradGuard no_grad;
   std::vector<Tensor> grads(grads_in.size());
@@ -79,8 +79,8 @@ bool Optimizer::step(ParameterList& params, const std::vector<Tensor>& grads_in)
       continue;
     }
     if (grads_in[i].shape() != p.shape() || grads_in[i].dtype() != p.dtype()) {
-      fail(name() + ": gradient " + describe(grads_in[i]) + " does not match parameter '" +
-           params.name(i) + "' " + describe(p));
+      fail(name() + ": gradient " + describe(grads_in[i]) + " does not match parameter '" + params.name(i) + "' " +
+           describe(p));
     }
     grads[i] = grads_in[i].detach();
   }
@@ -130,9 +130,8 @@ void Optimizer::load_state(const ParameterList& state) {
     accumulated_.push_back(state.get("accumulated." + std::to_string(i)).copy());
   }
   if (static_cast<std::int64_t>(accumulated_.empty() ? 0 : 1) != (pending_ > 0 ? 1 : 0)) {
-    fail(name() + ": optimizer state has " + std::to_string(pending_) +
-         " pending accumulation steps but " + std::to_string(accumulated_.size()) +
-         " accumulated gradients");
+    fail(name() + ": optimizer state has " + std::to_string(pending_) + " pending accumulation steps but " +
+         std::to_string(accumulated_.size()) + " accumulated gradients");
   }
   last_grads_.clear();
   load_slots(state);

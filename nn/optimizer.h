@@ -21,7 +21,7 @@ struct LrSchedule {
   Kind kind = Kind::constant;
   std::int64_t step_size = 1000;  // step: multiply by gamma every step_size updates
   double gamma = 0.1;
-  std::int64_t total_steps = 0;   // cosine: anneal from lr to min_lr over total_steps (after warm-up)
+  std::int64_t total_steps = 0;  // cosine: anneal from lr to min_lr over total_steps (after warm-up)
   double min_lr = 0.0;
   std::int64_t warmup_steps = 0;  // linear warm-up from lr / warmup_steps to lr, any kind
   double lr_at(double base_lr, std::int64_t step) const;

@@ -26,8 +26,8 @@ std::size_t ParameterList::index(const std::string& name) const {
   }
   std::string present;
   for (const auto& n : names_) present += (present.empty() ? "" : ", ") + n;
-  fail("ParameterList: no parameter named '" + name + "' (present: " +
-       (present.empty() ? std::string("none") : present) + ")");
+  fail("ParameterList: no parameter named '" + name +
+       "' (present: " + (present.empty() ? std::string("none") : present) + ")");
 }
 
 ParameterList ParameterList::with_tensors(std::vector<Tensor> tensors) const {
@@ -39,9 +39,8 @@ ParameterList ParameterList::with_tensors(std::vector<Tensor> tensors) const {
   out.names_ = names_;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (!tensors[i].defined() || tensors[i].shape() != tensors_[i].shape()) {
-      fail("ParameterList::with_tensors: parameter '" + names_[i] + "' expects shape " +
-           tensors_[i].shape().str() + ", got " +
-           (tensors[i].defined() ? tensors[i].shape().str() : std::string("an undefined tensor")));
+      fail("ParameterList::with_tensors: parameter '" + names_[i] + "' expects shape " + tensors_[i].shape().str() +
+           ", got " + (tensors[i].defined() ? tensors[i].shape().str() : std::string("an undefined tensor")));
     }
   }
   out.tensors_ = std::move(tensors);
@@ -95,18 +94,16 @@ std::int64_t ParameterList::numel() const {
 
 void ParameterList::check_same_layout(const ParameterList& other, const std::string& what) const {
   if (other.size() != size()) {
-    fail(what + ": " + std::to_string(other.size()) + " parameters, expected " +
-         std::to_string(size()));
+    fail(what + ": " + std::to_string(other.size()) + " parameters, expected " + std::to_string(size()));
   }
   for (std::size_t i = 0; i < size(); ++i) {
     if (other.names_[i] != names_[i]) {
-      fail(what + ": parameter #" + std::to_string(i) + " is named '" + other.names_[i] +
-           "', expected '" + names_[i] + "'");
+      fail(what + ": parameter #" + std::to_string(i) + " is named '" + other.names_[i] + "', expected '" + names_[i] +
+           "'");
     }
-    if (other.tensors_[i].shape() != tensors_[i].shape() ||
-        other.tensors_[i].dtype() != tensors_[i].dtype()) {
-      fail(what + ": parameter '" + names_[i] + "' is " + describe(other.tensors_[i]) +
-           ", expected " + describe(tensors_[i]));
+    if (other.tensors_[i].shape() != tensors_[i].shape() || other.tensors_[i].dtype() != tensors_[i].dtype()) {
+      fail(what + ": parameter '" + names_[i] + "' is " + describe(other.tensors_[i]) + ", expected " +
+           describe(tensors_[i]));
     }
   }
 }

@@ -31,15 +31,14 @@ void AdaptedCache::expire(Clock::time_point now) {
 
 std::string AdaptedCache::insert(std::shared_ptr<const capi::Adapted> adapted) {
   if (adapted->bytes > options_.max_bytes) {
-    fail("serve: the adapted model needs " + std::to_string(adapted->bytes) +
-         " bytes, more than the cache's " + std::to_string(options_.max_bytes) +
-         " (raise --cache-mb)");
+    fail("serve: the adapted model needs " + std::to_string(adapted->bytes) + " bytes, more than the cache's " +
+         std::to_string(options_.max_bytes) + " (raise --cache-mb)");
   }
   const Clock::time_point now = now_();
   std::lock_guard<std::mutex> lock(mutex_);
   expire(now);
-  while (!lru_.empty() && (stats_.bytes + adapted->bytes > options_.max_bytes ||
-                           stats_.entries + 1 > options_.max_entries)) {
+  while (!lru_.empty() &&
+         (stats_.bytes + adapted->bytes > options_.max_bytes || stats_.entries + 1 > options_.max_entries)) {
     drop(std::prev(lru_.end()));
     ++stats_.evicted;
   }

@@ -37,13 +37,20 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 
 const char* reason(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -93,7 +100,7 @@ struct HttpLoop::Conn {
   std::size_t head_end = 0;  // 0: the head is incomplete
   std::size_t request_end = 0;
   std::size_t reserved = 0;  // this request's body bytes counted in reserved_bytes_
-  std::string out;  // the reply being sent
+  std::string out;           // the reply being sent
   std::size_t out_sent = 0;
   bool close_after_write = false;
   int served = 0;
@@ -222,8 +229,8 @@ void HttpLoop::start_workers() {
       workers_.push_back(options_.spawn([this] { worker(); }));
     } catch (const std::exception& e) {
       join_workers();
-      fail("serve: cannot start worker thread " + std::to_string(i + 1) + " of " + std::to_string(n) + " (" +
-           e.what() + "); lower --threads, or raise this process's memory or thread limits (ulimit -v, ulimit -u)");
+      fail("serve: cannot start worker thread " + std::to_string(i + 1) + " of " + std::to_string(n) + " (" + e.what() +
+           "); lower --threads, or raise this process's memory or thread limits (ulimit -v, ulimit -u)");
     }
   }
 }
@@ -303,8 +310,7 @@ void HttpLoop::run() {
         }
       } else if (fd == wake_fd_) {
         std::uint64_t count = 0;
-        while (::read(wake_fd_, &count, sizeof(count)) > 0) {
-        }
+        while (::read(wake_fd_, &count, sizeof(count)) > 0) {}
         take_returned();
       } else {
         on_event(fd, events[i].events);
@@ -365,11 +371,12 @@ bool HttpLoop::accept_all() {
       open = stats_.open_connections;
     }
     if (open >= options_.max_connections) {
-      const std::string body = error_body_(
-          503, "metatape: serve: the server holds its maximum of " + std::to_string(options_.max_connections) +
-                   " connections (--max-connections); retry shortly");
-      const std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+      const std::string body = error_body_(503, "metatape: serve: the server holds its maximum of " +
+                                                    std::to_string(options_.max_connections) +
+                                                    " connections (--max-connections); retry shortly");
+      const std::string reply =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
       [[maybe_unused]] const ssize_t w = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(fd);
       std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -447,8 +454,9 @@ void HttpLoop::advance(int fd) {
           std::lock_guard<std::mutex> lock(stats_mutex_);
           ++stats_.too_large;
         }
-        reply_and_close(c, 431, "the request head (request line and headers) exceeds " +
-                                    std::to_string(options_.max_head_bytes) + " bytes");
+        reply_and_close(c, 431,
+                        "the request head (request line and headers) exceeds " +
+                            std::to_string(options_.max_head_bytes) + " bytes");
       } else if (c.peer_closed) {
         close_conn(fd);
       }
@@ -474,8 +482,9 @@ void HttpLoop::advance(int fd) {
           length = v;
           has_length = true;
         } else if (iequals(name, "Transfer-Encoding")) {
-          reply_and_close(c, 411, "request bodies with Transfer-Encoding (" + std::string(value) +
-                                      ") are not accepted; send the body with a Content-Length header");
+          reply_and_close(c, 411,
+                          "request bodies with Transfer-Encoding (" + std::string(value) +
+                              ") are not accepted; send the body with a Content-Length header");
           return;
         } else if (iequals(name, "Expect") && iequals(value, "100-continue")) {
           expect_continue = true;
@@ -490,8 +499,10 @@ void HttpLoop::advance(int fd) {
         std::lock_guard<std::mutex> lock(stats_mutex_);
         ++stats_.too_large;
       }
-      reply_and_close(c, 413, "the request body is too large: it has " + std::to_string(length) + " bytes (Content-Length), the limit is " +
-                                  std::to_string(options_.max_body_bytes) + " (--max-body-kb)");
+      reply_and_close(c, 413,
+                      "the request body is too large: it has " + std::to_string(length) +
+                          " bytes (Content-Length), the limit is " + std::to_string(options_.max_body_bytes) +
+                          " (--max-body-kb)");
       return;
     }
     if (length > 0 && reserved_bytes_ + length > options_.max_buffered_bytes) {
@@ -499,8 +510,9 @@ void HttpLoop::advance(int fd) {
         std::lock_guard<std::mutex> lock(stats_mutex_);
         ++stats_.rejected_memory;
       }
-      reply_and_close(c, 503, "the server is receiving too many request bodies at once (" +
-                                  std::to_string(reserved_bytes_) + " bytes); retry shortly",
+      reply_and_close(c, 503,
+                      "the server is receiving too many request bodies at once (" + std::to_string(reserved_bytes_) +
+                          " bytes); retry shortly",
                       "Retry-After: 1\r\n");
       return;
     }
@@ -554,7 +566,8 @@ void HttpLoop::dispatch(int fd) {
   }
   reply_and_close(*conns_[static_cast<std::size_t>(fd)], 503,
                   "all " + std::to_string(options_.threads) + " workers are busy and " +
-                      std::to_string(options_.queue_length) + " requests are waiting (--threads, --queue-length); retry shortly",
+                      std::to_string(options_.queue_length) +
+                      " requests are waiting (--threads, --queue-length); retry shortly",
                   "Retry-After: 1\r\n");
 }
 
@@ -654,8 +667,9 @@ void HttpLoop::sweep() {
             std::lock_guard<std::mutex> lock(stats_mutex_);
             ++stats_.head_timeouts;
           }
-          reply_and_close(c, 408, "the request head (request line and headers) did not arrive within " +
-                                      seconds_text(options_.head_timeout) + "; send the whole request at once");
+          reply_and_close(c, 408,
+                          "the request head (request line and headers) did not arrive within " +
+                              seconds_text(options_.head_timeout) + "; send the whole request at once");
         }
         break;
       case Conn::Phase::body: {
@@ -664,9 +678,9 @@ void HttpLoop::sweep() {
           ++stats_.body_timeouts;
         }
         const std::size_t got = c.in.size() - c.head_end, want = c.request_end - c.head_end;
-        reply_and_close(c, 408, "the request body did not arrive within " + seconds_text(options_.body_timeout) +
-                                    " of its head (" + std::to_string(got) + " of " + std::to_string(want) +
-                                    " bytes came)");
+        reply_and_close(c, 408,
+                        "the request body did not arrive within " + seconds_text(options_.body_timeout) +
+                            " of its head (" + std::to_string(got) + " of " + std::to_string(want) + " bytes came)");
         break;
       }
       case Conn::Phase::idle: {

@@ -61,17 +61,17 @@ struct LoopOptions {
 // Counters for /metrics (all monotonic except open_connections).
 struct LoopStats {
   std::int64_t open_connections = 0;
-  std::int64_t queued = 0;                // complete requests waiting for a worker now
-  std::int64_t buffered_bytes = 0;        // request bodies announced and not yet run, now
+  std::int64_t queued = 0;          // complete requests waiting for a worker now
+  std::int64_t buffered_bytes = 0;  // request bodies announced and not yet run, now
   std::int64_t accepted = 0;
-  std::int64_t rejected_busy = 0;         // over max_connections
-  std::int64_t rejected_queue_full = 0;   // over queue_length
+  std::int64_t rejected_busy = 0;        // over max_connections
+  std::int64_t rejected_queue_full = 0;  // over queue_length
   std::int64_t head_timeouts = 0;
   std::int64_t body_timeouts = 0;
   std::int64_t write_timeouts = 0;
   std::int64_t idle_closed = 0;
-  std::int64_t too_large = 0;             // 413 and 431
-  std::int64_t rejected_memory = 0;       // over max_buffered_bytes
+  std::int64_t too_large = 0;        // 413 and 431
+  std::int64_t rejected_memory = 0;  // over max_buffered_bytes
 };
 
 class HttpLoop {

@@ -50,14 +50,22 @@ int main(int argc, char** argv) {
   std::string token;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--port") port = std::stoi(v);
-    else if (k == "--clients") clients = std::stoi(v);
-    else if (k == "--seconds") seconds = std::stod(v);
-    else if (k == "--support") support = std::stoi(v);
-    else if (k == "--query") query = std::stoi(v);
-    else if (k == "--token") token = v;
-    else if (k == "--server-pid") server_pid = std::stol(v);
-    else if (k == "--sample-every") sample_every = std::stod(v);
+    if (k == "--port")
+      port = std::stoi(v);
+    else if (k == "--clients")
+      clients = std::stoi(v);
+    else if (k == "--seconds")
+      seconds = std::stod(v);
+    else if (k == "--support")
+      support = std::stoi(v);
+    else if (k == "--query")
+      query = std::stoi(v);
+    else if (k == "--token")
+      token = v;
+    else if (k == "--server-pid")
+      server_pid = std::stol(v);
+    else if (k == "--sample-every")
+      sample_every = std::stod(v);
     else {
       std::fprintf(stderr, "metatape_serve_load: unknown option %s\n", k.c_str());
       return 2;
@@ -79,8 +87,8 @@ int main(int argc, char** argv) {
   std::map<std::string, long> error_kinds;  // "adapt 404", "predict Connection", ...
   auto count_error = [&](const char* what, const httplib::Result& res) {
     ++errors;
-    const std::string kind = std::string(what) + " " +
-                             (res ? std::to_string(res->status) : httplib::to_string(res.error()));
+    const std::string kind =
+        std::string(what) + " " + (res ? std::to_string(res->status) : httplib::to_string(res.error()));
     std::lock_guard<std::mutex> lock(mutex);
     ++error_kinds[kind];
   };

@@ -17,9 +17,12 @@ void check_depth(std::string_view body, int max_depth) {
   bool in_string = false, escaped = false;
   for (char c : body) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -60,8 +63,10 @@ std::string field_at(std::string_view body, std::size_t position) {
     if (c == '"') {
       std::string text;
       for (++i; i < end && body[i] != '"'; ++i) {
-        if (body[i] == '\\') ++i;
-        else text += body[i];
+        if (body[i] == '\\')
+          ++i;
+        else
+          text += body[i];
       }
       last_string = text;
     } else if (c == '[' || c == '{') {
@@ -76,8 +81,10 @@ std::string field_at(std::string_view body, std::size_t position) {
   }
   std::string path;
   for (const Frame& f : stack) {
-    if (f.array) path += "[" + std::to_string(f.index) + "]";
-    else if (!f.key.empty()) path += (path.empty() ? "" : ".") + f.key;
+    if (f.array)
+      path += "[" + std::to_string(f.index) + "]";
+    else if (!f.key.empty())
+      path += (path.empty() ? "" : ".") + f.key;
   }
   return path.empty() ? "the body" : path;
 }
@@ -110,8 +117,8 @@ float to_float(const json& v, const std::string& field) {
 }
 
 // A rows x cols matrix of numbers; `flat_ok`: a flat array counts as rows x 1.
-std::vector<float> matrix(const json& doc, const char* name, std::int64_t cols, std::int64_t max_rows,
-                          bool flat_ok, std::int64_t& rows) {
+std::vector<float> matrix(const json& doc, const char* name, std::int64_t cols, std::int64_t max_rows, bool flat_ok,
+                          std::int64_t& rows) {
   auto it = doc.find(name);
   if (it == doc.end()) bad(std::string("missing field \"") + name + "\"");
   const json& m = *it;
@@ -133,8 +140,7 @@ std::vector<float> matrix(const json& doc, const char* name, std::int64_t cols, 
     }
     if (!row.is_array()) bad(where + " must be an array of " + std::to_string(cols) + " numbers");
     if (static_cast<std::int64_t>(row.size()) != cols) {
-      bad(where + " has " + std::to_string(row.size()) + " values, the model expects " +
-          std::to_string(cols));
+      bad(where + " has " + std::to_string(row.size()) + " values, the model expects " + std::to_string(cols));
     }
     for (std::int64_t c = 0; c < cols; ++c) {
       out.push_back(to_float(row[static_cast<std::size_t>(c)], where + "[" + std::to_string(c) + "]"));

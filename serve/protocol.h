@@ -28,12 +28,12 @@ namespace metatape::serve {
 // What a request is checked against: the model's shape and the server's limits.
 struct RequestLimits {
   std::int64_t in_features = 1;
-  std::int64_t y_columns = 1;        // outputs; 1 for classification (labels)
+  std::int64_t y_columns = 1;  // outputs; 1 for classification (labels)
   bool classification = false;
   std::int64_t max_support_rows = 10000;
   std::int64_t max_query_rows = 10000;
   int max_steps = 100;
-  int max_depth = 8;                 // JSON nesting accepted (checked before parsing)
+  int max_depth = 8;  // JSON nesting accepted (checked before parsing)
 };
 
 class RequestError : public Error {
@@ -48,7 +48,7 @@ class RequestError : public Error {
 struct AdaptRequest {
   std::vector<float> x, y;  // row-major
   std::int64_t rows = 0;
-  int steps = -1;           // -1: the learner's default
+  int steps = -1;  // -1: the learner's default
 };
 
 struct PredictRequest {

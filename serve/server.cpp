@@ -19,7 +19,7 @@ namespace metatape::serve {
 namespace {
 
 constexpr std::array<double, 14> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                             0.025,  0.05,    0.1,    0.25,  0.5,   1.0,   2.5};
+                                             0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
 const std::array<const char*, 5> kRoutes = {"adapt", "predict", "healthz", "metrics", "other"};
 
 std::size_t route_index(const std::string& path) {
@@ -37,7 +37,8 @@ Response json_error(int status, const std::string& message) {
 // Constant-time comparison of the presented and expected tokens.
 bool same_token(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
   return diff == 0;
 }
 
@@ -64,7 +65,9 @@ std::string first_non_finite(const std::vector<float>& values, std::int64_t colu
       const std::int64_t r = columns > 0 ? static_cast<std::int64_t>(i) / columns : 0;
       const std::int64_t c = columns > 0 ? static_cast<std::int64_t>(i) % columns : 0;
       return name + "[" + std::to_string(r) + "][" + std::to_string(c) + "] = " +
-             (std::isnan(values[i]) ? "nan" : values[i] > 0 ? "inf" : "-inf");
+             (std::isnan(values[i]) ? "nan"
+              : values[i] > 0       ? "inf"
+                                    : "-inf");
     }
   }
   return "";
@@ -94,7 +97,8 @@ constexpr const char* kNonFiniteAdvice =
 void append_number(std::string& out, float v) {
   char text[32];
   const auto [end, ec] = std::to_chars(text, text + sizeof(text), v);
-  if (ec != std::errc() || !std::isfinite(v)) fail("serve: internal error: a non-finite number reached the JSON writer");
+  if (ec != std::errc() || !std::isfinite(v))
+    fail("serve: internal error: a non-finite number reached the JSON writer");
   out.append(text, end);
 }
 
@@ -131,7 +135,9 @@ struct Server::Metrics {
 };
 
 Server::Server(std::shared_ptr<const capi::InferenceModel> model, ServerOptions options)
-    : model_(std::move(model)), options_(std::move(options)), cache_(options_.cache),
+    : model_(std::move(model)),
+      options_(std::move(options)),
+      cache_(options_.cache),
       metrics_(std::make_unique<Metrics>()) {
   if (!model_) fail("serve: no model given");
   const ServerOptions& o = options_;
@@ -159,8 +165,8 @@ Server::Server(std::shared_ptr<const capi::InferenceModel> model, ServerOptions 
 
 Server::~Server() { stop(); }
 
-Response Server::handle(const std::string& method, const std::string& path,
-                        const std::string& authorization, const std::string& body) {
+Response Server::handle(const std::string& method, const std::string& path, const std::string& authorization,
+                        const std::string& body) {
   const auto start = std::chrono::steady_clock::now();
   Response response;
   try {
@@ -183,16 +189,22 @@ Response Server::handle(const std::string& method, const std::string& path,
   return response;
 }
 
-Response Server::route(const std::string& method, const std::string& path,
-                       const std::string& authorization, const std::string& body) {
+Response Server::route(const std::string& method, const std::string& path, const std::string& authorization,
+                       const std::string& body) {
   const std::size_t r = route_index(path);
-  if (r == 4) return json_error(404, "metatape: serve: no route " + path + " (routes: POST /v1/adapt, POST /v1/predict, GET /healthz, GET /metrics)");
+  if (r == 4)
+    return json_error(404, "metatape: serve: no route " + path +
+                               " (routes: POST /v1/adapt, POST /v1/predict, GET /healthz, GET /metrics)");
   const char* want = r <= 1 ? "POST" : "GET";
   if (method != want) return json_error(405, "metatape: serve: " + path + " takes " + want + ", not " + method);
   if (r == 2) {
-    return Response{200, nlohmann::json{{"status", "ok"}, {"learner", model_->learner_name()},
-                                        {"model", model_->model_description()},
-                                        {"in_features", model_->in_features()}}.dump(), "application/json"};
+    return Response{200,
+                    nlohmann::json{{"status", "ok"},
+                                   {"learner", model_->learner_name()},
+                                   {"model", model_->model_description()},
+                                   {"in_features", model_->in_features()}}
+                        .dump(),
+                    "application/json"};
   }
   if (!options_.token.empty()) {
     const std::string prefix = "Bearer ";
@@ -204,8 +216,8 @@ Response Server::route(const std::string& method, const std::string& path,
     }
   }
   if (body.size() > options_.max_body_bytes) {
-    return json_error(413, "metatape: serve: the body has " + std::to_string(body.size()) +
-                               " bytes, the limit is " + std::to_string(options_.max_body_bytes));
+    return json_error(413, "metatape: serve: the body has " + std::to_string(body.size()) + " bytes, the limit is " +
+                               std::to_string(options_.max_body_bytes));
   }
   if (r == 3) return Response{200, metrics_text(), "text/plain; version=0.0.4"};
   return r == 0 ? adapt(body) : predict(body);
@@ -214,9 +226,9 @@ Response Server::route(const std::string& method, const std::string& path,
 Response Server::adapt(const std::string& body) {
   AdaptRequest request = parse_adapt_request(body, limits_);
   if (limits_.classification) check_every_class(request.y);
-  auto adapted = std::make_shared<capi::Adapted>(model_->adapt(
-      request.x.data(), request.rows, limits_.in_features, request.y.data(), limits_.y_columns,
-      request.steps, options_.max_steps));
+  auto adapted = std::make_shared<capi::Adapted>(model_->adapt(request.x.data(), request.rows, limits_.in_features,
+                                                               request.y.data(), limits_.y_columns, request.steps,
+                                                               options_.max_steps));
   if (const std::string bad = non_finite_parameter(adapted->params); !bad.empty()) {
     return json_error(422, "metatape: serve: the adapted parameters are not finite (" + bad +
                                " holds NaN or Inf), so no model was stored" + kNonFiniteAdvice);
@@ -229,20 +241,24 @@ Response Server::adapt(const std::string& body) {
   } catch (const Error& e) {
     return json_error(507, e.what());
   }
-  return Response{200, nlohmann::json{{"model_id", id}, {"support_rows", request.rows}, {"steps", steps},
-                                      {"bytes", bytes},
-                                      {"expires_in_s", std::chrono::duration<double>(options_.cache.ttl).count()}}
-                           .dump(), "application/json"};
+  return Response{200,
+                  nlohmann::json{{"model_id", id},
+                                 {"support_rows", request.rows},
+                                 {"steps", steps},
+                                 {"bytes", bytes},
+                                 {"expires_in_s", std::chrono::duration<double>(options_.cache.ttl).count()}}
+                      .dump(),
+                  "application/json"};
 }
 
 Response Server::predict(const std::string& body) {
   PredictRequest request = parse_predict_request(body, limits_);
   std::shared_ptr<const capi::Adapted> adapted = cache_.find(request.model_id);
   if (!adapted) {
-    return json_error(404, "metatape: serve: no adapted model '" + request.model_id +
-                               "' (unknown, evicted or expired after " +
-                               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.cache.ttl).count()) +
-                               " s unused; adapt again)");
+    return json_error(
+        404, "metatape: serve: no adapted model '" + request.model_id + "' (unknown, evicted or expired after " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.cache.ttl).count()) +
+                 " s unused; adapt again)");
   }
   std::int64_t columns = 0;
   const std::vector<float> values =
@@ -291,9 +307,8 @@ void Server::check_every_class(const std::vector<float>& labels) const {
   }
   if (count == 0) return;
   if (count > listed) missing += ", ... (" + std::to_string(count) + " in all)";
-  throw RequestError(400, "metatape: serve: the support set has no row of class " + missing + ": learner '" +
-                              learner + "' needs at least one support row of every class 0.." +
-                              std::to_string(classes - 1) +
+  throw RequestError(400, "metatape: serve: the support set has no row of class " + missing + ": learner '" + learner +
+                              "' needs at least one support row of every class 0.." + std::to_string(classes - 1) +
                               " (add a row of each missing class, or number the classes present 0..n-1)");
 }
 
@@ -334,11 +349,13 @@ std::string Server::metrics_text() const {
         << "metatape_connections_open " << l.open_connections << "\n"
         << "# HELP metatape_connections_total Client connections accepted.\n# TYPE metatape_connections_total counter\n"
         << "metatape_connections_total " << l.accepted << "\n"
-        << "# HELP metatape_requests_queued Complete requests waiting for a worker.\n# TYPE metatape_requests_queued gauge\n"
+        << "# HELP metatape_requests_queued Complete requests waiting for a worker.\n# TYPE metatape_requests_queued "
+           "gauge\n"
         << "metatape_requests_queued " << l.queued << "\n"
         << "# HELP metatape_request_body_bytes Request bodies held in memory (announced, not yet run).\n"
         << "# TYPE metatape_request_body_bytes gauge\nmetatape_request_body_bytes " << l.buffered_bytes << "\n"
-        << "# HELP metatape_connections_refused_total Connections the connection layer answered with an error and closed.\n"
+        << "# HELP metatape_connections_refused_total Connections the connection layer answered with an error and "
+           "closed.\n"
         << "# TYPE metatape_connections_refused_total counter\n";
     const std::pair<const char*, std::int64_t> reasons[] = {
         {"busy", l.rejected_busy},         {"queue_full", l.rejected_queue_full}, {"head_timeout", l.head_timeouts},
@@ -372,8 +389,9 @@ int Server::bind() {
   // an unknown method): give them a JSON body too.
   http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const std::string message = res.status == 413 ? "metatape: serve: the request body is too large"
-                                                  : "metatape: serve: bad request (HTTP status " + std::to_string(res.status) + ")";
+    const std::string message = res.status == 413
+                                    ? "metatape: serve: the request body is too large"
+                                    : "metatape: serve: bad request (HTTP status " + std::to_string(res.status) + ")";
     res.set_content(error_body(message), "application/json");
   });
   LoopOptions lo;
@@ -413,8 +431,8 @@ void Server::run() {
 
 int Server::start() {
   const int port = bind();
-  auto spawn = options_.spawn_thread ? options_.spawn_thread
-                                     : [](std::function<void()> f) { return std::thread(std::move(f)); };
+  auto spawn =
+      options_.spawn_thread ? options_.spawn_thread : [](std::function<void()> f) { return std::thread(std::move(f)); };
   try {
     thread_ = spawn([this] { run(); });
   } catch (const std::exception& e) {

@@ -30,7 +30,6 @@
 #include "serve/http_loop.h"
 #include "serve/protocol.h"
 
-
 namespace metatape::serve {
 
 struct ServerOptions {
@@ -41,18 +40,18 @@ struct ServerOptions {
   static constexpr int kMaxBacklog = 65535;
 
   std::string host = "127.0.0.1";
-  int port = 8080;  // 0: any free port (see bind())
-  int threads = 4;  // workers running requests, [1, kMaxThreads]
-  int max_connections = 512;  // open connections held at once; more are answered 503
-  int queue_length = 256;     // complete requests waiting for a worker; more are answered 503
-  int backlog = 1024;         // listen(2) backlog (the kernel caps it at net.core.somaxconn)
-  int keep_alive_max = 100;   // requests per connection
-  std::chrono::milliseconds head_timeout{5000};   // request line + headers, else 408
-  std::chrono::milliseconds body_timeout{30000};  // the body after its head, else 408
-  std::chrono::milliseconds idle_timeout{5000};   // keep-alive wait for the next request
-  std::chrono::milliseconds write_timeout{10000}; // the client taking a reply
-  std::size_t max_head_bytes = 32 << 10;          // else 431
-  std::size_t max_body_bytes = 4 << 20;           // else 413
+  int port = 8080;                                 // 0: any free port (see bind())
+  int threads = 4;                                 // workers running requests, [1, kMaxThreads]
+  int max_connections = 512;                       // open connections held at once; more are answered 503
+  int queue_length = 256;                          // complete requests waiting for a worker; more are answered 503
+  int backlog = 1024;                              // listen(2) backlog (the kernel caps it at net.core.somaxconn)
+  int keep_alive_max = 100;                        // requests per connection
+  std::chrono::milliseconds head_timeout{5000};    // request line + headers, else 408
+  std::chrono::milliseconds body_timeout{30000};   // the body after its head, else 408
+  std::chrono::milliseconds idle_timeout{5000};    // keep-alive wait for the next request
+  std::chrono::milliseconds write_timeout{10000};  // the client taking a reply
+  std::size_t max_head_bytes = 32 << 10;           // else 431
+  std::size_t max_body_bytes = 4 << 20;            // else 413
   std::size_t max_buffered_bytes = std::size_t(256) << 20;  // bodies in memory in all (at least 4 bodies), else 503
   std::int64_t max_support_rows = 10000;
   std::int64_t max_query_rows = 10000;
@@ -85,8 +84,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // One request, in process: what the HTTP routes call. `authorization` is the header's value.
-  Response handle(const std::string& method, const std::string& path,
-                  const std::string& authorization, const std::string& body);
+  Response handle(const std::string& method, const std::string& path, const std::string& authorization,
+                  const std::string& body);
 
   // Binds host:port (port 0: any free one), starts the workers and returns the port; throws Error
   // naming the address, or the worker thread that could not be started.
@@ -116,7 +115,7 @@ class Server {
   RequestLimits limits_;
   AdaptedCache cache_;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<Router> http_;     // httplib: parsing, routing, writing replies
+  std::unique_ptr<Router> http_;    // httplib: parsing, routing, writing replies
   std::unique_ptr<HttpLoop> loop_;  // sockets and workers; uses http_
   std::thread thread_;
   int port_ = -1;

@@ -32,8 +32,10 @@ bool parse_clock(std::string_view s, std::int64_t& ms) {
       h = h.substr(0, colon);
     }
     if (!to_int(h, hour) || hour < 1 || hour > 12 || minute > 59) return false;
-    if (am) hour = hour == 12 ? 0 : hour;
-    else hour = hour == 12 ? 12 : hour + 12;
+    if (am)
+      hour = hour == 12 ? 0 : hour;
+    else
+      hour = hour == 12 ? 12 : hour + 12;
     ms = (hour * 3600 + minute * 60) * 1000LL;
     return true;
   }
@@ -120,8 +122,7 @@ bool parse_date(std::string_view s, std::string_view clock, std::int64_t& ms) {
   if (date.find('/') != std::string_view::npos) {
     const std::size_t a = date.find('/'), b = date.find('/', a + 1);
     if (b == std::string_view::npos) return false;
-    if (!to_int(date.substr(0, a), m) || !to_int(date.substr(a + 1, b - a - 1), d) ||
-        !to_int(date.substr(b + 1), y))
+    if (!to_int(date.substr(0, a), m) || !to_int(date.substr(a + 1, b - a - 1), d) || !to_int(date.substr(b + 1), y))
       return false;
     if (y < 100) y += 2000;
   } else {
@@ -147,8 +148,7 @@ bool parse_date(std::string_view s, std::string_view clock, std::int64_t& ms) {
   std::int64_t clock_ms = 0;
   if (!parse_clock(time.empty() ? clock : time, clock_ms)) return false;
   const auto day = std::chrono::sys_days{ymd};
-  ms = std::chrono::duration_cast<std::chrono::milliseconds>(day.time_since_epoch()).count() + clock_ms -
-       offset_ms;
+  ms = std::chrono::duration_cast<std::chrono::milliseconds>(day.time_since_epoch()).count() + clock_ms - offset_ms;
   return true;
 }
 

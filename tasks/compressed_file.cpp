@@ -36,7 +36,8 @@ std::string read_file(const std::string& path, std::int64_t max_bytes) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) fail("load: cannot stat " + path + " (" + std::strerror(errno) + ")");
   if (S_ISDIR(st.st_mode)) fail("load: " + path + " is a directory, not a data file (name the files inside it)");
-  if (!S_ISREG(st.st_mode)) fail("load: " + path + " is not a regular file (a device, FIFO or socket); give a data file");
+  if (!S_ISREG(st.st_mode))
+    fail("load: " + path + " is not a regular file (a device, FIFO or socket); give a data file");
   if (st.st_size > max_bytes) too_large(path, "the file has", max_bytes);
   std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
   std::size_t got = 0;

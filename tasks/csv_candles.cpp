@@ -37,11 +37,11 @@ bool is_header(const std::vector<std::string_view>& fields) {
 }
 
 struct Columns {
-  int time = -1;       // numeric unix (or ISO text, tried as a date)
-  int date = -1;       // date text
-  int clock = -1;      // separate time-of-day column
+  int time = -1;   // numeric unix (or ISO text, tried as a date)
+  int date = -1;   // date text
+  int clock = -1;  // separate time-of-day column
   int open = -1, high = -1, low = -1, close = -1;
-  int volume = -1;     // base volume
+  int volume = -1;        // base volume
   int volume_quote = -1;  // CDD second volume column (for the swapped-volume check)
   std::size_t needed = 0;
   std::string format;
@@ -73,8 +73,10 @@ Columns map_header(const std::vector<std::string_view>& fields) {
     else if (n == "close" || n == "c")
       first(c.close);
     else if (n == "volume" || n == "v" || n.rfind("volume ", 0) == 0 || n.rfind("volume_", 0) == 0) {
-      if (volume_like == 0) c.volume = k;
-      else if (volume_like == 1 && n.rfind("volume ", 0) == 0) c.volume_quote = k;
+      if (volume_like == 0)
+        c.volume = k;
+      else if (volume_like == 1 && n.rfind("volume ", 0) == 0)
+        c.volume_quote = k;
       ++volume_like;
     }
   }
@@ -121,9 +123,7 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
     table.fields(k, out);
     for (std::string_view& f : out) f = text::trim_value(f);
   };
-  auto blank = [&table](std::size_t k) {
-    return table.field_count(k) == 1 && text::trim_value(table.raw(k)).empty();
-  };
+  auto blank = [&table](std::size_t k) { return table.field_count(k) == 1 && text::trim_value(table.raw(k)).empty(); };
 
   std::vector<std::string_view> f;
   Columns cols;
@@ -167,8 +167,7 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
   report.format = cols.format;
   if (cols.volume < 0)
     ctx.note(Defect::missing_field, first_data < records ? table.line(first_data) : 0,
-             "no volume column; volume set to 0",
-             "reported");
+             "no volume column; volume set to 0", "reported");
 
   rows.reserve(records);
   for (std::size_t i = first_data; i < records; ++i) {
@@ -201,8 +200,8 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
         const bool scientific = s.find_first_of("eE") != std::string_view::npos;
         if (scientific && v >= 1e9) {
           // A spreadsheet rounded the timestamp (e.g. "1.63875E+12"): its unit and precision are lost.
-          const std::string detail = "unix timestamp '" + std::string(s) +
-                                     "' is in scientific notation and has lost precision";
+          const std::string detail =
+              "unix timestamp '" + std::string(s) + "' is in scientific notation and has lost precision";
           if (ctx.policy() == ValidationPolicy::fail) ctx.refuse(Defect::wrong_units, line_no, detail);
           std::int64_t t = 0;
           const std::string_view clock = cols.clock >= 0 ? f[static_cast<std::size_t>(cols.clock)] : std::string_view();
@@ -228,7 +227,8 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
       } else {
         std::int64_t t = 0;
         const std::string_view clock = cols.clock >= 0 ? f[static_cast<std::size_t>(cols.clock)] : std::string_view();
-        have_time = calendar::parse_date(s, clock, t) || calendar::parse_date(f[static_cast<std::size_t>(cols.date)], clock, t);
+        have_time =
+            calendar::parse_date(s, clock, t) || calendar::parse_date(f[static_cast<std::size_t>(cols.date)], clock, t);
         r.t = t;
       }
     } else {
@@ -260,14 +260,14 @@ void parse_csv(std::string_view text, Context& ctx, LoadReport& report, const Lo
     }
     if (cols.volume_quote >= 0) {
       double vq = 0;
-      if (parse_number(f[static_cast<std::size_t>(cols.volume_quote)], vq) == NumStatus::ok && vq > 0 &&
-          r.v > 0 && r.c > 0 && (r.c > 3.0 || r.c < 1.0 / 3.0)) {
+      if (parse_number(f[static_cast<std::size_t>(cols.volume_quote)], vq) == NumStatus::ok && vq > 0 && r.v > 0 &&
+          r.c > 0 && (r.c > 3.0 || r.c < 1.0 / 3.0)) {
         // Normal: base volume * price ~ quote volume. Swapped: quote volume * price ~ base volume.
         const double normal = std::fabs(std::log(r.v * r.c / vq));
         const double swapped = std::fabs(std::log(vq * r.c / r.v));
         if (swapped < std::log(3.0) && normal > std::log(3.0)) {
-          const std::string detail = "volume columns swapped: base volume " + fmt(r.v) + " ~ quote volume " +
-                                     fmt(vq) + " x close " + fmt(r.c);
+          const std::string detail =
+              "volume columns swapped: base volume " + fmt(r.v) + " ~ quote volume " + fmt(vq) + " x close " + fmt(r.c);
           ctx.defect(Defect::wrong_units, line_no, detail, "repaired: volumes swapped back");
           if (ctx.policy() == ValidationPolicy::drop) {
             report.rows_dropped++;

@@ -53,7 +53,8 @@ Layout make_layout(const PreparedMarket& m, const TaskRequest& q, std::int64_t m
         std::to_string(m.market.rows()) + " (shorten support/query/horizon or start earlier)");
   for (int s : q.series)
     if (s < 0 || s >= static_cast<int>(m.market.series.size()))
-      bad("series index " + std::to_string(s) + " out of range (" + std::to_string(m.market.series.size()) + " series)");
+      bad("series index " + std::to_string(s) + " out of range (" + std::to_string(m.market.series.size()) +
+          " series)");
   return l;
 }
 
@@ -83,7 +84,7 @@ double forward_vol(const Series& s, std::int64_t t, std::int64_t h) {
 // Rows of raw features (dim D) for support and query plus labels; normalises on support only.
 struct Assembled {
   std::int64_t dim = 0;
-  std::vector<double> support_x, query_x;  // row-major
+  std::vector<double> support_x, query_x;        // row-major
   std::vector<std::int64_t> support_c, query_c;  // classification labels
   std::vector<double> support_y, query_y;        // regression / portfolio targets, row-major
   std::int64_t outputs = 1;
@@ -92,7 +93,8 @@ struct Assembled {
 Task finish(const PreparedMarket& m, const TaskRequest& q, const Layout& l, Assembled& a, const std::string& family,
             TaskKind kind, std::int64_t num_classes) {
   std::vector<const double*> rows;
-  for (std::size_t i = 0; i < l.support.size(); ++i) rows.push_back(a.support_x.data() + i * static_cast<std::size_t>(a.dim));
+  for (std::size_t i = 0; i < l.support.size(); ++i)
+    rows.push_back(a.support_x.data() + i * static_cast<std::size_t>(a.dim));
   const Normalizer norm = Normalizer::fit(rows, a.dim);
   auto to_tensor = [&](const std::vector<double>& x, std::int64_t n) {
     std::vector<float> out(static_cast<std::size_t>(n * a.dim));
@@ -113,8 +115,9 @@ Task finish(const PreparedMarket& m, const TaskRequest& q, const Layout& l, Asse
   t.kind = kind;
   t.num_classes = num_classes;
   t.family = family;
-  for (int s : q.series) t.symbols.push_back(m.market.series[static_cast<std::size_t>(s)].symbol + "@" +
-                                              m.market.series[static_cast<std::size_t>(s)].exchange);
+  for (int s : q.series)
+    t.symbols.push_back(m.market.series[static_cast<std::size_t>(s)].symbol + "@" +
+                        m.market.series[static_cast<std::size_t>(s)].exchange);
   const auto& time = m.market.time_ms;
   t.support_begin_ms = time[static_cast<std::size_t>(l.support.front())];
   t.support_end_ms = time[static_cast<std::size_t>(l.support.back())];
@@ -178,7 +181,8 @@ class PriceDirection final : public SingleSeriesFamily {
  protected:
   void label(const Series& s, std::int64_t t, std::int64_t h, std::vector<std::int64_t>& cls,
              std::vector<double>&) const override {
-    const double thr = c_.direction_threshold * trailing_vol(s, t, c_.trailing_vol_window) * std::sqrt(static_cast<double>(h));
+    const double thr =
+        c_.direction_threshold * trailing_vol(s, t, c_.trailing_vol_window) * std::sqrt(static_cast<double>(h));
     const double fwd = forward_return(s, t, h);
     cls.push_back(fwd > thr ? 2 : (fwd < -thr ? 0 : 1));  // SELL 0, HOLD 1, BUY 2
   }
@@ -198,9 +202,12 @@ class MarketRegime final : public SingleSeriesFamily {
     const double fv = forward_vol(s, t, h), fwd = forward_return(s, t, h);
     const double thr = c_.regime_trend_threshold * sigma * std::sqrt(static_cast<double>(h));
     Regime r = Regime::sideways;
-    if (fv > c_.regime_high_vol_ratio * sigma) r = Regime::high_volatility;
-    else if (fwd > thr) r = Regime::bull;
-    else if (fwd < -thr) r = Regime::bear;
+    if (fv > c_.regime_high_vol_ratio * sigma)
+      r = Regime::high_volatility;
+    else if (fwd > thr)
+      r = Regime::bull;
+    else if (fwd < -thr)
+      r = Regime::bear;
     cls.push_back(static_cast<std::int64_t>(r));
   }
 };
@@ -244,7 +251,9 @@ class Arbitrage final : public TaskFamily {
   std::string name() const override { return triangular_ ? "triangular_arbitrage" : "arbitrage"; }
   TaskKind kind() const override { return TaskKind::classification; }
   std::int64_t num_classes() const override { return 2; }
-  std::int64_t feature_dim(const PreparedMarket& m) const override { return m.feature_config.count() + kSpreadFeatures; }
+  std::int64_t feature_dim(const PreparedMarket& m) const override {
+    return m.feature_config.count() + kSpreadFeatures;
+  }
   const FamilyConfig& config() const override { return c_; }
   std::vector<std::vector<int>> candidates(const Market& m) const override {
     std::vector<std::vector<int>> out;
@@ -265,7 +274,8 @@ class Arbitrage final : public TaskFamily {
       const auto idx = m.series_of(sym);
       for (std::size_t i = 0; i < idx.size(); ++i)
         for (std::size_t j = i + 1; j < idx.size(); ++j)
-          if (m.series[static_cast<std::size_t>(idx[i])].exchange != m.series[static_cast<std::size_t>(idx[j])].exchange)
+          if (m.series[static_cast<std::size_t>(idx[i])].exchange !=
+              m.series[static_cast<std::size_t>(idx[j])].exchange)
             out.push_back({idx[i], idx[j]});
     }
     return out;
@@ -281,7 +291,8 @@ class Arbitrage final : public TaskFamily {
     const std::int64_t first = std::min(l.support.front(), l.query.front()) - 19;
     if (first < 0) fail(name() + ": the first decision row must be >= 19 (20-bar deviation statistics)");
     std::vector<double> deviation(static_cast<std::size_t>(l.last_bar - first + 1));
-    for (std::int64_t u = first; u <= l.last_bar; ++u) deviation[static_cast<std::size_t>(u - first)] = arbitrage_deviation(m.market, q.series, u);
+    for (std::int64_t u = first; u <= l.last_bar; ++u)
+      deviation[static_cast<std::size_t>(u - first)] = arbitrage_deviation(m.market, q.series, u);
     auto d = [&](std::int64_t u) { return deviation[static_cast<std::size_t>(u - first)]; };
     const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
     Assembled a;
@@ -294,9 +305,14 @@ class Arbitrage final : public TaskFamily {
       for (std::int64_t k = t - 19; k <= t; ++k) sd += (d(k) - mean) * (d(k) - mean);
       sd = std::sqrt(sd / 20);
       const double now = d(t);
-      const double extra[kSpreadFeatures] = {now * 100, std::fabs(now) * 100, (now - d(t - 1)) * 100,
-                                             (now - d(t - 4)) * 100, mean * 100, sd * 100,
-                                             sd > 1e-12 ? (now - mean) / sd : 0.0, (std::fabs(now) - threshold) * 100};
+      const double extra[kSpreadFeatures] = {now * 100,
+                                             std::fabs(now) * 100,
+                                             (now - d(t - 1)) * 100,
+                                             (now - d(t - 4)) * 100,
+                                             mean * 100,
+                                             sd * 100,
+                                             sd > 1e-12 ? (now - mean) / sd : 0.0,
+                                             (std::fabs(now) - threshold) * 100};
       x.insert(x.end(), extra, extra + kSpreadFeatures);
       int hit = 0;
       for (std::int64_t u = t + 1; u <= t + q.horizon && !hit; ++u) hit = std::fabs(d(u)) > threshold;
@@ -321,12 +337,15 @@ class Arbitrage final : public TaskFamily {
         fail("arbitrage: needs two series of one symbol on two exchanges, got " + std::to_string(s.size()) +
              " (the market needs >= 2 exchanges per symbol; the simulator provides them)");
       if (s[0]->symbol != s[1]->symbol || s[0]->exchange == s[1]->exchange)
-        fail("arbitrage: series " + s[0]->label() + " and " + s[1]->label() + " must quote one symbol on two exchanges");
+        fail("arbitrage: series " + s[0]->label() + " and " + s[1]->label() +
+             " must quote one symbol on two exchanges");
       return;
     }
     if (s.size() != 3)
-      fail("triangular_arbitrage: needs three series X/Q, X/B, B/Q on one exchange (e.g. ETH/USDT, ETH/BTC, "
-           "BTC/USDT), got " + std::to_string(s.size()));
+      fail(
+          "triangular_arbitrage: needs three series X/Q, X/B, B/Q on one exchange (e.g. ETH/USDT, ETH/BTC, "
+          "BTC/USDT), got " +
+          std::to_string(s.size()));
     const auto [x, q] = split_pair(s[0]->symbol);
     const auto [x2, b] = split_pair(s[1]->symbol);
     const auto [b2, q2] = split_pair(s[2]->symbol);
@@ -366,8 +385,10 @@ class Portfolio final : public TaskFamily {
   }
   TaskRequest normalise(const PreparedMarket& m, TaskRequest q) const override {
     std::int64_t period_ms = 0;
-    if (c_.rebalance == "daily") period_ms = 86'400'000;
-    else if (c_.rebalance == "weekly") period_ms = 7 * 86'400'000LL;
+    if (c_.rebalance == "daily")
+      period_ms = 86'400'000;
+    else if (c_.rebalance == "weekly")
+      period_ms = 7 * 86'400'000LL;
     else {
       const long long bars = std::atoll(c_.rebalance.c_str());
       if (bars <= 0) fail("portfolio: rebalance '" + c_.rebalance + "' is not daily, weekly or a bar count");
@@ -416,7 +437,8 @@ double arbitrage_deviation(const Market& market, const std::vector<int>& series,
     fail("arbitrage_deviation: needs 2 series (one symbol on two exchanges) or 3 (X/Q, X/B, B/Q), got " +
          std::to_string(series.size()));
   if (u < 0 || u >= market.rows())
-    fail("arbitrage_deviation: bar " + std::to_string(u) + " is outside the market's " + std::to_string(market.rows()) + " bars");
+    fail("arbitrage_deviation: bar " + std::to_string(u) + " is outside the market's " + std::to_string(market.rows()) +
+         " bars");
   const auto at = [&](std::size_t k) {
     const int s = series[k];
     if (s < 0 || s >= static_cast<int>(market.series.size()))
@@ -514,7 +536,8 @@ double task_difficulty(const Task& task) {
       dist[static_cast<std::size_t>(i)] = {d, i};
     }
     std::partial_sort(dist.begin(), dist.begin() + k, dist.end());
-    for (std::int64_t n = 0; n < k; ++n) neighbours[static_cast<std::size_t>(j)].push_back(dist[static_cast<std::size_t>(n)].second);
+    for (std::int64_t n = 0; n < k; ++n)
+      neighbours[static_cast<std::size_t>(j)].push_back(dist[static_cast<std::size_t>(n)].second);
   }
   double skill = 0;
   if (task.kind == TaskKind::classification) {
@@ -523,7 +546,8 @@ double task_difficulty(const Task& task) {
     std::vector<double> hit(static_cast<std::size_t>(C), 0), count(static_cast<std::size_t>(C), 0);
     for (std::int64_t j = 0; j < Q; ++j) {
       std::vector<int> votes(static_cast<std::size_t>(C), 0);
-      for (std::int64_t i : neighbours[static_cast<std::size_t>(j)]) votes[static_cast<std::size_t>(sy[static_cast<std::size_t>(i)])]++;
+      for (std::int64_t i : neighbours[static_cast<std::size_t>(j)])
+        votes[static_cast<std::size_t>(sy[static_cast<std::size_t>(i)])]++;
       const auto pred = std::max_element(votes.begin(), votes.end()) - votes.begin();
       const auto truth = static_cast<std::size_t>(qy[static_cast<std::size_t>(j)]);
       count[truth] += 1;
@@ -532,7 +556,8 @@ double task_difficulty(const Task& task) {
     double bacc = 0;
     int present = 0;
     for (std::int64_t c = 0; c < C; ++c)
-      if (count[static_cast<std::size_t>(c)] > 0) bacc += hit[static_cast<std::size_t>(c)] / count[static_cast<std::size_t>(c)], ++present;
+      if (count[static_cast<std::size_t>(c)] > 0)
+        bacc += hit[static_cast<std::size_t>(c)] / count[static_cast<std::size_t>(c)], ++present;
     bacc /= std::max(present, 1);
     const double chance = 1.0 / static_cast<double>(C);
     skill = (bacc - chance) / (1 - chance);

@@ -41,12 +41,12 @@ struct TaskRequest {
   // one exchange {X/Q, X/B, B/Q} (e.g. ETH/USDT, ETH/BTC, BTC/USDT). portfolio: the assets (distinct
   // symbols, one series each).
   std::vector<int> series;
-  std::int64_t begin = 0;         // first support decision row
+  std::int64_t begin = 0;  // first support decision row
   std::int64_t support_size = 20;
   std::int64_t query_size = 20;
-  std::int64_t horizon = 4;       // label horizon in bars (portfolio: overridden by the rebalance period)
-  std::int64_t embargo = 0;       // 0 means "= horizon"; must be >= horizon
-  std::int64_t stride = 1;        // bars between decision rows (portfolio: the rebalance period)
+  std::int64_t horizon = 4;  // label horizon in bars (portfolio: overridden by the rebalance period)
+  std::int64_t embargo = 0;  // 0 means "= horizon"; must be >= horizon
+  std::int64_t stride = 1;   // bars between decision rows (portfolio: the rebalance period)
 
   std::int64_t effective_embargo() const { return embargo == 0 ? horizon : embargo; }
   // Rows from `begin` to one past the last bar any label reads.

@@ -53,12 +53,11 @@ std::vector<double> wilder(const std::vector<double>& x, int p, std::size_t firs
 }  // namespace
 
 std::int64_t FeatureConfig::count() const {
-  return static_cast<std::int64_t>(return_lags.size() + vol_windows.size() + rsi_periods.size() +
-                                   3 * macd.size() + bollinger_windows.size() + atr_periods.size() +
-                                   stochastic_periods.size() + (stochastic_periods.empty() ? 0 : 1) +
-                                   volume_z_windows.size() + range_windows.size() + skew_windows.size() +
-                                   kurtosis_windows.size() + price_z_windows.size() + sma_ratios.size() +
-                                   up_fraction_windows.size());
+  return static_cast<std::int64_t>(return_lags.size() + vol_windows.size() + rsi_periods.size() + 3 * macd.size() +
+                                   bollinger_windows.size() + atr_periods.size() + stochastic_periods.size() +
+                                   (stochastic_periods.empty() ? 0 : 1) + volume_z_windows.size() +
+                                   range_windows.size() + skew_windows.size() + kurtosis_windows.size() +
+                                   price_z_windows.size() + sma_ratios.size() + up_fraction_windows.size());
 }
 
 std::vector<std::string> FeatureConfig::names() const {
@@ -125,19 +124,24 @@ FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
   std::vector<double> r(static_cast<std::size_t>(n), 0.0), lv(static_cast<std::size_t>(n));
   for (std::int64_t t = 1; t < n; ++t)
     r[static_cast<std::size_t>(t)] = std::log(c[static_cast<std::size_t>(t)] / c[static_cast<std::size_t>(t - 1)]);
-  for (std::int64_t t = 0; t < n; ++t) lv[static_cast<std::size_t>(t)] = std::log1p(std::max(0.0, s.volume[static_cast<std::size_t>(t)]));
+  for (std::int64_t t = 0; t < n; ++t)
+    lv[static_cast<std::size_t>(t)] = std::log1p(std::max(0.0, s.volume[static_cast<std::size_t>(t)]));
 
   std::int64_t col = 0;
-  auto set = [&](std::int64_t t, double v) { fm.values[static_cast<std::size_t>(t * fm.cols + col)] = finite_or_zero(v); };
+  auto set = [&](std::int64_t t, double v) {
+    fm.values[static_cast<std::size_t>(t * fm.cols + col)] = finite_or_zero(v);
+  };
   // Each block fills rows where its own window is complete (earlier rows stay 0, before warmup).
   for (int L : config.return_lags) {
-    for (std::int64_t t = L; t < n; ++t) set(t, std::log(c[static_cast<std::size_t>(t)] / c[static_cast<std::size_t>(t - L)]));
+    for (std::int64_t t = L; t < n; ++t)
+      set(t, std::log(c[static_cast<std::size_t>(t)] / c[static_cast<std::size_t>(t - L)]));
     ++col;
   }
   for (int w : config.vol_windows) {
     for (std::int64_t t = w; t < n; ++t) {
       double q = 0;
-      for (std::int64_t k = t - w + 1; k <= t; ++k) q += r[static_cast<std::size_t>(k)] * r[static_cast<std::size_t>(k)];
+      for (std::int64_t k = t - w + 1; k <= t; ++k)
+        q += r[static_cast<std::size_t>(k)] * r[static_cast<std::size_t>(k)];
       set(t, std::sqrt(q / w));
     }
     ++col;
@@ -160,13 +164,15 @@ FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
     const auto fast = ema(c, m[0]), slow = ema(c, m[1]);
     std::vector<double> line(static_cast<std::size_t>(n));
     for (std::int64_t t = 0; t < n; ++t)
-      line[static_cast<std::size_t>(t)] = (fast[static_cast<std::size_t>(t)] - slow[static_cast<std::size_t>(t)]) / c[static_cast<std::size_t>(t)];
+      line[static_cast<std::size_t>(t)] =
+          (fast[static_cast<std::size_t>(t)] - slow[static_cast<std::size_t>(t)]) / c[static_cast<std::size_t>(t)];
     const auto signal = ema(line, m[2]);
     for (std::int64_t t = 0; t < n; ++t) set(t, line[static_cast<std::size_t>(t)]);
     ++col;
     for (std::int64_t t = 0; t < n; ++t) set(t, signal[static_cast<std::size_t>(t)]);
     ++col;
-    for (std::int64_t t = 0; t < n; ++t) set(t, line[static_cast<std::size_t>(t)] - signal[static_cast<std::size_t>(t)]);
+    for (std::int64_t t = 0; t < n; ++t)
+      set(t, line[static_cast<std::size_t>(t)] - signal[static_cast<std::size_t>(t)]);
     ++col;
   }
   for (int w : config.bollinger_windows) {
@@ -209,7 +215,8 @@ FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
       const int p = config.stochastic_periods[config.stochastic_periods.size() / 2];
       for (std::int64_t t = p + 1; t < n; ++t)
         set(t, (middle_k[static_cast<std::size_t>(t)] + middle_k[static_cast<std::size_t>(t - 1)] +
-                middle_k[static_cast<std::size_t>(t - 2)]) / 3.0);
+                middle_k[static_cast<std::size_t>(t - 2)]) /
+                   3.0);
       ++col;
     }
   }
@@ -242,7 +249,8 @@ FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
           continue;
         }
         double m = 0;
-        for (std::int64_t k = t - w + 1; k <= t; ++k) m += std::pow((r[static_cast<std::size_t>(k)] - mean) / sd, order);
+        for (std::int64_t k = t - w + 1; k <= t; ++k)
+          m += std::pow((r[static_cast<std::size_t>(k)] - mean) / sd, order);
         set(t, order == 3 ? m / w : m / w - 3.0);
       }
       ++col;
@@ -309,14 +317,17 @@ void check_no_lookahead(const Series& series, const FeatureFunction& features, c
   const FeatureMatrix full = features(series);
   for (std::int64_t t : rows) {
     if (t < 0 || t >= series.size())
-      fail("check_no_lookahead: row " + std::to_string(t) + " out of range for " + std::to_string(series.size()) + " bars");
+      fail("check_no_lookahead: row " + std::to_string(t) + " out of range for " + std::to_string(series.size()) +
+           " bars");
     const FeatureMatrix cut = features(series.slice(0, t + 1));
     if (cut.cols != full.cols || cut.rows != t + 1)
       fail("check_no_lookahead: the feature function changed shape on a truncated series");
     for (std::int64_t j = 0; j < full.cols; ++j) {
       const double a = full.at(t, j), b = cut.at(t, j);
       if (std::fabs(a - b) > 1e-9 * std::max(1.0, std::fabs(a))) {
-        const std::string name = j < static_cast<std::int64_t>(full.names.size()) ? full.names[static_cast<std::size_t>(j)] : std::to_string(j);
+        const std::string name = j < static_cast<std::int64_t>(full.names.size())
+                                     ? full.names[static_cast<std::size_t>(j)]
+                                     : std::to_string(j);
         fail("look-ahead: feature '" + name + "' at row " + std::to_string(t) + " is " + std::to_string(a) +
              " on the full series but " + std::to_string(b) + " when bars after row " + std::to_string(t) +
              " are removed: it reads the future (fix the feature so row t uses bars 0..t only)");

@@ -36,9 +36,9 @@ struct FeatureConfig {
   std::vector<std::array<int, 2>> sma_ratios = {{5, 20}, {20, 50}};
   std::vector<int> up_fraction_windows = {10, 20};
 
-  std::int64_t count() const;          // number of columns (50 for the default)
+  std::int64_t count() const;  // number of columns (50 for the default)
   std::vector<std::string> names() const;
-  std::int64_t warmup() const;         // first row with every feature defined
+  std::int64_t warmup() const;  // first row with every feature defined
 };
 
 // Row-major (rows = series.size(), cols = config.count()); rows < warmup are 0 (and invalid).
@@ -67,7 +67,6 @@ struct Normalizer {
 // and throws Error naming the first row and column whose value changed (tolerance 1e-9 relative).
 // Passing is evidence of causality for those rows.
 using FeatureFunction = std::function<FeatureMatrix(const Series&)>;
-void check_no_lookahead(const Series& series, const FeatureFunction& features,
-                        const std::vector<std::int64_t>& rows);
+void check_no_lookahead(const Series& series, const FeatureFunction& features, const std::vector<std::int64_t>& rows);
 
 }  // namespace metatape::tasks

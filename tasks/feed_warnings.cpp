@@ -15,18 +15,22 @@ using text::fmt;
 
 const char* warning_name(Warning w) {
   switch (w) {
-    case Warning::stale_tail: return "stale_tail";
-    case Warning::repeated_block: return "repeated_block";
-    case Warning::outlier_wick: return "outlier_wick";
-    case Warning::outlier_return: return "outlier_return";
+    case Warning::stale_tail:
+      return "stale_tail";
+    case Warning::repeated_block:
+      return "repeated_block";
+    case Warning::outlier_wick:
+      return "outlier_wick";
+    case Warning::outlier_return:
+      return "outlier_return";
   }
   return "unknown";
 }
 
 namespace {
 
-void add(LoadReport& report, const LoadOptions& options, Warning kind, std::int64_t first_line,
-         std::int64_t last_line, std::int64_t rows, std::string detail) {
+void add(LoadReport& report, const LoadOptions& options, Warning kind, std::int64_t first_line, std::int64_t last_line,
+         std::int64_t rows, std::string detail) {
   const auto k = static_cast<std::size_t>(kind);
   if (report.warning_counts.size() <= k) report.warning_counts.resize(k + 1, 0);
   const std::int64_t kept_of_kind = report.warning_counts[k]++;
@@ -110,15 +114,16 @@ void warn_repeated_blocks(const std::vector<Row>& rows, const LoadOptions& optio
     while (i + len < rows.size() && j + len < i && same_values(rows[j + len], rows[i + len])) ++len;
     std::ostringstream d;
     const bool json = rows[i].candle > 0;  // JSON rows share lines: name the candles
-    d << len << (json ? " candles " + std::to_string(rows[i].candle) + ".." + std::to_string(rows[i + len - 1].candle)
-                      : std::string(" rows"))
+    d << len
+      << (json ? " candles " + std::to_string(rows[i].candle) + ".." + std::to_string(rows[i + len - 1].candle)
+               : std::string(" rows"))
       << " (" << calendar::iso_utc(rows[i].t) << " on) repeat " << (json ? "candles " : "lines ")
       << (json ? rows[j].candle : rows[j].line) << ".." << (json ? rows[j + len - 1].candle : rows[j + len - 1].line)
       << " value for value (open, high, low, close, volume) under timestamps shifted by "
       << duration_text(rows[i].t - rows[j].t)
       << ": the same candles stored twice (e.g. under two time-zone labels); keep one copy in the source";
-    add(report, options, Warning::repeated_block, rows[i].line, rows[i + len - 1].line,
-        static_cast<std::int64_t>(len), d.str());
+    add(report, options, Warning::repeated_block, rows[i].line, rows[i + len - 1].line, static_cast<std::int64_t>(len),
+        d.str());
     i += len;
   }
 }

@@ -65,8 +65,8 @@ NameInfo infer_name(const std::string& path) {
     }
   }
   if (!cur.empty()) tokens.push_back(cur);
-  static const char* exchanges[] = {"binance", "bybit", "kucoin", "gemini", "bitstamp", "coinbase",
-                                    "kraken", "bitfinex", "poloniex", "bittrex", "okx", "simx"};
+  static const char* exchanges[] = {"binance", "bybit",    "kucoin",   "gemini",  "bitstamp", "coinbase",
+                                    "kraken",  "bitfinex", "poloniex", "bittrex", "okx",      "simx"};
   static const char* quotes[] = {"USDT", "USDC", "BUSD", "USD", "BTC", "ETH", "EUR", "BNB"};
   NameInfo info;
   std::vector<std::string> upper;
@@ -83,7 +83,8 @@ NameInfo infer_name(const std::string& path) {
     }
     bool is_exchange = false;
     for (const char* e : exchanges)
-      if (l == e || (l.rfind(e, 0) == 0 && l.size() > std::strlen(e) && std::isdigit(static_cast<unsigned char>(l[std::strlen(e)])))) {
+      if (l == e || (l.rfind(e, 0) == 0 && l.size() > std::strlen(e) &&
+                     std::isdigit(static_cast<unsigned char>(l[std::strlen(e)])))) {
         if (info.exchange.empty()) info.exchange = l;
         is_exchange = true;
       }
@@ -91,7 +92,8 @@ NameInfo infer_name(const std::string& path) {
     if (l == "futures") futures = true;
     bool all_upper = !t.empty() && !all_digits(t);
     for (char ch : t)
-      if (!(std::isupper(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)))) all_upper = false;
+      if (!(std::isupper(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch))))
+        all_upper = false;
     if (all_upper) upper.push_back(t);
   }
   if (upper.size() >= 2) {

@@ -118,8 +118,8 @@ class CandleSax : public nlohmann::json_sax<nlohmann::json> {
   std::int64_t line() const { return newlines_ + 1; }
 
   [[noreturn]] void fail_at(std::int64_t at, const std::string& what) const {
-    fail("load: " + report_.path + ": line " + std::to_string(at) + ": malformed_line: " + what + " (" +
-         kExpected + ")");
+    fail("load: " + report_.path + ": line " + std::to_string(at) + ": malformed_line: " + what + " (" + kExpected +
+         ")");
   }
   [[noreturn]] void element_not_array(const char* what) const {
     fail_at(line(), "element " + std::to_string(candle_ + 1) + " is " + what + ", not a candle array");
@@ -127,13 +127,16 @@ class CandleSax : public nlohmann::json_sax<nlohmann::json> {
 
   bool field(Field kind, double value, std::string_view raw) {
     if (depth_ == 0) fail_at(line(), "the file is a single JSON value, not an array of candles");
-    if (depth_ == 1) element_not_array(kind == Field::missing ? "null" : kind == Field::number ? "a number" : "a plain value");
+    if (depth_ == 1)
+      element_not_array(kind == Field::missing ? "null" : kind == Field::number ? "a number" : "a plain value");
     if (depth_ > 2) return true;  // inside a nested field, already recorded as malformed
     if (n_ < 6) {
       kind_[n_] = kind;
       value_[n_] = value;
-      if (kind != Field::number) raw_[n_].assign(raw.substr(0, 60));
-      else if (!raw.empty()) raw_[n_].clear();
+      if (kind != Field::number)
+        raw_[n_].assign(raw.substr(0, 60));
+      else if (!raw.empty())
+        raw_[n_].clear();
     }
     ++n_;
     return true;
@@ -151,9 +154,12 @@ class CandleSax : public nlohmann::json_sax<nlohmann::json> {
     static const char* names[6] = {"time", "open", "high", "low", "close", "volume"};
     double vals[6];
     for (int k = 0; k < 6 && p.ok; ++k) {
-      if (kind_[k] == Field::number) vals[k] = value_[k];
-      else if (kind_[k] == Field::missing) vals[k] = p.get("", names[k]);
-      else vals[k] = p.get(text::trim_value(raw_[k]), names[k]);
+      if (kind_[k] == Field::number)
+        vals[k] = value_[k];
+      else if (kind_[k] == Field::missing)
+        vals[k] = p.get("", names[k]);
+      else
+        vals[k] = p.get(text::trim_value(raw_[k]), names[k]);
     }
     if (!p.ok) {
       report_.rows_dropped++;

@@ -57,19 +57,18 @@ LoadResult parse_series(const std::string& text, const std::string& name, const 
         report.gaps++;
         report.missing_bars += missing;
         const bool fill = options.forward_fill_gaps && step % s.interval_ms == 0;
-        ctx.note(Defect::gap, r.line,
-                 std::to_string(missing) + " missing bar(s) before time " + std::to_string(r.t),
+        ctx.note(Defect::gap, r.line, std::to_string(missing) + " missing bar(s) before time " + std::to_string(r.t),
                  fill ? "filled " + std::to_string(missing) + " bar(s) with the previous close" : "reported");
         if (fill && report.bars_filled + missing > options.max_fill_bars) {
-          fail("load: " + name + ": line " + std::to_string(r.line) + ": gap of " +
-               std::to_string(missing) + " missing bars is too long to forward-fill (limit " +
-               std::to_string(options.max_fill_bars) +
+          fail("load: " + name + ": line " + std::to_string(r.line) + ": gap of " + std::to_string(missing) +
+               " missing bars is too long to forward-fill (limit " + std::to_string(options.max_fill_bars) +
                " bars per file, LoadOptions::max_fill_bars); fix the timestamps or load without "
                "forward_fill_gaps");
         }
         if (fill) {
           const double c = rows[k - 1].c;
-          for (std::int64_t m = 1; m <= missing; ++m) s.push_back(rows[k - 1].t + m * s.interval_ms, c, c, c, c, 0.0, true);
+          for (std::int64_t m = 1; m <= missing; ++m)
+            s.push_back(rows[k - 1].t + m * s.interval_ms, c, c, c, c, 0.0, true);
           report.bars_filled += missing;
         }
       }
@@ -93,4 +92,3 @@ Market load_market(const std::vector<std::string>& paths, const LoadOptions& opt
 }
 
 }  // namespace metatape::tasks
-

@@ -43,12 +43,12 @@ enum class ValidationPolicy {
 };
 
 enum class Defect {
-  malformed_line,        // wrong number of fields, unparseable number or date
-  missing_field,         // an empty field where a value is required
-  non_finite,            // NaN or Inf
-  non_positive_price,    // a price <= 0
-  high_below_open_close, // high < max(open, close) (or high < low)
-  low_above_open_close,  // low > min(open, close)
+  malformed_line,         // wrong number of fields, unparseable number or date
+  missing_field,          // an empty field where a value is required
+  non_finite,             // NaN or Inf
+  non_positive_price,     // a price <= 0
+  high_below_open_close,  // high < max(open, close) (or high < low)
+  low_above_open_close,   // low > min(open, close)
   negative_volume,
   duplicate_timestamp,
   non_monotonic_timestamp,  // a time going backwards inside an ascending (or descending) file
@@ -155,8 +155,7 @@ struct LoadResult {
 LoadResult load_series(const std::string& path, const LoadOptions& options = {});
 
 // The same on in-memory text; `name` stands for the path in messages and metadata inference.
-LoadResult parse_series(const std::string& text, const std::string& name,
-                        const LoadOptions& options = {});
+LoadResult parse_series(const std::string& text, const std::string& name, const LoadOptions& options = {});
 
 // read_file (tasks/compressed_file.h), infer_name, interval_to_ms and ms_to_interval
 // (tasks/file_naming.h) are declared by the headers included above.

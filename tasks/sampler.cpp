@@ -24,7 +24,10 @@ constexpr char kMagic[8] = {'M', 'T', 'T', 'A', 'S', 'K', '0', '1'};
 struct Fnv {
   std::uint64_t h = fnv1a64_offset;
   void bytes(const void* p, std::size_t n) { h = fnv1a64(p, n, h); }
-  template <class T> void pod(const T& v) { bytes(&v, sizeof v); }
+  template <class T>
+  void pod(const T& v) {
+    bytes(&v, sizeof v);
+  }
   void str(const std::string& s) {
     pod(s.size());
     bytes(s.data(), s.size());
@@ -34,7 +37,10 @@ struct Fnv {
 // Little serialisation helpers for the cache payload.
 struct Writer {
   std::string out;
-  template <class T> void pod(const T& v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  template <class T>
+  void pod(const T& v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
   void str(const std::string& s) {
     pod(static_cast<std::uint32_t>(s.size()));
     out += s;
@@ -53,7 +59,8 @@ struct Reader {
   const std::string& in;
   std::size_t pos = 0;
   bool ok = true;
-  template <class T> T pod() {
+  template <class T>
+  T pod() {
     T v{};
     if (!ok || pos + sizeof v > in.size()) {
       ok = false;
@@ -153,9 +160,12 @@ std::uint32_t crc(const std::string& s) {
 
 const char* split_name(Split split) {
   switch (split) {
-    case Split::train: return "train";
-    case Split::validation: return "validation";
-    case Split::test: return "test";
+    case Split::train:
+      return "train";
+    case Split::validation:
+      return "validation";
+    case Split::test:
+      return "test";
   }
   return "unknown";
 }
@@ -195,9 +205,11 @@ TaskDistribution::TaskDistribution(std::shared_ptr<const PreparedMarket> market,
       bool allowed = true, holdout = false;
       for (int s : group) {
         const std::string& sym = m.series[static_cast<std::size_t>(s)].symbol;
-        if (!config_.symbols.empty() && std::find(config_.symbols.begin(), config_.symbols.end(), sym) == config_.symbols.end())
+        if (!config_.symbols.empty() &&
+            std::find(config_.symbols.begin(), config_.symbols.end(), sym) == config_.symbols.end())
           allowed = false;
-        if (std::find(sc.holdout_symbols.begin(), sc.holdout_symbols.end(), sym) != sc.holdout_symbols.end()) holdout = true;
+        if (std::find(sc.holdout_symbols.begin(), sc.holdout_symbols.end(), sym) != sc.holdout_symbols.end())
+          holdout = true;
       }
       if (!allowed) continue;
       if (!holdout) {
@@ -235,7 +247,8 @@ TaskDistribution::TaskDistribution(std::shared_ptr<const PreparedMarket> market,
   for (const Series& s : m.series) {
     h.str(s.label());
     h.pod(s.fee_rate);
-    for (const auto* col : {&s.open, &s.high, &s.low, &s.close, &s.volume}) h.bytes(col->data(), col->size() * sizeof(double));
+    for (const auto* col : {&s.open, &s.high, &s.low, &s.close, &s.volume})
+      h.bytes(col->data(), col->size() * sizeof(double));
     h.bytes(s.filled.data(), s.filled.size());
   }
   std::ostringstream hex;
@@ -249,9 +262,12 @@ std::pair<std::int64_t, std::int64_t> TaskDistribution::split_rows(Split split) 
   const std::int64_t a = w + static_cast<std::int64_t>(config_.splits.train_end * n);
   const std::int64_t b = w + static_cast<std::int64_t>(config_.splits.validation_end * n);
   switch (split) {
-    case Split::train: return {w, a};
-    case Split::validation: return {a, b};
-    case Split::test: return {b, R};
+    case Split::train:
+      return {w, a};
+    case Split::validation:
+      return {a, b};
+    case Split::test:
+      return {b, R};
   }
   return {0, 0};
 }
@@ -329,7 +345,8 @@ std::int64_t TaskDistribution::feature_dim() const {
   return d;
 }
 
-void write_task_file(const std::string& path, const std::string& fingerprint, const std::string& key_text, const Task& task) {
+void write_task_file(const std::string& path, const std::string& fingerprint, const std::string& key_text,
+                     const Task& task) {
   Writer w;
   w.out.append(kMagic, sizeof kMagic);
   w.pod(kCacheVersion);
@@ -436,8 +453,10 @@ Task Sampler::load_or_build(const TaskKey& key) {
     if (!path.empty()) write_task_file(path, dist_->fingerprint(), text, task);
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  if (from_disk) stats_.disk_hits++;
-  else stats_.built++;
+  if (from_disk)
+    stats_.disk_hits++;
+  else
+    stats_.built++;
   if (rebuilt) stats_.disk_rebuilt++;
   if (config_.lru_capacity > 0 && lru_index_.find(text) == lru_index_.end()) {
     Task kept = task;
@@ -515,7 +534,8 @@ Task Sampler::next() {
     }
     if (pulled >= config_.max_skips)
       fail("Sampler: " + std::to_string(pulled) + " consecutive tasks were below min_quality " +
-           std::to_string(config_.min_quality) + " (lower min_quality or check the data for gaps and one-class periods)");
+           std::to_string(config_.min_quality) +
+           " (lower min_quality or check the data for gaps and one-class periods)");
     Task t = next_in_stream();
     if (t.quality < config_.min_quality) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -526,7 +546,8 @@ Task Sampler::next() {
       ++emitted_;
       return t;
     }
-    const auto b = std::min(bins - 1, static_cast<std::size_t>(std::clamp(t.difficulty, 0.0, 1.0) * static_cast<double>(bins)));
+    const auto b =
+        std::min(bins - 1, static_cast<std::size_t>(std::clamp(t.difficulty, 0.0, 1.0) * static_cast<double>(bins)));
     if (bins_[b].size() < bin_cap) bins_[b].push_back(std::move(t));
   }
 }

@@ -36,8 +36,8 @@ enum class Split { train = 0, validation = 1, test = 2 };
 const char* split_name(Split split);
 
 struct SplitConfig {
-  double train_end = 0.6;       // fraction of the post-warmup axis
-  double validation_end = 0.8;  // test is the rest
+  double train_end = 0.6;                    // fraction of the post-warmup axis
+  double validation_end = 0.8;               // test is the rest
   std::vector<std::string> holdout_symbols;  // test split only
 };
 
@@ -55,12 +55,12 @@ struct DistributionConfig {
 
 // Everything that determines a task.
 struct TaskKey {
-  int family = 0;            // index into config.families
+  int family = 0;  // index into config.families
   Split split = Split::train;
   std::vector<int> series;
   std::int64_t begin = 0;
   std::int64_t horizon = 0;
-  std::string str() const;   // stable text form, used as cache key
+  std::string str() const;  // stable text form, used as cache key
 };
 
 class TaskDistribution {
@@ -95,14 +95,14 @@ class TaskDistribution {
 struct SamplerConfig {
   std::uint64_t seed = 1;
   Split split = Split::train;
-  int workers = 2;              // 0 = build on the calling thread
-  int prefetch = 16;            // tasks built ahead of the consumer
+  int workers = 2;    // 0 = build on the calling thread
+  int prefetch = 16;  // tasks built ahead of the consumer
   std::size_t lru_capacity = 256;
-  std::string cache_dir;        // empty = no disk cache
-  double min_quality = 0.0;     // tasks below are skipped
+  std::string cache_dir;            // empty = no disk cache
+  double min_quality = 0.0;         // tasks below are skipped
   bool balance_difficulty = false;  // cycle through difficulty_bins equal-width bins of [0, 1]
   int difficulty_bins = 4;
-  int max_skips = 1000;         // consecutive skipped tasks before giving up with an error
+  int max_skips = 1000;  // consecutive skipped tasks before giving up with an error
 };
 
 struct SamplerStats {
@@ -153,9 +153,8 @@ class Sampler {
 // Disk cache entry format, exposed for tests: write_task_file writes an entry for `key_text` under
 // `fingerprint`; read_task_file returns false (and leaves `task` alone) when the file is missing,
 // truncated, has another version / fingerprint / key, or fails its CRC-32.
-void write_task_file(const std::string& path, const std::string& fingerprint,
-                     const std::string& key_text, const Task& task);
-bool read_task_file(const std::string& path, const std::string& fingerprint,
-                    const std::string& key_text, Task& task);
+void write_task_file(const std::string& path, const std::string& fingerprint, const std::string& key_text,
+                     const Task& task);
+bool read_task_file(const std::string& path, const std::string& fingerprint, const std::string& key_text, Task& task);
 
 }  // namespace metatape::tasks

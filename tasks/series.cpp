@@ -11,9 +11,7 @@
 
 namespace metatape::tasks {
 
-std::string Series::label() const {
-  return symbol + "@" + exchange + (interval.empty() ? "" : " " + interval);
-}
+std::string Series::label() const { return symbol + "@" + exchange + (interval.empty() ? "" : " " + interval); }
 
 void Series::reserve(std::size_t n) {
   time_ms.reserve(n);
@@ -58,8 +56,8 @@ Series Series::slice(std::int64_t begin, std::int64_t end) const {
 
 void Series::check() const {
   const std::size_t n = time_ms.size();
-  if (open.size() != n || high.size() != n || low.size() != n || close.size() != n ||
-      volume.size() != n || filled.size() != n)
+  if (open.size() != n || high.size() != n || low.size() != n || close.size() != n || volume.size() != n ||
+      filled.size() != n)
     fail("series " + label() + ": column lengths differ (time has " + std::to_string(n) + " rows)");
   for (std::size_t i = 0; i < n; ++i) {
     const std::string where = "series " + label() + ": row " + std::to_string(i) + ": ";
@@ -77,8 +75,7 @@ std::int64_t Market::interval_ms() const { return series.empty() ? 0 : series.fr
 
 int Market::find(const std::string& symbol, const std::string& exchange) const {
   for (std::size_t i = 0; i < series.size(); ++i)
-    if (series[i].symbol == symbol && (exchange.empty() || series[i].exchange == exchange))
-      return static_cast<int>(i);
+    if (series[i].symbol == symbol && (exchange.empty() || series[i].exchange == exchange)) return static_cast<int>(i);
   return -1;
 }
 
@@ -108,8 +105,8 @@ Market align(std::vector<Series> series, AlignMode mode) {
   for (const Series& s : series) {
     if (s.empty()) fail("align: series " + s.label() + " is empty");
     if (s.interval_ms != series.front().interval_ms)
-      fail("align: series " + s.label() + " has bar interval " + std::to_string(s.interval_ms) +
-           " ms but " + series.front().label() + " has " + std::to_string(series.front().interval_ms) +
+      fail("align: series " + s.label() + " has bar interval " + std::to_string(s.interval_ms) + " ms but " +
+           series.front().label() + " has " + std::to_string(series.front().interval_ms) +
            " ms (resample or load the same interval)");
   }
   Market m;
@@ -117,8 +114,8 @@ Market align(std::vector<Series> series, AlignMode mode) {
     std::vector<std::int64_t> common = series.front().time_ms;
     for (std::size_t k = 1; k < series.size(); ++k) {
       std::vector<std::int64_t> next;
-      std::set_intersection(common.begin(), common.end(), series[k].time_ms.begin(),
-                            series[k].time_ms.end(), std::back_inserter(next));
+      std::set_intersection(common.begin(), common.end(), series[k].time_ms.begin(), series[k].time_ms.end(),
+                            std::back_inserter(next));
       common.swap(next);
     }
     if (common.empty()) fail("align: the series share no bar time (their ranges do not overlap)");
@@ -167,8 +164,8 @@ void write_csv(const Series& series, const std::string& path) {
   out.precision(17);
   for (std::int64_t i = 0; i < series.size(); ++i) {
     const auto k = static_cast<std::size_t>(i);
-    out << series.time_ms[k] << ',' << series.open[k] << ',' << series.high[k] << ',' << series.low[k]
-        << ',' << series.close[k] << ',' << series.volume[k] << '\n';
+    out << series.time_ms[k] << ',' << series.open[k] << ',' << series.high[k] << ',' << series.low[k] << ','
+        << series.close[k] << ',' << series.volume[k] << '\n';
   }
   if (!out) fail("write_csv: write to " + path + " failed (disk full?)");
 }

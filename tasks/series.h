@@ -11,9 +11,9 @@
 namespace metatape::tasks {
 
 struct Series {
-  std::string symbol;    // "BTC/USDT" (base/quote) when the source names both, else as given
-  std::string exchange;  // "binance", "bybit", "kucoin", "sim0", ... ("unknown" when not known)
-  std::string interval;  // "1m", "5m", "1h", "1d", ... ("" when unknown)
+  std::string symbol;            // "BTC/USDT" (base/quote) when the source names both, else as given
+  std::string exchange;          // "binance", "bybit", "kucoin", "sim0", ... ("unknown" when not known)
+  std::string interval;          // "1m", "5m", "1h", "1d", ... ("" when unknown)
   std::int64_t interval_ms = 0;  // bar length; 0 when unknown
   double fee_rate = 0.001;       // taker fee as a fraction of notional (used by the arbitrage family)
 

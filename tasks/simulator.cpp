@@ -11,10 +11,14 @@ namespace metatape::tasks {
 
 const char* regime_name(Regime r) {
   switch (r) {
-    case Regime::bull: return "bull";
-    case Regime::bear: return "bear";
-    case Regime::sideways: return "sideways";
-    case Regime::high_volatility: return "high_volatility";
+    case Regime::bull:
+      return "bull";
+    case Regime::bear:
+      return "bear";
+    case Regime::sideways:
+      return "sideways";
+    case Regime::high_volatility:
+      return "high_volatility";
   }
   return "unknown";
 }
@@ -62,10 +66,13 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
   }
 
   // Efficient paths: [asset][bar * K + i], i = 0..K-1 are the points after sub-step i+1; x0 per asset.
-  std::vector<std::vector<double>> path(static_cast<std::size_t>(A), std::vector<double>(static_cast<std::size_t>(T * K)));
+  std::vector<std::vector<double>> path(static_cast<std::size_t>(A),
+                                        std::vector<double>(static_cast<std::size_t>(T * K)));
   std::vector<std::vector<double>> ret(static_cast<std::size_t>(A), std::vector<double>(static_cast<std::size_t>(T)));
-  std::vector<std::vector<double>> activity(static_cast<std::size_t>(A), std::vector<double>(static_cast<std::size_t>(T)));
-  std::vector<double> x0(static_cast<std::size_t>(A)), h(static_cast<std::size_t>(A)), last_e(static_cast<std::size_t>(A), 0.0);
+  std::vector<std::vector<double>> activity(static_cast<std::size_t>(A),
+                                            std::vector<double>(static_cast<std::size_t>(T)));
+  std::vector<double> x0(static_cast<std::size_t>(A)), h(static_cast<std::size_t>(A)),
+      last_e(static_cast<std::size_t>(A), 0.0);
   std::vector<double> last_u(static_cast<std::size_t>(A), 0.0);  // autocorrelated diffusive return
   const double phi = config.return_autocorrelation, innovation = std::sqrt(1 - phi * phi);
   const double omega = config.base_vol * config.base_vol * (1 - config.garch_alpha - config.garch_beta);
@@ -93,8 +100,8 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
       last_u[ai] = u;
       const double rt = config.drift[r] + u + jump;
       ret[ai][static_cast<std::size_t>(t)] = rt;
-      activity[ai][static_cast<std::size_t>(t)] =
-          std::pow(sigma / config.base_vol, config.volume_vol_coupling) * (0.5 + std::fabs(rt) / std::max(sigma, 1e-12));
+      activity[ai][static_cast<std::size_t>(t)] = std::pow(sigma / config.base_vol, config.volume_vol_coupling) *
+                                                  (0.5 + std::fabs(rt) / std::max(sigma, 1e-12));
       // Sub-steps: a bridge whose increments sum to rt.
       double mean = 0;
       for (int i = 0; i < K; ++i) mean += (sub[static_cast<std::size_t>(i)] = shock_gen.normal());
@@ -121,11 +128,12 @@ SimulatedMarket simulate_market(const SimulatorConfig& config) {
       s.exchange = "simx" + std::to_string(e);
       s.interval_ms = config.interval_ms;
       s.interval = config.interval_ms % 3'600'000 == 0 ? std::to_string(config.interval_ms / 3'600'000) + "h"
-                                                      : std::to_string(config.interval_ms / 60'000) + "m";
+                                                       : std::to_string(config.interval_ms / 60'000) + "m";
       if (config.interval_ms % 86'400'000 == 0) s.interval = std::to_string(config.interval_ms / 86'400'000) + "d";
       s.fee_rate = ei < config.fee_rate.size() ? config.fee_rate[ei] : 0.001;
       s.reserve(static_cast<std::size_t>(T));
-      const double spread_innov = config.spread_vol * std::sqrt(1 - config.spread_persistence * config.spread_persistence);
+      const double spread_innov =
+          config.spread_vol * std::sqrt(1 - config.spread_persistence * config.spread_persistence);
       double spread = config.spread_vol * micro_gen.normal();
       const double share = 1.0 / (1.0 + e);
       for (std::int64_t t = 0; t < T; ++t) {

@@ -22,20 +22,20 @@ const char* regime_name(Regime r);
 
 struct SimulatorConfig {
   std::uint64_t seed = 1;
-  int assets = 4;                // symbols "SIM0/USD", "SIM1/USD", ...
-  int exchanges = 2;             // "simx0", "simx1", ...
+  int assets = 4;     // symbols "SIM0/USD", "SIM1/USD", ...
+  int exchanges = 2;  // "simx0", "simx1", ...
   std::int64_t bars = 4000;
-  std::int64_t interval_ms = 3'600'000;      // 1h bars
-  std::int64_t start_ms = 1'577'836'800'000; // 2020-01-01 UTC
-  int substeps = 4;              // path points per bar for high/low
+  std::int64_t interval_ms = 3'600'000;       // 1h bars
+  std::int64_t start_ms = 1'577'836'800'000;  // 2020-01-01 UTC
+  int substeps = 4;                           // path points per bar for high/low
 
-  double correlation = 0.4;      // pairwise correlation of the diffusive shocks
+  double correlation = 0.4;           // pairwise correlation of the diffusive shocks
   double regime_persistence = 0.985;  // P(stay) per bar; mean duration 1 / (1 - p) bars
   // Per-bar drift and volatility multipliers by regime (bull, bear, sideways, high_volatility).
   double drift[kRegimeCount] = {6e-4, -6e-4, 0.0, 0.0};
   double vol_scale[kRegimeCount] = {1.0, 1.2, 0.6, 2.5};
-  double base_vol = 0.01;        // unconditional per-bar volatility in a vol_scale = 1 regime
-  double garch_alpha = 0.08, garch_beta = 0.90;  // GARCH(1,1); alpha + beta < 1
+  double base_vol = 0.01;                              // unconditional per-bar volatility in a vol_scale = 1 regime
+  double garch_alpha = 0.08, garch_beta = 0.90;        // GARCH(1,1); alpha + beta < 1
   double jump_probability = 0.004, jump_scale = 0.04;  // per bar; jump ~ N(0, jump_scale)
   // First-order autocorrelation of the diffusive return: u_t = phi * u_{t-1} + sqrt(1 - phi^2) * s_t
   // (s_t the scaled GARCH shock), so the unconditional variance is unchanged; 0 (the default) gives
@@ -60,9 +60,9 @@ struct SimulatorConfig {
 };
 
 struct SimulatedMarket {
-  Market market;                       // series ordered asset-major: asset a on exchange e at a*E+e,
-                                       // then the cross pairs: SIMa/SIM0 on exchange e at A*E+(a-1)*E+e
-  std::vector<Regime> regimes;         // per bar
+  Market market;                // series ordered asset-major: asset a on exchange e at a*E+e,
+                                // then the cross pairs: SIMa/SIM0 on exchange e at A*E+(a-1)*E+e
+  std::vector<Regime> regimes;  // per bar
   std::vector<std::vector<double>> efficient_log_price;  // [asset][bar]
 };
 

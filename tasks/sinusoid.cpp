@@ -10,8 +10,8 @@ namespace metatape::tasks {
 
 Task sample_sinusoid(Generator& gen, const SinusoidOptions& o) {
   if (o.support_rows < 1 || o.query_rows < 1) {
-    fail("sinusoid: support_rows and query_rows must be >= 1, got " + std::to_string(o.support_rows) +
-         " and " + std::to_string(o.query_rows));
+    fail("sinusoid: support_rows and query_rows must be >= 1, got " + std::to_string(o.support_rows) + " and " +
+         std::to_string(o.query_rows));
   }
   if (!(o.amplitude_lo <= o.amplitude_hi) || !(o.phase_lo <= o.phase_hi) || !(o.x_lo < o.x_hi)) {
     fail("sinusoid: each range needs lo <= hi (and x_lo < x_hi)");

@@ -20,7 +20,7 @@ enum class TaskKind {
 struct Task {
   Tensor support_x;  // (support rows, features)
   Tensor support_y;
-  Tensor query_x;    // (query rows, features)
+  Tensor query_x;  // (query rows, features)
   Tensor query_y;
   TaskKind kind = TaskKind::regression;
   std::int64_t num_classes = 0;

@@ -54,7 +54,8 @@ double NumParse::get(std::string_view s, const char* what) {
   if (!ok) return 0;
   double v = 0;
   switch (text::parse_number(s, v)) {
-    case text::NumStatus::ok: return v;
+    case text::NumStatus::ok:
+      return v;
     case text::NumStatus::empty:
       ctx.defect(Defect::missing_field, line, prefix + what + " is empty", "dropped");
       break;
@@ -82,7 +83,8 @@ std::int64_t row_cap(const LoadOptions& options) {
 bool validate_row(Row& r, Context& ctx, LoadReport& report) {
   if (r.o != 0 && r.h == 0 && r.l == 0 && r.c == 0) {
     ctx.defect(Defect::not_ohlc, r.line,
-               where(r) + "open " + fmt(r.o) + " with high, low and close 0: a value series (e.g. a funding rate), not candles",
+               where(r) + "open " + fmt(r.o) +
+                   " with high, low and close 0: a value series (e.g. a funding rate), not candles",
                "dropped");
     return false;
   }
@@ -128,8 +130,10 @@ bool validate_row(Row& r, Context& ctx, LoadReport& report) {
 void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
   std::int64_t inc = 0, dec = 0;
   for (std::size_t k = 1; k < rows.size(); ++k) {
-    if (rows[k].t > rows[k - 1].t) ++inc;
-    else if (rows[k].t < rows[k - 1].t) ++dec;
+    if (rows[k].t > rows[k - 1].t)
+      ++inc;
+    else if (rows[k].t < rows[k - 1].t)
+      ++dec;
   }
   report.descending = dec > inc;
   const bool desc = report.descending;
@@ -139,12 +143,15 @@ void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
     for (std::size_t k = 1; k < rows.size(); ++k) {
       if (rows[k].t == rows[k - 1].t) {
         rows[k].duplicate_noted = true;
-        ctx.note(Defect::duplicate_timestamp, rows[k].line, where(rows[k]) + "time " + std::to_string(rows[k].t) + " repeats line " +
-                 std::to_string(rows[k - 1].line), "repaired: first occurrence kept");
+        ctx.note(
+            Defect::duplicate_timestamp, rows[k].line,
+            where(rows[k]) + "time " + std::to_string(rows[k].t) + " repeats line " + std::to_string(rows[k - 1].line),
+            "repaired: first occurrence kept");
       } else if (!forward(rows[k - 1].t, rows[k].t))
         ctx.note(Defect::non_monotonic_timestamp, rows[k].line,
                  where(rows[k]) + "time " + std::to_string(rows[k].t) + " goes " + (desc ? "forward" : "backward") +
-                 " from line " + std::to_string(rows[k - 1].line), "repaired: rows sorted");
+                     " from line " + std::to_string(rows[k - 1].line),
+                 "repaired: rows sorted");
     }
     std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t; });
     std::vector<Row> kept;
@@ -181,8 +188,9 @@ void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
       }
       if (!forward(prev.t, r.t)) {
         ctx.defect(Defect::non_monotonic_timestamp, r.line,
-                   where(r) + "time " + std::to_string(r.t) + " goes " + (desc ? "forward" : "backward") + " from line " +
-                       std::to_string(prev.line) + " in a " + (desc ? "descending" : "ascending") + " file",
+                   where(r) + "time " + std::to_string(r.t) + " goes " + (desc ? "forward" : "backward") +
+                       " from line " + std::to_string(prev.line) + " in a " + (desc ? "descending" : "ascending") +
+                       " file",
                    "dropped");
         report.rows_dropped++;
         continue;
@@ -196,18 +204,30 @@ void order_rows(std::vector<Row>& rows, Context& ctx, LoadReport& report) {
 
 const char* defect_name(Defect d) {
   switch (d) {
-    case Defect::malformed_line: return "malformed_line";
-    case Defect::missing_field: return "missing_field";
-    case Defect::non_finite: return "non_finite";
-    case Defect::non_positive_price: return "non_positive_price";
-    case Defect::high_below_open_close: return "high_below_open_close";
-    case Defect::low_above_open_close: return "low_above_open_close";
-    case Defect::negative_volume: return "negative_volume";
-    case Defect::duplicate_timestamp: return "duplicate_timestamp";
-    case Defect::non_monotonic_timestamp: return "non_monotonic_timestamp";
-    case Defect::gap: return "gap";
-    case Defect::wrong_units: return "wrong_units";
-    case Defect::not_ohlc: return "not_ohlc";
+    case Defect::malformed_line:
+      return "malformed_line";
+    case Defect::missing_field:
+      return "missing_field";
+    case Defect::non_finite:
+      return "non_finite";
+    case Defect::non_positive_price:
+      return "non_positive_price";
+    case Defect::high_below_open_close:
+      return "high_below_open_close";
+    case Defect::low_above_open_close:
+      return "low_above_open_close";
+    case Defect::negative_volume:
+      return "negative_volume";
+    case Defect::duplicate_timestamp:
+      return "duplicate_timestamp";
+    case Defect::non_monotonic_timestamp:
+      return "non_monotonic_timestamp";
+    case Defect::gap:
+      return "gap";
+    case Defect::wrong_units:
+      return "wrong_units";
+    case Defect::not_ohlc:
+      return "not_ohlc";
   }
   return "unknown";
 }
@@ -219,9 +239,9 @@ std::int64_t LoadReport::count(Defect d) const {
 
 std::string LoadReport::summary() const {
   std::ostringstream s;
-  s << path << ": " << format << (descending ? " (descending)" : "") << ", " << rows_read << " rows read, "
-    << rows_kept << " kept, " << rows_dropped << " dropped, " << rows_repaired << " repaired, " << gaps
-    << " gaps (" << missing_bars << " missing bars, " << bars_filled << " filled)";
+  s << path << ": " << format << (descending ? " (descending)" : "") << ", " << rows_read << " rows read, " << rows_kept
+    << " kept, " << rows_dropped << " dropped, " << rows_repaired << " repaired, " << gaps << " gaps (" << missing_bars
+    << " missing bars, " << bars_filled << " filled)";
   for (int d = 0; d < kDefectCount; ++d) {
     const std::int64_t n = count(static_cast<Defect>(d));
     if (n == 0) continue;
@@ -266,11 +286,14 @@ std::string LoadReport::warnings_summary() const {
       if (x.kind != static_cast<Warning>(w)) continue;
       ++shown;
       s << path << ": line";
-      if (x.first_line == x.last_line) s << " " << x.first_line;
-      else s << "s " << x.first_line << ".." << x.last_line;
+      if (x.first_line == x.last_line)
+        s << " " << x.first_line;
+      else
+        s << "s " << x.first_line << ".." << x.last_line;
       s << ": " << warning_name(x.kind) << ": " << x.detail << "\n";
     }
-    if (n > shown) s << path << ": " << warning_name(static_cast<Warning>(w)) << ": " << (n - shown) << " more not shown\n";
+    if (n > shown)
+      s << path << ": " << warning_name(static_cast<Warning>(w)) << ": " << (n - shown) << " more not shown\n";
   }
   return s.str();
 }

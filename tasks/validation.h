@@ -27,7 +27,7 @@ struct Row {
   std::int64_t t = 0;
   double o = 0, h = 0, l = 0, c = 0, v = 0;
   std::int64_t line = 0;
-  std::int64_t candle = 0;  // 1-based item number in JSON files (their lines can hold many candles)
+  std::int64_t candle = 0;       // 1-based item number in JSON files (their lines can hold many candles)
   bool duplicate_noted = false;  // order_rows: already reported as a duplicate of its neighbour
 };
 

@@ -12,28 +12,46 @@ namespace {
 template <UnaryOp op, class T>
 inline T apply_unary(T x, T a, T b) {
   switch (op) {
-    case UnaryOp::affine: return a * x + b;
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return std::log(x);
-    case UnaryOp::sqrt: return std::sqrt(x);
-    case UnaryOp::square: return x * x;
-    case UnaryOp::abs: return std::abs(x);
-    case UnaryOp::sign: return static_cast<T>((x > T(0)) - (x < T(0)));
-    case UnaryOp::pow: return std::pow(x, a);
-    case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::leaky_relu: return x > T(0) ? x : a * x;
-    case UnaryOp::elu: return x > T(0) ? x : a * std::expm1(x);
-    case UnaryOp::tanh: return std::tanh(x);
-    case UnaryOp::sigmoid: return T(1) / (T(1) + std::exp(-x));
-    case UnaryOp::softplus: return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+    case UnaryOp::affine:
+      return a * x + b;
+    case UnaryOp::exp:
+      return std::exp(x);
+    case UnaryOp::log:
+      return std::log(x);
+    case UnaryOp::sqrt:
+      return std::sqrt(x);
+    case UnaryOp::square:
+      return x * x;
+    case UnaryOp::abs:
+      return std::abs(x);
+    case UnaryOp::sign:
+      return static_cast<T>((x > T(0)) - (x < T(0)));
+    case UnaryOp::pow:
+      return std::pow(x, a);
+    case UnaryOp::relu:
+      return x > T(0) ? x : T(0);
+    case UnaryOp::leaky_relu:
+      return x > T(0) ? x : a * x;
+    case UnaryOp::elu:
+      return x > T(0) ? x : a * std::expm1(x);
+    case UnaryOp::tanh:
+      return std::tanh(x);
+    case UnaryOp::sigmoid:
+      return T(1) / (T(1) + std::exp(-x));
+    case UnaryOp::softplus:
+      return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
     case UnaryOp::gelu: {
       const T c = T(0.7978845608028654);  // sqrt(2 / pi)
       return T(0.5) * x * (T(1) + std::tanh(c * (x + T(0.044715) * x * x * x)));
     }
-    case UnaryOp::step: return x > a ? T(1) : T(0);
-    case UnaryOp::in_range: return (x > a && x < b) ? T(1) : T(0);
-    case UnaryOp::clamp: return std::min(std::max(x, a), b);
-    case UnaryOp::reciprocal: return T(1) / x;
+    case UnaryOp::step:
+      return x > a ? T(1) : T(0);
+    case UnaryOp::in_range:
+      return (x > a && x < b) ? T(1) : T(0);
+    case UnaryOp::clamp:
+      return std::min(std::max(x, a), b);
+    case UnaryOp::reciprocal:
+      return T(1) / x;
   }
   return x;
 }
@@ -41,14 +59,22 @@ inline T apply_unary(T x, T a, T b) {
 template <BinaryOp op, class T>
 inline T apply_binary(T a, T b) {
   switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div: return a / b;
-    case BinaryOp::maximum: return std::max(a, b);
-    case BinaryOp::minimum: return std::min(a, b);
-    case BinaryOp::equal: return a == b ? T(1) : T(0);
-    case BinaryOp::greater: return a > b ? T(1) : T(0);
+    case BinaryOp::add:
+      return a + b;
+    case BinaryOp::sub:
+      return a - b;
+    case BinaryOp::mul:
+      return a * b;
+    case BinaryOp::div:
+      return a / b;
+    case BinaryOp::maximum:
+      return std::max(a, b);
+    case BinaryOp::minimum:
+      return std::min(a, b);
+    case BinaryOp::equal:
+      return a == b ? T(1) : T(0);
+    case BinaryOp::greater:
+      return a > b ? T(1) : T(0);
   }
   return a;
 }
@@ -96,15 +122,27 @@ void convert(const View& src, const View& dst) {
   auto convert_from = [&](auto* in) {
     const std::int64_t n = src.numel();
     switch (dst.dtype) {
-      case DType::f32: for (std::int64_t i = 0; i < n; ++i) dst.as<float>()[i] = static_cast<float>(in[i]); break;
-      case DType::f64: for (std::int64_t i = 0; i < n; ++i) dst.as<double>()[i] = static_cast<double>(in[i]); break;
-      case DType::i64: for (std::int64_t i = 0; i < n; ++i) dst.as<std::int64_t>()[i] = static_cast<std::int64_t>(in[i]); break;
+      case DType::f32:
+        for (std::int64_t i = 0; i < n; ++i) dst.as<float>()[i] = static_cast<float>(in[i]);
+        break;
+      case DType::f64:
+        for (std::int64_t i = 0; i < n; ++i) dst.as<double>()[i] = static_cast<double>(in[i]);
+        break;
+      case DType::i64:
+        for (std::int64_t i = 0; i < n; ++i) dst.as<std::int64_t>()[i] = static_cast<std::int64_t>(in[i]);
+        break;
     }
   };
   switch (src.dtype) {
-    case DType::f32: convert_from(src.as<float>()); break;
-    case DType::f64: convert_from(src.as<double>()); break;
-    case DType::i64: convert_from(src.as<std::int64_t>()); break;
+    case DType::f32:
+      convert_from(src.as<float>());
+      break;
+    case DType::f64:
+      convert_from(src.as<double>());
+      break;
+    case DType::i64:
+      convert_from(src.as<std::int64_t>());
+      break;
   }
 }
 
@@ -118,14 +156,15 @@ template <class T>
 void unary_typed(UnaryOp op, const T* in, T* y, std::int64_t n, T a, T b) {
   switch (op) {
 #define METATAPE_UNARY_CASE(name) \
-  case UnaryOp::name: return unary_loop<UnaryOp::name>(in, y, n, a, b);
-    METATAPE_UNARY_CASE(affine) METATAPE_UNARY_CASE(exp) METATAPE_UNARY_CASE(log)
-    METATAPE_UNARY_CASE(sqrt) METATAPE_UNARY_CASE(square) METATAPE_UNARY_CASE(abs)
-    METATAPE_UNARY_CASE(sign) METATAPE_UNARY_CASE(pow) METATAPE_UNARY_CASE(relu)
-    METATAPE_UNARY_CASE(leaky_relu) METATAPE_UNARY_CASE(elu) METATAPE_UNARY_CASE(tanh)
-    METATAPE_UNARY_CASE(sigmoid) METATAPE_UNARY_CASE(softplus) METATAPE_UNARY_CASE(gelu)
-    METATAPE_UNARY_CASE(step) METATAPE_UNARY_CASE(in_range) METATAPE_UNARY_CASE(clamp)
-    METATAPE_UNARY_CASE(reciprocal)
+  case UnaryOp::name:             \
+    return unary_loop<UnaryOp::name>(in, y, n, a, b);
+    METATAPE_UNARY_CASE(affine)
+    METATAPE_UNARY_CASE(exp) METATAPE_UNARY_CASE(log) METATAPE_UNARY_CASE(sqrt) METATAPE_UNARY_CASE(square)
+        METATAPE_UNARY_CASE(abs) METATAPE_UNARY_CASE(sign) METATAPE_UNARY_CASE(pow) METATAPE_UNARY_CASE(relu)
+            METATAPE_UNARY_CASE(leaky_relu) METATAPE_UNARY_CASE(elu) METATAPE_UNARY_CASE(tanh)
+                METATAPE_UNARY_CASE(sigmoid) METATAPE_UNARY_CASE(softplus) METATAPE_UNARY_CASE(gelu)
+                    METATAPE_UNARY_CASE(step) METATAPE_UNARY_CASE(in_range) METATAPE_UNARY_CASE(clamp)
+                        METATAPE_UNARY_CASE(reciprocal)
 #undef METATAPE_UNARY_CASE
   }
 }
@@ -133,8 +172,7 @@ void unary_typed(UnaryOp op, const T* in, T* y, std::int64_t n, T a, T b) {
 void unary(UnaryOp op, const View& x, const View& out, double alpha, double beta) {
   with_float_type(x.dtype, unary_op_name(op), [&](auto tag) {
     using T = decltype(tag);
-    unary_typed<T>(op, x.as<T>(), out.as<T>(), x.numel(), static_cast<T>(alpha),
-                   static_cast<T>(beta));
+    unary_typed<T>(op, x.as<T>(), out.as<T>(), x.numel(), static_cast<T>(alpha), static_cast<T>(beta));
   });
 }
 
@@ -168,14 +206,22 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   with_float_type(out.dtype, binary_op_name(op), [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
-      case BinaryOp::add: return binary_typed<BinaryOp::add, T>(a, b, out);
-      case BinaryOp::sub: return binary_typed<BinaryOp::sub, T>(a, b, out);
-      case BinaryOp::mul: return binary_typed<BinaryOp::mul, T>(a, b, out);
-      case BinaryOp::div: return binary_typed<BinaryOp::div, T>(a, b, out);
-      case BinaryOp::maximum: return binary_typed<BinaryOp::maximum, T>(a, b, out);
-      case BinaryOp::minimum: return binary_typed<BinaryOp::minimum, T>(a, b, out);
-      case BinaryOp::equal: return binary_typed<BinaryOp::equal, T>(a, b, out);
-      case BinaryOp::greater: return binary_typed<BinaryOp::greater, T>(a, b, out);
+      case BinaryOp::add:
+        return binary_typed<BinaryOp::add, T>(a, b, out);
+      case BinaryOp::sub:
+        return binary_typed<BinaryOp::sub, T>(a, b, out);
+      case BinaryOp::mul:
+        return binary_typed<BinaryOp::mul, T>(a, b, out);
+      case BinaryOp::div:
+        return binary_typed<BinaryOp::div, T>(a, b, out);
+      case BinaryOp::maximum:
+        return binary_typed<BinaryOp::maximum, T>(a, b, out);
+      case BinaryOp::minimum:
+        return binary_typed<BinaryOp::minimum, T>(a, b, out);
+      case BinaryOp::equal:
+        return binary_typed<BinaryOp::equal, T>(a, b, out);
+      case BinaryOp::greater:
+        return binary_typed<BinaryOp::greater, T>(a, b, out);
     }
   });
 }

@@ -14,9 +14,14 @@ namespace metatape::kernels::cpu {
 template <class Fn>
 void with_float_type(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
-    case DType::f32: fn(float{}); return;
-    case DType::f64: fn(double{}); return;
-    case DType::i64: break;
+    case DType::f32:
+      fn(float{});
+      return;
+    case DType::f64:
+      fn(double{});
+      return;
+    case DType::i64:
+      break;
   }
   fail(std::string(op) + ": needs an f32 or f64 tensor, got " + dtype_name(dtype));
 }

@@ -29,8 +29,8 @@ std::string shape_of(const View& v) { return v.shape.str() + " " + dtype_name(v.
 
 void check_config(const FusedAdaptConfig& c) {
   if (c.sizes.size() < 2 || c.sizes.size() > static_cast<std::size_t>(fused_max_sizes)) {
-    fail("fused_adapt: needs 2.." + std::to_string(fused_max_sizes) +
-         " layer sizes (in, hidden..., out), got " + std::to_string(c.sizes.size()));
+    fail("fused_adapt: needs 2.." + std::to_string(fused_max_sizes) + " layer sizes (in, hidden..., out), got " +
+         std::to_string(c.sizes.size()));
   }
   for (auto s : c.sizes) {
     if (s <= 0) fail("fused_adapt: layer sizes must be positive, got " + std::to_string(s));
@@ -38,15 +38,14 @@ void check_config(const FusedAdaptConfig& c) {
   if (c.steps < 0) fail("fused_adapt: steps must be >= 0, got " + std::to_string(c.steps));
 }
 
-Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates, const View& sx,
-                 const View& sy, const View& adapted, const View& qx, const View& qout) {
+Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates, const View& sx, const View& sy,
+                 const View& adapted, const View& qx, const View& qout) {
   check_config(c);
   Dims d;
   d.params = fused_param_count(c.sizes);
   const std::int64_t in = c.sizes.front(), out = c.sizes.back();
   if (sx.shape.rank != 3 || sx.shape[2] != in) {
-    fail("fused_adapt: support_x must be (tasks, rows, " + std::to_string(in) + "), got " +
-         shape_of(sx));
+    fail("fused_adapt: support_x must be (tasks, rows, " + std::to_string(in) + "), got " + shape_of(sx));
   }
   d.tasks = sx.shape[0];
   d.rows = sx.shape[1];
@@ -57,12 +56,12 @@ Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates,
   }
   auto same_float = [&](const View& v, const char* what) {
     if (v.dtype != ft) {
-      fail(std::string("fused_adapt: ") + what + " is " + shape_of(v) + ", support_x is " +
-           dtype_name(ft) + " (use one float dtype)");
+      fail(std::string("fused_adapt: ") + what + " is " + shape_of(v) + ", support_x is " + dtype_name(ft) +
+           " (use one float dtype)");
     }
     if (v.device != sx.device) {
-      fail(std::string("fused_adapt: ") + what + " is on " + device_name(v.device) +
-           ", support_x on " + device_name(sx.device) + " (move every view to one device)");
+      fail(std::string("fused_adapt: ") + what + " is on " + device_name(v.device) + ", support_x on " +
+           device_name(sx.device) + " (move every view to one device)");
     }
   };
   same_float(init, "init");
@@ -71,34 +70,34 @@ Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates,
   } else if (init.shape.rank == 2 && init.shape[0] == d.tasks && init.shape[1] == d.params) {
     d.shared_init = false;
   } else {
-    fail("fused_adapt: init must be (" + std::to_string(d.params) + ") or (" +
-         std::to_string(d.tasks) + ", " + std::to_string(d.params) + ") for sizes with " +
-         std::to_string(d.params) + " parameters, got " + shape_of(init));
+    fail("fused_adapt: init must be (" + std::to_string(d.params) + ") or (" + std::to_string(d.tasks) + ", " +
+         std::to_string(d.params) + ") for sizes with " + std::to_string(d.params) + " parameters, got " +
+         shape_of(init));
   }
   same_float(adapted, "adapted");
   if (adapted.shape != Shape{d.tasks, d.params}) {
-    fail("fused_adapt: adapted must be (" + std::to_string(d.tasks) + ", " +
-         std::to_string(d.params) + "), got " + shape_of(adapted));
+    fail("fused_adapt: adapted must be (" + std::to_string(d.tasks) + ", " + std::to_string(d.params) + "), got " +
+         shape_of(adapted));
   }
   d.has_rates = rates.data != nullptr;
   if (d.has_rates) {
     same_float(rates, "rates");
     if (rates.numel() != d.params) {
-      fail("fused_adapt: rates must hold one rate per parameter (" + std::to_string(d.params) +
-           "), got " + shape_of(rates));
+      fail("fused_adapt: rates must hold one rate per parameter (" + std::to_string(d.params) + "), got " +
+           shape_of(rates));
     }
   }
   if (c.loss == FusedLoss::cross_entropy) {
     if (sy.dtype != DType::i64 || sy.shape != Shape{d.tasks, d.rows}) {
-      fail("fused_adapt: cross-entropy labels must be i64 (" + std::to_string(d.tasks) + ", " +
-           std::to_string(d.rows) + "), got " + shape_of(sy));
+      fail("fused_adapt: cross-entropy labels must be i64 (" + std::to_string(d.tasks) + ", " + std::to_string(d.rows) +
+           "), got " + shape_of(sy));
     }
     if (sy.device != sx.device) fail("fused_adapt: labels and support_x are on different devices");
   } else {
     same_float(sy, "support_y");
     if (sy.shape != Shape{d.tasks, d.rows, out}) {
-      fail("fused_adapt: regression targets must be (" + std::to_string(d.tasks) + ", " +
-           std::to_string(d.rows) + ", " + std::to_string(out) + "), got " + shape_of(sy));
+      fail("fused_adapt: regression targets must be (" + std::to_string(d.tasks) + ", " + std::to_string(d.rows) +
+           ", " + std::to_string(out) + "), got " + shape_of(sy));
     }
   }
   d.has_query = qx.data != nullptr || qout.data != nullptr;
@@ -109,13 +108,13 @@ Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates,
     same_float(qx, "query_x");
     same_float(qout, "query_out");
     if (qx.shape.rank != 3 || qx.shape[0] != d.tasks || qx.shape[2] != in) {
-      fail("fused_adapt: query_x must be (" + std::to_string(d.tasks) + ", rows, " +
-           std::to_string(in) + "), got " + shape_of(qx));
+      fail("fused_adapt: query_x must be (" + std::to_string(d.tasks) + ", rows, " + std::to_string(in) + "), got " +
+           shape_of(qx));
     }
     d.query_rows = qx.shape[1];
     if (qout.shape != Shape{d.tasks, d.query_rows, out}) {
-      fail("fused_adapt: query_out must be (" + std::to_string(d.tasks) + ", " +
-           std::to_string(d.query_rows) + ", " + std::to_string(out) + "), got " + shape_of(qout));
+      fail("fused_adapt: query_out must be (" + std::to_string(d.tasks) + ", " + std::to_string(d.query_rows) + ", " +
+           std::to_string(out) + "), got " + shape_of(qout));
     }
   }
   return d;
@@ -133,9 +132,14 @@ using RowC = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 template <class T>
 void activate(FusedActivation a, Matrix<T>& z) {
   switch (a) {
-    case FusedActivation::relu: z = z.cwiseMax(T(0)); return;
-    case FusedActivation::tanh: z = z.array().tanh().matrix(); return;
-    case FusedActivation::none: return;
+    case FusedActivation::relu:
+      z = z.cwiseMax(T(0));
+      return;
+    case FusedActivation::tanh:
+      z = z.array().tanh().matrix();
+      return;
+    case FusedActivation::none:
+      return;
   }
 }
 
@@ -143,16 +147,21 @@ void activate(FusedActivation a, Matrix<T>& z) {
 template <class T>
 void times_activation_grad(FusedActivation a, const Matrix<T>& h, Matrix<T>& d) {
   switch (a) {
-    case FusedActivation::relu: d = (h.array() > T(0)).select(d, T(0)); return;
-    case FusedActivation::tanh: d = d.cwiseProduct((T(1) - h.array().square()).matrix()); return;
-    case FusedActivation::none: return;
+    case FusedActivation::relu:
+      d = (h.array() > T(0)).select(d, T(0));
+      return;
+    case FusedActivation::tanh:
+      d = d.cwiseProduct((T(1) - h.array().square()).matrix());
+      return;
+    case FusedActivation::none:
+      return;
   }
 }
 
 // One task's MLP on flat parameters `p`: acts[l] (rows, sizes[l]) for l = 0..L (acts[L] = output).
 template <class T>
-void forward(const FusedAdaptConfig& c, const std::vector<std::int64_t>& offset, const T* p,
-             const T* x, std::int64_t rows, std::vector<Matrix<T>>& acts) {
+void forward(const FusedAdaptConfig& c, const std::vector<std::int64_t>& offset, const T* p, const T* x,
+             std::int64_t rows, std::vector<Matrix<T>>& acts) {
   const std::size_t layers = c.sizes.size() - 1;
   acts.resize(layers + 1);
   acts[0] = MapC<T>(x, rows, c.sizes[0]);
@@ -166,8 +175,8 @@ void forward(const FusedAdaptConfig& c, const std::vector<std::int64_t>& offset,
 }
 
 template <class T>
-void run(const FusedAdaptConfig& c, const Dims& d, const View& init, const View& rates,
-         const View& sx, const View& sy, const View& adapted, const View& qx, const View& qout) {
+void run(const FusedAdaptConfig& c, const Dims& d, const View& init, const View& rates, const View& sx, const View& sy,
+         const View& adapted, const View& qx, const View& qout) {
   const std::size_t layers = c.sizes.size() - 1;
   const std::int64_t P = d.params, n = d.rows, in = c.sizes.front(), out = c.sizes.back();
   std::vector<std::int64_t> offset(layers);  // start of W_l in the flat layout
@@ -194,8 +203,8 @@ void run(const FusedAdaptConfig& c, const Dims& d, const View& init, const View&
         for (std::int64_t r = 0; r < n; ++r) {
           const std::int64_t label = labels[r];
           if (label < 0 || label >= out) {
-            fail("fused_adapt: label " + std::to_string(label) + " of task " + std::to_string(t) +
-                 " row " + std::to_string(r) + " is outside [0, " + std::to_string(out) + ")");
+            fail("fused_adapt: label " + std::to_string(label) + " of task " + std::to_string(t) + " row " +
+                 std::to_string(r) + " is outside [0, " + std::to_string(out) + ")");
           }
           auto z = delta.row(r);
           const T m = z.maxCoeff();
@@ -205,8 +214,7 @@ void run(const FusedAdaptConfig& c, const Dims& d, const View& init, const View&
           z /= static_cast<T>(n);
         }
       } else {
-        delta = (delta - MapC<T>(sy.as<T>() + t * n * out, n, out)) *
-                (T(2) / static_cast<T>(n * out));
+        delta = (delta - MapC<T>(sy.as<T>() + t * n * out, n, out)) * (T(2) / static_cast<T>(n * out));
       }
       for (std::size_t l = layers; l-- > 0;) {
         const std::int64_t li = c.sizes[l], lo = c.sizes[l + 1];
@@ -252,8 +260,7 @@ std::size_t fused_shared_bytes(const FusedAdaptConfig& c, std::int64_t rows) {
   return static_cast<std::size_t>(floats) * sizeof(float);
 }
 
-bool fused_adapt_supported(const FusedAdaptConfig& config, std::int64_t rows, Device device,
-                           std::string* why) {
+bool fused_adapt_supported(const FusedAdaptConfig& config, std::int64_t rows, Device device, std::string* why) {
   try {
     check_config(config);
   } catch (const Error& e) {
@@ -281,9 +288,8 @@ bool fused_adapt_supported(const FusedAdaptConfig& config, std::int64_t rows, De
 }
 
 namespace cpu {
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out) {
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out) {
   const Dims d = check_views(config, init, rates, support_x, support_y, adapted, query_x, query_out);
   if (support_x.device != Device::cpu) fail("fused_adapt: the CPU reference got CUDA views");
   if (support_x.dtype == DType::f32) {
@@ -294,9 +300,8 @@ void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& r
 }
 }  // namespace cpu
 
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out) {
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out) {
   if (support_x.device == Device::cpu) {
     cpu::fused_adapt(config, init, rates, support_x, support_y, adapted, query_x, query_out);
     return;

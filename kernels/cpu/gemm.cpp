@@ -20,8 +20,7 @@ std::int64_t cols_of(const View& v) { return v.shape[v.shape.rank - 1]; }
 
 }  // namespace
 
-void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha,
-          double beta) {
+void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha, double beta) {
   with_float_type(c.dtype, "gemm", [&](auto tag) {
     using T = decltype(tag);
     const std::int64_t batch = batch_of(c);
@@ -34,16 +33,24 @@ void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& 
       MutMap<T> mc(c.as<T>() + t * c_step, rows_of(c), cols_of(c));
       const T al = static_cast<T>(alpha);
       if (beta == 0.0) {
-        if (!trans_a && !trans_b) mc.noalias() = al * (ma * mb);
-        else if (trans_a && !trans_b) mc.noalias() = al * (ma.transpose() * mb);
-        else if (!trans_a && trans_b) mc.noalias() = al * (ma * mb.transpose());
-        else mc.noalias() = al * (ma.transpose() * mb.transpose());
+        if (!trans_a && !trans_b)
+          mc.noalias() = al * (ma * mb);
+        else if (trans_a && !trans_b)
+          mc.noalias() = al * (ma.transpose() * mb);
+        else if (!trans_a && trans_b)
+          mc.noalias() = al * (ma * mb.transpose());
+        else
+          mc.noalias() = al * (ma.transpose() * mb.transpose());
       } else {
         mc *= static_cast<T>(beta);
-        if (!trans_a && !trans_b) mc.noalias() += al * (ma * mb);
-        else if (trans_a && !trans_b) mc.noalias() += al * (ma.transpose() * mb);
-        else if (!trans_a && trans_b) mc.noalias() += al * (ma * mb.transpose());
-        else mc.noalias() += al * (ma.transpose() * mb.transpose());
+        if (!trans_a && !trans_b)
+          mc.noalias() += al * (ma * mb);
+        else if (trans_a && !trans_b)
+          mc.noalias() += al * (ma.transpose() * mb);
+        else if (!trans_a && trans_b)
+          mc.noalias() += al * (ma * mb.transpose());
+        else
+          mc.noalias() += al * (ma.transpose() * mb.transpose());
       }
     }
   });

@@ -10,8 +10,8 @@ namespace {
 
 void check_index(std::int64_t index, std::int64_t rows, std::int64_t position, const char* op) {
   if (index < 0 || index >= rows) {
-    fail(std::string(op) + ": index " + std::to_string(index) + " at position " +
-         std::to_string(position) + " is outside [0, " + std::to_string(rows) + ")");
+    fail(std::string(op) + ": index " + std::to_string(index) + " at position " + std::to_string(position) +
+         " is outside [0, " + std::to_string(rows) + ")");
   }
 }
 
@@ -19,14 +19,12 @@ void check_index(std::int64_t index, std::int64_t rows, std::int64_t position, c
 
 void index_select_rows(const View& x, const View& index, const View& out) {
   const std::int64_t rows = x.shape[0];
-  const std::size_t row_bytes =
-      static_cast<std::size_t>(rows == 0 ? 0 : x.numel() / rows) * dtype_size(x.dtype);
+  const std::size_t row_bytes = static_cast<std::size_t>(rows == 0 ? 0 : x.numel() / rows) * dtype_size(x.dtype);
   const std::int64_t* idx = index.as<std::int64_t>();
   for (std::int64_t r = 0; r < index.numel(); ++r) {
     check_index(idx[r], rows, r, "index_select");
     std::memcpy(static_cast<char*>(out.data) + static_cast<std::size_t>(r) * row_bytes,
-                static_cast<const char*>(x.data) + static_cast<std::size_t>(idx[r]) * row_bytes,
-                row_bytes);
+                static_cast<const char*>(x.data) + static_cast<std::size_t>(idx[r]) * row_bytes, row_bytes);
   }
 }
 
@@ -45,8 +43,8 @@ void index_add_rows(const View& src, const View& index, const View& out) {
   });
 }
 
-void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start,
-                     int axis, std::int64_t len) {
+void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start, int axis,
+                     std::int64_t len) {
   std::int64_t outer = 1, inner = 1;
   for (int i = 0; i < axis; ++i) outer *= src.shape[i];
   for (int i = axis + 1; i < src.shape.rank; ++i) inner *= src.shape[i];
@@ -54,10 +52,8 @@ void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, s
   const std::int64_t src_len = src.shape[axis];
   const std::int64_t dst_len = dst.shape[axis];
   for (std::int64_t o = 0; o < outer; ++o) {
-    std::memcpy(static_cast<char*>(dst.data) +
-                    static_cast<std::size_t>((o * dst_len + dst_start) * inner) * elem,
-                static_cast<const char*>(src.data) +
-                    static_cast<std::size_t>((o * src_len + src_start) * inner) * elem,
+    std::memcpy(static_cast<char*>(dst.data) + static_cast<std::size_t>((o * dst_len + dst_start) * inner) * elem,
+                static_cast<const char*>(src.data) + static_cast<std::size_t>((o * src_len + src_start) * inner) * elem,
                 static_cast<std::size_t>(len * inner) * elem);
   }
 }

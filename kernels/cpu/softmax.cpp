@@ -59,8 +59,8 @@ void cross_entropy(const View& logits, const View& labels, const View& out) {
     for (std::int64_t r = 0; r < rows; ++r) {
       const T* in = logits.as<T>() + r * cols;
       if (lab[r] < 0 || lab[r] >= cols) {
-        fail("cross_entropy: label " + std::to_string(lab[r]) + " in row " + std::to_string(r) +
-             " is outside [0, " + std::to_string(cols) + ") (check the number of classes)");
+        fail("cross_entropy: label " + std::to_string(lab[r]) + " in row " + std::to_string(r) + " is outside [0, " +
+             std::to_string(cols) + ") (check the number of classes)");
       }
       T mx, rest;
       row_max_rest(in, cols, mx, rest);
@@ -79,8 +79,8 @@ void one_hot(const View& labels, const View& out) {
     T* y = out.as<T>();
     for (std::int64_t r = 0; r < rows; ++r) {
       if (lab[r] < 0 || lab[r] >= cols) {
-        fail("one_hot: label " + std::to_string(lab[r]) + " in row " + std::to_string(r) +
-             " is outside [0, " + std::to_string(cols) + ")");
+        fail("one_hot: label " + std::to_string(lab[r]) + " in row " + std::to_string(r) + " is outside [0, " +
+             std::to_string(cols) + ")");
       }
       for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] = c == lab[r] ? T(1) : T(0);
     }

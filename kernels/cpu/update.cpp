@@ -31,9 +31,8 @@ void sgd_update_rates(const View& theta, const View& grad, const View& lr, const
   });
 }
 
-void adam_update(const View& param, const View& grad, const View& m, const View& v, double lr,
-                 double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
-                 bool decoupled) {
+void adam_update(const View& param, const View& grad, const View& m, const View& v, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, std::int64_t step, bool decoupled) {
   with_float_type(param.dtype, "adam_update", [&](auto tag) {
     using T = decltype(tag);
     T* p = param.as<T>();
@@ -49,8 +48,10 @@ void adam_update(const View& param, const View& grad, const View& m, const View&
     for (std::int64_t i = 0; i < n; ++i) {
       T gi = g[i];
       T pi = p[i];
-      if (decoupled) pi *= decay;
-      else gi += wd * pi;
+      if (decoupled)
+        pi *= decay;
+      else
+        gi += wd * pi;
       pm[i] = b1 * pm[i] + (T(1) - b1) * gi;
       pv[i] = b2 * pv[i] + (T(1) - b2) * gi * gi;
       p[i] = pi - rate * (pm[i] / bias1) / (std::sqrt(pv[i] / bias2) + e);

@@ -41,9 +41,8 @@ void* CachingAllocator::allocate(std::size_t bytes) {
     }
     if (status != cudaSuccess) {
       throw_cuda_error(status, __FILE__, __LINE__, "allocate",
-                       std::to_string(bytes) + " bytes requested, " +
-                           std::to_string(stats_.bytes_in_use) + " in use, " +
-                           std::to_string(stats_.bytes_cached) +
+                       std::to_string(bytes) + " bytes requested, " + std::to_string(stats_.bytes_in_use) +
+                           " in use, " + std::to_string(stats_.bytes_cached) +
                            " cached; free tensors or reduce the meta-batch");
     }
     ++stats_.device_allocations;

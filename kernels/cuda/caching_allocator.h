@@ -25,9 +25,9 @@
 namespace metatape::kernels::cuda {
 
 struct AllocatorStats {
-  std::size_t bytes_in_use = 0;       // size-class bytes of live blocks
-  std::size_t peak_bytes_in_use = 0;  // since construction or reset_peak()
-  std::size_t bytes_cached = 0;       // size-class bytes of free blocks kept for reuse
+  std::size_t bytes_in_use = 0;          // size-class bytes of live blocks
+  std::size_t peak_bytes_in_use = 0;     // since construction or reset_peak()
+  std::size_t bytes_cached = 0;          // size-class bytes of free blocks kept for reuse
   std::uint64_t device_allocations = 0;  // cudaMalloc calls
   std::uint64_t cache_hits = 0;          // allocate() served from the cache
   std::uint64_t live_blocks = 0;

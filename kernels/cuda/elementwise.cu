@@ -15,31 +15,48 @@ namespace {
 template <class T>
 __device__ inline T apply_unary(UnaryOp op, T x, T a, T b) {
   switch (op) {
-    case UnaryOp::affine: return a * x + b;
-    case UnaryOp::exp: return exp(x);
-    case UnaryOp::log: return log(x);
-    case UnaryOp::sqrt: return sqrt(x);
-    case UnaryOp::square: return x * x;
-    case UnaryOp::abs: return fabs(x);
-    case UnaryOp::sign: return static_cast<T>((x > T(0)) - (x < T(0)));
-    case UnaryOp::pow: return pow(x, a);
-    case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::leaky_relu: return x > T(0) ? x : a * x;
-    case UnaryOp::elu: return x > T(0) ? x : a * expm1(x);
-    case UnaryOp::tanh: return tanh(x);
-    case UnaryOp::sigmoid: return T(1) / (T(1) + exp(-x));
-    case UnaryOp::softplus: return (x < T(0) ? T(0) : x) + log1p(exp(-fabs(x)));
+    case UnaryOp::affine:
+      return a * x + b;
+    case UnaryOp::exp:
+      return exp(x);
+    case UnaryOp::log:
+      return log(x);
+    case UnaryOp::sqrt:
+      return sqrt(x);
+    case UnaryOp::square:
+      return x * x;
+    case UnaryOp::abs:
+      return fabs(x);
+    case UnaryOp::sign:
+      return static_cast<T>((x > T(0)) - (x < T(0)));
+    case UnaryOp::pow:
+      return pow(x, a);
+    case UnaryOp::relu:
+      return x > T(0) ? x : T(0);
+    case UnaryOp::leaky_relu:
+      return x > T(0) ? x : a * x;
+    case UnaryOp::elu:
+      return x > T(0) ? x : a * expm1(x);
+    case UnaryOp::tanh:
+      return tanh(x);
+    case UnaryOp::sigmoid:
+      return T(1) / (T(1) + exp(-x));
+    case UnaryOp::softplus:
+      return (x < T(0) ? T(0) : x) + log1p(exp(-fabs(x)));
     case UnaryOp::gelu: {
       const T c = T(0.7978845608028654);  // sqrt(2 / pi)
       return T(0.5) * x * (T(1) + tanh(c * (x + T(0.044715) * x * x * x)));
     }
-    case UnaryOp::step: return x > a ? T(1) : T(0);
-    case UnaryOp::in_range: return (x > a && x < b) ? T(1) : T(0);
+    case UnaryOp::step:
+      return x > a ? T(1) : T(0);
+    case UnaryOp::in_range:
+      return (x > a && x < b) ? T(1) : T(0);
     case UnaryOp::clamp: {  // std::min(std::max(x, a), b), NaN behaviour included
       const T lo = x < a ? a : x;
       return b < lo ? b : lo;
     }
-    case UnaryOp::reciprocal: return T(1) / x;
+    case UnaryOp::reciprocal:
+      return T(1) / x;
   }
   return x;
 }
@@ -47,15 +64,23 @@ __device__ inline T apply_unary(UnaryOp op, T x, T a, T b) {
 template <class T>
 __device__ inline T apply_binary(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div: return a / b;
+    case BinaryOp::add:
+      return a + b;
+    case BinaryOp::sub:
+      return a - b;
+    case BinaryOp::mul:
+      return a * b;
+    case BinaryOp::div:
+      return a / b;
     // std::max semantics of the CPU reference: max(a, b) = a < b ? b : a (NaN in a propagates).
-    case BinaryOp::maximum: return a < b ? b : a;
-    case BinaryOp::minimum: return b < a ? b : a;
-    case BinaryOp::equal: return a == b ? T(1) : T(0);
-    case BinaryOp::greater: return a > b ? T(1) : T(0);
+    case BinaryOp::maximum:
+      return a < b ? b : a;
+    case BinaryOp::minimum:
+      return b < a ? b : a;
+    case BinaryOp::equal:
+      return a == b ? T(1) : T(0);
+    case BinaryOp::greater:
+      return a > b ? T(1) : T(0);
   }
   return a;
 }
@@ -65,8 +90,7 @@ __global__ void unary_kernel(UnaryOp op, const T* x, T* y, long long n, T a, T b
   METATAPE_GRID_LOOP(i, n) y[i] = apply_unary(op, x[i], a, b);
 }
 
-__global__ void unary_vec4_kernel(UnaryOp op, const float4* x, float4* y, long long n4, float a,
-                                  float b) {
+__global__ void unary_vec4_kernel(UnaryOp op, const float4* x, float4* y, long long n4, float a, float b) {
   METATAPE_GRID_LOOP(i, n4) {
     float4 v = x[i];
     v.x = apply_unary(op, v.x, a, b);
@@ -78,8 +102,8 @@ __global__ void unary_vec4_kernel(UnaryOp op, const float4* x, float4* y, long l
 }
 
 // b_scalar: b is one float broadcast to every element (read once per thread).
-__global__ void binary_vec4_kernel(BinaryOp op, const float4* a, const float4* b, const float* b_scalar,
-                                   float4* out, long long n4) {
+__global__ void binary_vec4_kernel(BinaryOp op, const float4* a, const float4* b, const float* b_scalar, float4* out,
+                                   long long n4) {
   METATAPE_GRID_LOOP(i, n4) {
     const float4 va = a[i];
     float4 vb;
@@ -89,8 +113,8 @@ __global__ void binary_vec4_kernel(BinaryOp op, const float4* a, const float4* b
     } else {
       vb = b[i];
     }
-    out[i] = make_float4(apply_binary(op, va.x, vb.x), apply_binary(op, va.y, vb.y),
-                         apply_binary(op, va.z, vb.z), apply_binary(op, va.w, vb.w));
+    out[i] = make_float4(apply_binary(op, va.x, vb.x), apply_binary(op, va.y, vb.y), apply_binary(op, va.z, vb.z),
+                         apply_binary(op, va.w, vb.w));
   }
 }
 
@@ -98,8 +122,7 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 
 // mode 0: a and b have out's shape; 1: b is one element; 2: a is one element; 3: broadcast map.
 template <class T>
-__global__ void binary_kernel(BinaryOp op, const T* a, const T* b, T* out, long long n, int mode,
-                              BroadcastMap map) {
+__global__ void binary_kernel(BinaryOp op, const T* a, const T* b, T* out, long long n, int mode, BroadcastMap map) {
   METATAPE_GRID_LOOP(i, n) {
     T va, vb;
     if (mode == 0) {
@@ -131,8 +154,7 @@ __global__ void broadcast_kernel(const T* x, T* out, long long n, BroadcastMap m
 }
 
 template <class T>
-__global__ void where_kernel(const T* mask, const T* a, const T* b, T* out, long long n,
-                             BroadcastMap map) {
+__global__ void where_kernel(const T* mask, const T* a, const T* b, T* out, long long n, BroadcastMap map) {
   METATAPE_GRID_LOOP(i, n) {
     long long off[3];
     broadcast_offsets(map, i, 3, off);
@@ -150,13 +172,13 @@ void unary(UnaryOp op, const View& x, const View& out, double alpha, double beta
     if constexpr (std::is_same_v<T, float>) {
       if (n % 4 == 0 && aligned16(x.data) && aligned16(out.data)) {
         unary_vec4_kernel<<<blocks_for(n / 4), block_threads, 0, current_stream()>>>(
-            op, static_cast<const float4*>(x.data), static_cast<float4*>(out.data), n / 4,
-            static_cast<float>(alpha), static_cast<float>(beta));
+            op, static_cast<const float4*>(x.data), static_cast<float4*>(out.data), n / 4, static_cast<float>(alpha),
+            static_cast<float>(beta));
         return;
       }
     }
-    unary_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(
-        op, x.as<T>(), out.as<T>(), n, static_cast<T>(alpha), static_cast<T>(beta));
+    unary_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(op, x.as<T>(), out.as<T>(), n,
+                                                                           static_cast<T>(alpha), static_cast<T>(beta));
   });
   METATAPE_CUDA_LAUNCH_CHECK(unary_op_name(op), &x, &out);
 }
@@ -165,9 +187,12 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
   const long long n = out.numel();
   if (n == 0) return;
   int mode = 3;
-  if (a.shape == out.shape && b.shape == out.shape) mode = 0;
-  else if (a.shape == out.shape && b.numel() == 1) mode = 1;
-  else if (b.shape == out.shape && a.numel() == 1) mode = 2;
+  if (a.shape == out.shape && b.shape == out.shape)
+    mode = 0;
+  else if (a.shape == out.shape && b.numel() == 1)
+    mode = 1;
+  else if (b.shape == out.shape && a.numel() == 1)
+    mode = 2;
   const BroadcastMap map = mode == 3 ? broadcast_map(out.shape, {&a.shape, &b.shape}) : BroadcastMap{};
   with_float_type(out.dtype, binary_op_name(op), [&](auto tag) {
     using T = decltype(tag);
@@ -176,13 +201,12 @@ void binary(BinaryOp op, const View& a, const View& b, const View& out) {
           (mode == 1 || aligned16(b.data))) {
         binary_vec4_kernel<<<blocks_for(n / 4), block_threads, 0, current_stream()>>>(
             op, static_cast<const float4*>(a.data), static_cast<const float4*>(b.data),
-            mode == 1 ? static_cast<const float*>(b.data) : nullptr, static_cast<float4*>(out.data),
-            n / 4);
+            mode == 1 ? static_cast<const float*>(b.data) : nullptr, static_cast<float4*>(out.data), n / 4);
         return;
       }
     }
-    binary_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(
-        op, a.as<T>(), b.as<T>(), out.as<T>(), n, mode, map);
+    binary_kernel<T>
+        <<<blocks_for(n), block_threads, 0, current_stream()>>>(op, a.as<T>(), b.as<T>(), out.as<T>(), n, mode, map);
   });
   METATAPE_CUDA_LAUNCH_CHECK(binary_op_name(op), &a, &b, &out);
 }
@@ -193,8 +217,7 @@ void broadcast_to(const View& x, const View& out) {
   const BroadcastMap map = broadcast_map(out.shape, {&x.shape});
   with_float_type(out.dtype, "expand", [&](auto tag) {
     using T = decltype(tag);
-    broadcast_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(x.as<T>(), out.as<T>(),
-                                                                                n, map);
+    broadcast_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(x.as<T>(), out.as<T>(), n, map);
   });
   METATAPE_CUDA_LAUNCH_CHECK("expand", &x, &out);
 }
@@ -205,8 +228,8 @@ void where(const View& mask, const View& a, const View& b, const View& out) {
   const BroadcastMap map = broadcast_map(out.shape, {&a.shape, &b.shape, &mask.shape});
   with_float_type(out.dtype, "where", [&](auto tag) {
     using T = decltype(tag);
-    where_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(
-        mask.as<T>(), a.as<T>(), b.as<T>(), out.as<T>(), n, map);
+    where_kernel<T><<<blocks_for(n), block_threads, 0, current_stream()>>>(mask.as<T>(), a.as<T>(), b.as<T>(),
+                                                                           out.as<T>(), n, map);
   });
   METATAPE_CUDA_LAUNCH_CHECK("where", &mask, &a, &b, &out);
 }

@@ -37,9 +37,9 @@ constexpr int max_layers = fused_max_sizes - 1;
 struct FusedLayout {
   int layers = 0;
   int sizes[fused_max_sizes] = {};
-  int ld[fused_max_sizes] = {};    // padded strides of act[l] and of W_l's rows (ld[l] = sizes[l] | 1)
-  int w_off[max_layers] = {};      // shared offset of W_l; b_l follows at w_off + out * ld[l]
-  int g_off[max_layers] = {};      // offset of W_l in the flat (unpadded) parameter row
+  int ld[fused_max_sizes] = {};       // padded strides of act[l] and of W_l's rows (ld[l] = sizes[l] | 1)
+  int w_off[max_layers] = {};         // shared offset of W_l; b_l follows at w_off + out * ld[l]
+  int g_off[max_layers] = {};         // offset of W_l in the flat (unpadded) parameter row
   int act_off[fused_max_sizes] = {};  // act[0] = X, act[l] = H_l (l = 1..L-1)
   int da_off = 0, db_off = 0, ldd = 0;
   int rows = 0, query_rows = 0, params = 0;
@@ -120,9 +120,8 @@ __device__ void forward_rows(const FusedLayout& p, float* sm, int count, Last la
       float* h = sm + p.act_off[l + 1];
       const int ldo = p.ld[l + 1];
       const int activation = p.activation;
-      block_gemm<4, 2>(count, out, in, a, b, [=](int m, int n, float v) {
-        h[m * ldo + n] = act_fn(activation, v + bias[n]);
-      });
+      block_gemm<4, 2>(count, out, in, a, b,
+                       [=](int m, int n, float v) { h[m * ldo + n] = act_fn(activation, v + bias[n]); });
     } else {
       block_gemm<4, 2>(count, out, in, a, b, [=](int m, int n, float v) { last(m, n, v + bias[n]); });
     }
@@ -134,8 +133,7 @@ __global__ void __launch_bounds__(fused_block)
     fused_adapt_kernel(FusedLayout p, const float* __restrict__ init, const float* __restrict__ rates,
                        const float* __restrict__ support_x, const long long* __restrict__ labels,
                        const float* __restrict__ targets, float* __restrict__ adapted,
-                       const float* __restrict__ query_x, float* __restrict__ query_out,
-                       DeviceErrorRecord* error) {
+                       const float* __restrict__ query_x, float* __restrict__ query_out, DeviceErrorRecord* error) {
   extern __shared__ float sm[];
   const long long task = blockIdx.x;
   const int rows = p.rows;
@@ -169,8 +167,8 @@ __global__ void __launch_bounds__(fused_block)
         float* z = da + r * ldd;
         const long long label = labels[task * rows + r];
         if (label < 0 || label >= out_l) {
-          report_device_error(error, DeviceErrorCode::label_out_of_range, DeviceErrorOp::cross_entropy,
-                              label, task * rows + r, out_l);
+          report_device_error(error, DeviceErrorCode::label_out_of_range, DeviceErrorOp::cross_entropy, label,
+                              task * rows + r, out_l);
           for (int c = 0; c < out_l; ++c) z[c] = quiet_nan<float>();
           continue;
         }
@@ -212,8 +210,7 @@ __global__ void __launch_bounds__(fused_block)
       const float lr = p.lr;
       const float* rw = p.has_rates ? rates + p.g_off[l] : nullptr;
       block_gemm<4, 4>(
-          out, in, rows, [=](int j, int r) { return dcur[r * ldd + j]; },
-          [=](int r, int n) { return x[r * ldi + n]; },
+          out, in, rows, [=](int j, int r) { return dcur[r * ldd + j]; }, [=](int r, int n) { return x[r * ldi + n]; },
           [=](int j, int n, float v) { w[j * ldi + n] -= (rw ? rw[j * in + n] : lr) * v; });
       for (int j = threadIdx.x; j < out; j += blockDim.x) {
         float sb = 0.f;
@@ -264,16 +261,15 @@ std::size_t fused_max_shared_bytes() {
   static std::size_t bytes = [] {
     int device = 0, value = 0;
     METATAPE_CUDA_CHECK(cudaGetDevice(&device), "fused_adapt", "cudaGetDevice");
-    METATAPE_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-                        "fused_adapt", "cudaDevAttrMaxSharedMemoryPerBlockOptin");
+    METATAPE_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "fused_adapt",
+                        "cudaDevAttrMaxSharedMemoryPerBlockOptin");
     return static_cast<std::size_t>(value);
   }();
   return bytes;
 }
 
-void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates,
-                 const View& support_x, const View& support_y, const View& adapted,
-                 const View& query_x, const View& query_out) {
+void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& rates, const View& support_x,
+                 const View& support_y, const View& adapted, const View& query_x, const View& query_out) {
   // Views were checked by the dispatch point (kernels/cpu/fused_adapt.cpp).
   FusedLayout p;
   p.layers = static_cast<int>(config.sizes.size()) - 1;
@@ -317,23 +313,24 @@ void fused_adapt(const FusedAdaptConfig& config, const View& init, const View& r
   }
   const std::size_t limit = fused_max_shared_bytes();
   if (shared > limit) {
-    fail("fused_adapt: needs " + std::to_string(shared) + " bytes of shared memory per block, the "
-         "device allows " + std::to_string(limit) + " (use fewer support rows or the batched path)");
+    fail("fused_adapt: needs " + std::to_string(shared) +
+         " bytes of shared memory per block, the "
+         "device allows " +
+         std::to_string(limit) + " (use fewer support rows or the batched path)");
   }
   if (tasks > 0x7fffffff) fail("fused_adapt: more than 2^31 - 1 tasks in one launch");
   static std::once_flag opt_in;
   std::call_once(opt_in, [&] {
-    METATAPE_CUDA_CHECK(cudaFuncSetAttribute(fused_adapt_kernel,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(limit)),
-                        "fused_adapt", "cudaFuncAttributeMaxDynamicSharedMemorySize");
+    METATAPE_CUDA_CHECK(
+        cudaFuncSetAttribute(fused_adapt_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(limit)),
+        "fused_adapt", "cudaFuncAttributeMaxDynamicSharedMemorySize");
   });
   const bool ce = config.loss == FusedLoss::cross_entropy;
   fused_adapt_kernel<<<static_cast<unsigned>(tasks), fused_block, shared, current_stream()>>>(
       p, init.as<float>(), rates.data ? rates.as<float>() : nullptr, support_x.as<float>(),
-      ce ? support_y.as<long long>() : nullptr, ce ? nullptr : support_y.as<float>(),
-      adapted.as<float>(), query_x.data ? query_x.as<float>() : nullptr,
-      query_out.data ? query_out.as<float>() : nullptr, device_error_record());
+      ce ? support_y.as<long long>() : nullptr, ce ? nullptr : support_y.as<float>(), adapted.as<float>(),
+      query_x.data ? query_x.as<float>() : nullptr, query_out.data ? query_out.as<float>() : nullptr,
+      device_error_record());
   METATAPE_CUDA_LAUNCH_CHECK("fused_adapt", &support_x, &adapted);
 }
 

@@ -25,9 +25,8 @@ constexpr std::size_t cublas_workspace_bytes = std::size_t{4} << 20;
 
 void check_cublas(cublasStatus_t status, int line, const char* what, const std::string& detail) {
   if (status != CUBLAS_STATUS_SUCCESS) {
-    fail(std::string("matmul: cuBLAS error ") + cublasGetStatusName(status) + " (" +
-         cublasGetStatusString(status) + ") in " + what + " at " + __FILE__ + ":" +
-         std::to_string(line) + " [" + detail + "]");
+    fail(std::string("matmul: cuBLAS error ") + cublasGetStatusName(status) + " (" + cublasGetStatusString(status) +
+         ") in " + what + " at " + __FILE__ + ":" + std::to_string(line) + " [" + detail + "]");
   }
 }
 
@@ -48,8 +47,7 @@ cublasHandle_t blas_for(cudaStream_t stream) {
     if (ws == nullptr) {
       METATAPE_CUDA_CHECK(cudaMalloc(&ws, cublas_workspace_bytes), "matmul", "cuBLAS workspace");
     }
-    check_cublas(cublasSetWorkspace(b.handle, ws, cublas_workspace_bytes), __LINE__,
-                 "cublasSetWorkspace", "workspace");
+    check_cublas(cublasSetWorkspace(b.handle, ws, cublas_workspace_bytes), __LINE__, "cublasSetWorkspace", "workspace");
     b.stream = stream;
     b.bound = true;
   }
@@ -62,33 +60,29 @@ long long cols_of(const View& v) { return v.shape[v.shape.rank - 1]; }
 
 int as_int(long long v, const std::string& detail) {
   if (v > INT_MAX) {
-    fail("matmul: dimension " + std::to_string(v) + " is over cuBLAS's limit of " +
-         std::to_string(INT_MAX) + " [" + detail + "]");
+    fail("matmul: dimension " + std::to_string(v) + " is over cuBLAS's limit of " + std::to_string(INT_MAX) + " [" +
+         detail + "]");
   }
   return static_cast<int>(v);
 }
 
-cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                         int k, const float* alpha, const float* a, int lda, long long sa,
-                         const float* b, int ldb, long long sb, const float* beta, float* c, int ldc,
-                         long long sc, int batch) {
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const float* alpha, const float* a, int lda, long long sa, const float* b, int ldb,
+                         long long sb, const float* beta, float* c, int ldc, long long sc, int batch) {
   if (batch == 1) return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
-                                   batch);
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
 }
 
-cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                         int k, const double* alpha, const double* a, int lda, long long sa,
-                         const double* b, int ldb, long long sb, const double* beta, double* c,
-                         int ldc, long long sc, int batch) {
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const double* alpha, const double* a, int lda, long long sa, const double* b, int ldb,
+                         long long sb, const double* beta, double* c, int ldc, long long sc, int batch) {
   if (batch == 1) return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc,
-                                   batch);
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
 }
 
 template <class T>
-__global__ void pairwise_sqdist_kernel(const T* a, const T* b, T* out, long long batch, long long n,
-                                       long long m, long long d, long long a_step, long long b_step) {
+__global__ void pairwise_sqdist_kernel(const T* a, const T* b, T* out, long long batch, long long n, long long m,
+                                       long long d, long long a_step, long long b_step) {
   METATAPE_GRID_LOOP(i, batch * n * m) {
     const long long t = i / (n * m);
     const long long row = (i / m) % n;
@@ -106,14 +100,13 @@ __global__ void pairwise_sqdist_kernel(const T* a, const T* b, T* out, long long
 
 }  // namespace
 
-void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha,
-          double beta) {
+void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& c, double alpha, double beta) {
   auto detail = [&] {
-    return "a " + a.shape.str() + (trans_a ? "^T" : "") + ", b " + b.shape.str() +
-           (trans_b ? "^T" : "") + ", c " + c.shape.str() + " " + dtype_name(c.dtype);
+    return "a " + a.shape.str() + (trans_a ? "^T" : "") + ", b " + b.shape.str() + (trans_b ? "^T" : "") + ", c " +
+           c.shape.str() + " " + dtype_name(c.dtype);
   };
-  if (a.shape.rank < 2 || a.shape.rank > 3 || b.shape.rank < 2 || b.shape.rank > 3 ||
-      c.shape.rank < 2 || c.shape.rank > 3) {
+  if (a.shape.rank < 2 || a.shape.rank > 3 || b.shape.rank < 2 || b.shape.rank > 3 || c.shape.rank < 2 ||
+      c.shape.rank > 3) {
     fail("matmul: operands must have rank 2 or 3 [" + detail() + "]");
   }
   long long m = trans_a ? cols_of(a) : rows_of(a);
@@ -147,8 +140,8 @@ void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& 
     const T al = static_cast<T>(alpha);
     const T be = static_cast<T>(beta);
     // Column-major: C^T (n x m) = op_b(B^T) (n x k) * op_a(A^T) (k x m).
-    check_cublas(gemm_call(handle, op_b, op_a, in, im, ik, &al, b.as<T>(), ldb, sb, a.as<T>(), lda, sa,
-                           &be, c.as<T>(), in, sc, ib),
+    check_cublas(gemm_call(handle, op_b, op_a, in, im, ik, &al, b.as<T>(), ldb, sb, a.as<T>(), lda, sa, &be, c.as<T>(),
+                           in, sc, ib),
                  __LINE__, batch == 1 ? "gemm" : "gemm_strided_batched", detail());
   });
 }

@@ -93,11 +93,11 @@ cudaGraph_t GraphCache::capture(Entry& entry, const std::function<void()>& body)
   return graph;
 }
 
-void GraphCache::run(const std::string& config, const std::vector<View>& bindings,
-                     const std::function<void()>& body) {
+void GraphCache::run(const std::string& config, const std::vector<View>& bindings, const std::function<void()>& body) {
   for (const View& v : bindings) {
     if (v.device != Device::cuda) {
-      fail("graph: binding " + v.shape.str() + " is on the CPU; a CUDA graph only binds device "
+      fail("graph: binding " + v.shape.str() +
+           " is on the CPU; a CUDA graph only binds device "
            "buffers (copy host data into a device tensor outside the graph)");
     }
   }

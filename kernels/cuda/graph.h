@@ -69,8 +69,7 @@ class GraphCache {
   GraphCache(const GraphCache&) = delete;
   GraphCache& operator=(const GraphCache&) = delete;
 
-  void run(const std::string& config, const std::vector<View>& bindings,
-           const std::function<void()>& body);
+  void run(const std::string& config, const std::vector<View>& bindings, const std::function<void()>& body);
   // Destroys every executable graph and private stream (waits for the device first).
   void clear();
   std::size_t size() const { return entries_.size(); }

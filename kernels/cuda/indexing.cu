@@ -14,16 +14,15 @@ namespace {
 
 // E: an unsigned integer type of the element's size (rows are moved bit for bit).
 template <class E>
-__global__ void index_select_kernel(const E* x, const long long* index, E* out, long long n_index,
-                                    long long rows, long long width, DeviceErrorRecord* record) {
+__global__ void index_select_kernel(const E* x, const long long* index, E* out, long long n_index, long long rows,
+                                    long long width, DeviceErrorRecord* record) {
   METATAPE_GRID_LOOP(i, n_index * width) {
     const long long r = i / width;
     const long long k = i % width;
     const long long src = index[r];
     if (src < 0 || src >= rows) {
       if (k == 0) {
-        report_device_error(record, DeviceErrorCode::index_out_of_range, DeviceErrorOp::index_select,
-                            src, r, rows);
+        report_device_error(record, DeviceErrorCode::index_out_of_range, DeviceErrorOp::index_select, src, r, rows);
       }
       out[i] = ~E(0);  // all bits set: NaN in f32 and f64, -1 in i64
     } else {
@@ -34,13 +33,12 @@ __global__ void index_select_kernel(const E* x, const long long* index, E* out, 
 
 // Block x-dim: columns k of one output row; the grid walks the output rows.
 template <class T>
-__global__ void index_add_kernel(const T* src, const long long* index, T* out, long long n_index,
-                                 long long rows, long long width, DeviceErrorRecord* record) {
+__global__ void index_add_kernel(const T* src, const long long* index, T* out, long long n_index, long long rows,
+                                 long long width, DeviceErrorRecord* record) {
   if (blockIdx.x == 0 && blockIdx.y == 0) {
     for (long long r = threadIdx.x; r < n_index; r += blockDim.x) {
       if (index[r] < 0 || index[r] >= rows) {
-        report_device_error(record, DeviceErrorCode::index_out_of_range, DeviceErrorOp::index_add,
-                            index[r], r, rows);
+        report_device_error(record, DeviceErrorCode::index_out_of_range, DeviceErrorOp::index_add, index[r], r, rows);
       }
     }
   }
@@ -79,7 +77,7 @@ __global__ void transpose_kernel(const E* x, E* out, long long batch, long long 
         __syncthreads();
         const long long oc = ty * tile + threadIdx.x;  // output column = input row
         for (int j = threadIdx.y; j < tile; j += tile_rows) {
-          const long long orow = tx * tile + j;       // output row = input column
+          const long long orow = tx * tile + j;  // output row = input column
           if (orow < cols && oc < rows) o[orow * rows + oc] = buffer[threadIdx.x][j];
         }
         __syncthreads();
@@ -90,8 +88,10 @@ __global__ void transpose_kernel(const E* x, E* out, long long batch, long long 
 
 template <class Fn>
 void with_element_bits(DType dtype, Fn&& fn) {
-  if (dtype_size(dtype) == 4) fn(std::uint32_t{});
-  else fn(std::uint64_t{});
+  if (dtype_size(dtype) == 4)
+    fn(std::uint32_t{});
+  else
+    fn(std::uint64_t{});
 }
 
 }  // namespace
@@ -106,8 +106,8 @@ void index_select_rows(const View& x, const View& index, const View& out) {
   with_element_bits(x.dtype, [&](auto tag) {
     using E = decltype(tag);
     index_select_kernel<E><<<blocks_for(n_index * width), block_threads, 0, current_stream()>>>(
-        static_cast<const E*>(x.data), reinterpret_cast<const long long*>(index.data),
-        static_cast<E*>(out.data), n_index, rows, width, record);
+        static_cast<const E*>(x.data), reinterpret_cast<const long long*>(index.data), static_cast<E*>(out.data),
+        n_index, rows, width, record);
   });
   METATAPE_CUDA_LAUNCH_CHECK("index_select", &x, &index, &out);
 }
@@ -124,14 +124,13 @@ void index_add_rows(const View& src, const View& index, const View& out) {
   with_float_type(out.dtype, "index_add", [&](auto tag) {
     using T = decltype(tag);
     index_add_kernel<T><<<grid, threads, 0, current_stream()>>>(
-        src.as<T>(), reinterpret_cast<const long long*>(index.data), out.as<T>(), n_index, rows, width,
-        record);
+        src.as<T>(), reinterpret_cast<const long long*>(index.data), out.as<T>(), n_index, rows, width, record);
   });
   METATAPE_CUDA_LAUNCH_CHECK("index_add", &src, &index, &out);
 }
 
-void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start,
-                     int axis, std::int64_t len) {
+void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, std::int64_t dst_start, int axis,
+                     std::int64_t len) {
   long long outer = 1, inner = 1;
   for (int i = 0; i < axis; ++i) outer *= src.shape[i];
   for (int i = axis + 1; i < src.shape.rank; ++i) inner *= src.shape[i];
@@ -145,8 +144,7 @@ void copy_axis_block(const View& src, std::int64_t src_start, const View& dst, s
   METATAPE_CUDA_CHECK(cudaMemcpy2DAsync(d, dst_pitch, s, src_pitch, width, static_cast<std::size_t>(outer),
                                         cudaMemcpyDeviceToDevice, current_stream()),
                       "copy_axis_block",
-                      shapes_of({&src, &dst}) + ", axis " + std::to_string(axis) + ", len " +
-                          std::to_string(len));
+                      shapes_of({&src, &dst}) + ", axis " + std::to_string(axis) + ", len " + std::to_string(len));
 }
 
 void transpose_last2(const View& x, const View& out) {
@@ -163,8 +161,7 @@ void transpose_last2(const View& x, const View& out) {
   with_element_bits(x.dtype, [&](auto tag) {
     using E = decltype(tag);
     transpose_kernel<E><<<grid, threads, 0, current_stream()>>>(static_cast<const E*>(x.data),
-                                                                static_cast<E*>(out.data), batch, rows,
-                                                                cols);
+                                                                static_cast<E*>(out.data), batch, rows, cols);
   });
   METATAPE_CUDA_LAUNCH_CHECK("transpose", &x, &out);
 }

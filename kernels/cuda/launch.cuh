@@ -19,8 +19,8 @@ constexpr int block_threads = 256;
 constexpr std::int64_t max_blocks = 65535;
 
 // for (long long i = global thread index; i < n; i += total threads)
-#define METATAPE_GRID_LOOP(i, n)                                                                  \
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n);     \
+#define METATAPE_GRID_LOOP(i, n)                                                             \
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<long long>(gridDim.x) * blockDim.x)
 
 inline unsigned blocks_for(std::int64_t n, int threads = block_threads) {
@@ -31,9 +31,14 @@ inline unsigned blocks_for(std::int64_t n, int threads = block_threads) {
 template <class Fn>
 void with_float_type(DType dtype, const char* op, Fn&& fn) {
   switch (dtype) {
-    case DType::f32: fn(float{}); return;
-    case DType::f64: fn(double{}); return;
-    case DType::i64: break;
+    case DType::f32:
+      fn(float{});
+      return;
+    case DType::f64:
+      fn(double{});
+      return;
+    case DType::i64:
+      break;
   }
   fail(std::string(op) + ": needs an f32 or f64 tensor, got " + dtype_name(dtype));
 }
@@ -77,8 +82,7 @@ inline BroadcastMap broadcast_map(const Shape& out, std::initializer_list<const 
   return m;
 }
 
-__device__ inline void broadcast_offsets(const BroadcastMap& m, long long o, int count,
-                                         long long* off) {
+__device__ inline void broadcast_offsets(const BroadcastMap& m, long long o, int count, long long* off) {
   long long c3 = o % m.dims[3];
   long long rest = o / m.dims[3];
   long long c2 = rest % m.dims[2];
@@ -120,9 +124,8 @@ __device__ inline T block_sum(T v, T* scratch) {
 }
 
 // First error wins; the host fetches the record at its next synchronisation.
-__device__ inline void report_device_error(DeviceErrorRecord* record, DeviceErrorCode code,
-                                           DeviceErrorOp op, long long value, long long position,
-                                           long long bound) {
+__device__ inline void report_device_error(DeviceErrorRecord* record, DeviceErrorCode code, DeviceErrorOp op,
+                                           long long value, long long position, long long bound) {
   if (atomicCAS(&record->code, 0, -1) == 0) {
     record->op = static_cast<int>(op);
     record->value = value;

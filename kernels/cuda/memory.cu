@@ -51,8 +51,7 @@ int staging_slot() {
   if (s.buffer[k] == nullptr) {
     METATAPE_CUDA_CHECK(cudaHostAlloc(&s.buffer[k], staging_bytes, cudaHostAllocPortable), "copy",
                         "pinned staging slot of " + std::to_string(staging_bytes) + " bytes");
-    METATAPE_CUDA_CHECK(cudaEventCreateWithFlags(&s.done[k], cudaEventDisableTiming), "copy",
-                        "staging event");
+    METATAPE_CUDA_CHECK(cudaEventCreateWithFlags(&s.done[k], cudaEventDisableTiming), "copy", "staging event");
   }
   if (s.pending[k]) {
     METATAPE_CUDA_CHECK(cudaEventSynchronize(s.done[k]), "copy", "waiting for a staging slot");
@@ -66,9 +65,15 @@ void convert_from(const View& src, const View& dst, cudaStream_t stream) {
   const long long n = src.numel();
   const S* in = src.as<S>();
   switch (dst.dtype) {
-    case DType::f32: convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<float>(), n); break;
-    case DType::f64: convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<double>(), n); break;
-    case DType::i64: convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<std::int64_t>(), n); break;
+    case DType::f32:
+      convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<float>(), n);
+      break;
+    case DType::f64:
+      convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<double>(), n);
+      break;
+    case DType::i64:
+      convert_kernel<<<blocks_for(n), block_threads, 0, stream>>>(in, dst.as<std::int64_t>(), n);
+      break;
   }
 }
 
@@ -79,9 +84,16 @@ void fill(const View& out, double value) {
   if (n == 0) return;
   const cudaStream_t stream = current_stream();
   switch (out.dtype) {
-    case DType::f32: fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<float>(), n, static_cast<float>(value)); break;
-    case DType::f64: fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<double>(), n, value); break;
-    case DType::i64: fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<std::int64_t>(), n, static_cast<std::int64_t>(value)); break;
+    case DType::f32:
+      fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<float>(), n, static_cast<float>(value));
+      break;
+    case DType::f64:
+      fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<double>(), n, value);
+      break;
+    case DType::i64:
+      fill_kernel<<<blocks_for(n), block_threads, 0, stream>>>(out.as<std::int64_t>(), n,
+                                                               static_cast<std::int64_t>(value));
+      break;
   }
   METATAPE_CUDA_LAUNCH_CHECK("fill", &out);
 }
@@ -91,41 +103,36 @@ void copy(const View& src, const View& dst) {
   if (bytes == 0) return;
   const cudaStream_t stream = current_stream();
   auto detail = [&] {
-    return std::string(device_name(src.device)) + " " + src.shape.str() + " -> " +
-           device_name(dst.device) + " " + dst.shape.str() + " " + dtype_name(src.dtype);
+    return std::string(device_name(src.device)) + " " + src.shape.str() + " -> " + device_name(dst.device) + " " +
+           dst.shape.str() + " " + dtype_name(src.dtype);
   };
   if (src.device == Device::cuda && dst.device == Device::cuda) {
-    METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToDevice, stream),
-                        "copy", detail());
+    METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToDevice, stream), "copy", detail());
     return;
   }
   if (dst.device == Device::cuda) {  // host -> device
     if (bytes <= staging_bytes) {
       const int k = staging_slot();
       std::memcpy(staging.buffer[k], src.data, bytes);
-      METATAPE_CUDA_CHECK(
-          cudaMemcpyAsync(dst.data, staging.buffer[k], bytes, cudaMemcpyHostToDevice, stream), "copy",
-          detail());
+      METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, staging.buffer[k], bytes, cudaMemcpyHostToDevice, stream), "copy",
+                          detail());
       METATAPE_CUDA_CHECK(cudaEventRecord(staging.done[k], stream), "copy", detail());
       staging.pending[k] = true;
     } else {
-      METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyHostToDevice, stream),
-                          "copy", detail());
+      METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyHostToDevice, stream), "copy", detail());
     }
     return;
   }
   // device -> host
   if (bytes <= staging_bytes) {
     const int k = staging_slot();
-    METATAPE_CUDA_CHECK(
-        cudaMemcpyAsync(staging.buffer[k], src.data, bytes, cudaMemcpyDeviceToHost, stream), "copy",
-        detail());
+    METATAPE_CUDA_CHECK(cudaMemcpyAsync(staging.buffer[k], src.data, bytes, cudaMemcpyDeviceToHost, stream), "copy",
+                        detail());
     queue_device_error_fetch(stream);
     METATAPE_CUDA_CHECK(cudaStreamSynchronize(stream), "copy", detail());
     std::memcpy(dst.data, staging.buffer[k], bytes);
   } else {
-    METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToHost, stream),
-                        "copy", detail());
+    METATAPE_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, bytes, cudaMemcpyDeviceToHost, stream), "copy", detail());
     queue_device_error_fetch(stream);
     METATAPE_CUDA_CHECK(cudaStreamSynchronize(stream), "copy", detail());
   }
@@ -136,9 +143,15 @@ void convert(const View& src, const View& dst) {
   if (src.numel() == 0) return;
   const cudaStream_t stream = current_stream();
   switch (src.dtype) {
-    case DType::f32: convert_from<float>(src, dst, stream); break;
-    case DType::f64: convert_from<double>(src, dst, stream); break;
-    case DType::i64: convert_from<std::int64_t>(src, dst, stream); break;
+    case DType::f32:
+      convert_from<float>(src, dst, stream);
+      break;
+    case DType::f64:
+      convert_from<double>(src, dst, stream);
+      break;
+    case DType::i64:
+      convert_from<std::int64_t>(src, dst, stream);
+      break;
   }
   METATAPE_CUDA_LAUNCH_CHECK("convert", &src, &dst);
 }

@@ -28,8 +28,7 @@ __device__ inline long long offset_of(const long long* dims, const long long* xs
   return off;
 }
 
-__device__ inline long long x_offset(const ReducePlan& p, long long o, long long r, long long M,
-                                     long long R) {
+__device__ inline long long x_offset(const ReducePlan& p, long long o, long long r, long long M, long long R) {
   if (p.mode == 1) return o * R + r;
   if (p.mode == 2) return r * M + o;
   return offset_of(p.kept, p.xs, o) + offset_of(p.red, p.xs, r);
@@ -47,8 +46,8 @@ __global__ void sum_threads_kernel(const T* x, T* out, long long M, long long R,
 
 // One block per (output, chunk) job; job = o * G + g writes out[job].
 template <class T>
-__global__ void sum_blocks_kernel(const T* x, T* out, long long M, long long R, long long G,
-                                  long long chunk, ReducePlan p) {
+__global__ void sum_blocks_kernel(const T* x, T* out, long long M, long long R, long long G, long long chunk,
+                                  ReducePlan p) {
   __shared__ T scratch[32];
   for (long long job = blockIdx.x; job < M * G; job += gridDim.x) {
     const long long o = job / G;
@@ -62,8 +61,7 @@ __global__ void sum_blocks_kernel(const T* x, T* out, long long M, long long R, 
 }
 
 template <class T>
-__global__ void max_kernel(const T* x, T* values, long long* indices, long long outer, long long len,
-                           long long inner) {
+__global__ void max_kernel(const T* x, T* values, long long* indices, long long outer, long long len, long long inner) {
   METATAPE_GRID_LOOP(i, outer * inner) {
     const long long o = i / inner;
     const long long j = i % inner;
@@ -130,27 +128,24 @@ void sum_to(const View& x, const View& out) {
   with_float_type(x.dtype, "sum_to", [&](auto tag) {
     using T = decltype(tag);
     if (R <= 32) {
-      sum_threads_kernel<T><<<blocks_for(M), block_threads, 0, stream>>>(x.as<T>(), out.as<T>(), M, R,
-                                                                          plan);
+      sum_threads_kernel<T><<<blocks_for(M), block_threads, 0, stream>>>(x.as<T>(), out.as<T>(), M, R, plan);
       return;
     }
     const long long G = (M < 64 && R >= 65536) ? std::min<long long>((R + 16383) / 16384, 1024) : 1;
     const long long chunk = (R + G - 1) / G;
     const unsigned grid = static_cast<unsigned>(std::min<long long>(M * G, max_blocks));
     if (G == 1) {
-      sum_blocks_kernel<T><<<grid, threads_for(R), 0, stream>>>(x.as<T>(), out.as<T>(), M, R, 1, R,
-                                                                plan);
+      sum_blocks_kernel<T><<<grid, threads_for(R), 0, stream>>>(x.as<T>(), out.as<T>(), M, R, 1, R, plan);
       return;
     }
     CachingAllocator& allocator = CachingAllocator::instance();
     T* partial = static_cast<T*>(allocator.allocate(static_cast<std::size_t>(M * G) * sizeof(T)));
-    sum_blocks_kernel<T><<<grid, threads_for(chunk), 0, stream>>>(x.as<T>(), partial, M, R, G, chunk,
-                                                                  plan);
+    sum_blocks_kernel<T><<<grid, threads_for(chunk), 0, stream>>>(x.as<T>(), partial, M, R, G, chunk, plan);
     ReducePlan rows{};
     for (int i = 0; i < 4; ++i) rows.kept[i] = rows.red[i] = rows.xs[i] = 1;
     rows.mode = 1;
-    sum_blocks_kernel<T><<<static_cast<unsigned>(std::min<long long>(M, max_blocks)), threads_for(G), 0,
-                           stream>>>(partial, out.as<T>(), M, G, 1, G, rows);
+    sum_blocks_kernel<T><<<static_cast<unsigned>(std::min<long long>(M, max_blocks)), threads_for(G), 0, stream>>>(
+        partial, out.as<T>(), M, G, 1, G, rows);
     allocator.deallocate(partial);  // stream-ordered: reused only by later work on this stream
   });
   METATAPE_CUDA_LAUNCH_CHECK("sum_to", &x, &out);

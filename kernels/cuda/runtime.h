@@ -48,8 +48,8 @@ enum class DeviceErrorCode : int { none = 0, label_out_of_range = 1, index_out_o
 
 // Written by kernels (first error wins: atomicCAS on code, -1 while the fields are written).
 struct DeviceErrorRecord {
-  int code;       // DeviceErrorCode
-  int op;         // DeviceErrorOp
+  int code;  // DeviceErrorCode
+  int op;    // DeviceErrorOp
   long long value;
   long long position;
   long long bound;
@@ -69,11 +69,10 @@ void launch_noop(cudaStream_t stream, int count);
 }  // namespace metatape::kernels::cuda
 
 // Checks a CUDA runtime call; `detail` (op shapes) is only built on failure.
-#define METATAPE_CUDA_CHECK(call, op, detail)                                           \
-  do {                                                                                  \
-    const cudaError_t metatape_cuda_status_ = (call);                                   \
-    if (metatape_cuda_status_ != cudaSuccess) {                                         \
-      ::metatape::kernels::cuda::throw_cuda_error(metatape_cuda_status_, __FILE__, __LINE__, \
-                                                  (op), (detail));                      \
-    }                                                                                   \
+#define METATAPE_CUDA_CHECK(call, op, detail)                                                                 \
+  do {                                                                                                        \
+    const cudaError_t metatape_cuda_status_ = (call);                                                         \
+    if (metatape_cuda_status_ != cudaSuccess) {                                                               \
+      ::metatape::kernels::cuda::throw_cuda_error(metatape_cuda_status_, __FILE__, __LINE__, (op), (detail)); \
+    }                                                                                                         \
   } while (0)

@@ -42,8 +42,7 @@ __device__ inline void row_max_rest(const T* in, long long cols, T& mx, T& rest)
 template <class T>
 __global__ void softmax_kernel(const T* x, T* y, long long rows, long long cols, bool log_output) {
   const long long warps = static_cast<long long>(gridDim.x) * rows_per_block;
-  for (long long r = blockIdx.x * static_cast<long long>(rows_per_block) + threadIdx.x / 32; r < rows;
-       r += warps) {
+  for (long long r = blockIdx.x * static_cast<long long>(rows_per_block) + threadIdx.x / 32; r < rows; r += warps) {
     const T* in = x + r * cols;
     T* out = y + r * cols;
     T mx, rest;
@@ -61,8 +60,8 @@ __global__ void softmax_kernel(const T* x, T* y, long long rows, long long cols,
 }
 
 template <class T>
-__global__ void cross_entropy_kernel(const T* logits, const long long* labels, T* out, long long rows,
-                                     long long cols, DeviceErrorRecord* record) {
+__global__ void cross_entropy_kernel(const T* logits, const long long* labels, T* out, long long rows, long long cols,
+                                     DeviceErrorRecord* record) {
   __shared__ T scratch[32];
   const int lane = threadIdx.x % 32;
   const long long warps = blockDim.x / 32;
@@ -72,8 +71,7 @@ __global__ void cross_entropy_kernel(const T* logits, const long long* labels, T
     T loss;
     if (label < 0 || label >= cols) {
       if (lane == 0) {
-        report_device_error(record, DeviceErrorCode::label_out_of_range, DeviceErrorOp::cross_entropy,
-                            label, r, cols);
+        report_device_error(record, DeviceErrorCode::label_out_of_range, DeviceErrorOp::cross_entropy, label, r, cols);
       }
       loss = quiet_nan<T>();
     } else {
@@ -97,8 +95,7 @@ __global__ void one_hot_kernel(const long long* labels, T* out, long long rows, 
     const long long label = labels[r];
     if (label < 0 || label >= cols) {
       if (c == 0) {
-        report_device_error(record, DeviceErrorCode::label_out_of_range, DeviceErrorOp::one_hot, label,
-                            r, cols);
+        report_device_error(record, DeviceErrorCode::label_out_of_range, DeviceErrorOp::one_hot, label, r, cols);
       }
       out[i] = quiet_nan<T>();
     } else {
@@ -113,12 +110,11 @@ void softmax(const View& x, const View& out, bool log) {
   const long long cols = x.shape.last();
   const long long rows = cols == 0 ? 0 : x.numel() / cols;
   if (rows == 0) return;
-  const unsigned grid = static_cast<unsigned>(
-      std::min<long long>((rows + rows_per_block - 1) / rows_per_block, max_blocks));
+  const unsigned grid =
+      static_cast<unsigned>(std::min<long long>((rows + rows_per_block - 1) / rows_per_block, max_blocks));
   with_float_type(x.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<grid, block_threads, 0, current_stream()>>>(x.as<T>(), out.as<T>(), rows, cols,
-                                                                    log);
+    softmax_kernel<T><<<grid, block_threads, 0, current_stream()>>>(x.as<T>(), out.as<T>(), rows, cols, log);
   });
   METATAPE_CUDA_LAUNCH_CHECK(log ? "log_softmax" : "softmax", &x, &out);
 }

@@ -40,14 +40,13 @@ fs::path fresh_dir(const std::string& name) {
 int cli(std::vector<std::string> args) { return apps::run_cli(args); }
 
 // A small, fast configuration: short simulator, two learners, one shots and one steps value.
-std::vector<std::string> tiny(std::vector<std::string> args, const fs::path& out,
-                              const std::string& meta_steps = "3") {
+std::vector<std::string> tiny(std::vector<std::string> args, const fs::path& out, const std::string& meta_steps = "3") {
   args.push_back("--meta-steps");
   args.push_back(meta_steps);
-  for (const char* a : {"--no-progress", "-q", "--episodes", "4", "--learners", "maml",
-                        "protonet", "--families", "price_direction", "--set", "evaluation.shots=[2]", "--set",
-                        "evaluation.steps=[1]", "--set", "data.simulator.bars=1500", "--set",
-                        "training.hidden=[8]", "--set", "evaluation.bootstrap_resamples=50"}) {
+  for (const char* a :
+       {"--no-progress", "-q", "--episodes", "4", "--learners", "maml", "protonet", "--families", "price_direction",
+        "--set", "evaluation.shots=[2]", "--set", "evaluation.steps=[1]", "--set", "data.simulator.bars=1500", "--set",
+        "training.hidden=[8]", "--set", "evaluation.bootstrap_resamples=50"}) {
     args.push_back(a);
   }
   args.push_back("--out");
@@ -147,7 +146,8 @@ TEST_CASE("cli: help and usage errors") {
 
 TEST_CASE("cli: simulate writes market files; data validates and inspects them; bad files exit 3") {
   const fs::path dir = fresh_dir("simulate");
-  CHECK(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "300", "--assets", "2", "--seed", "3"}) == apps::ok);
+  CHECK(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "300", "--assets", "2", "--seed", "3"}) ==
+        apps::ok);
   std::vector<fs::path> csvs;
   for (const auto& e : fs::directory_iterator(dir / "sim")) {
     if (e.path().filename() != "regimes.csv") csvs.push_back(e.path());
@@ -270,9 +270,9 @@ TEST_CASE("cli: train checkpoints, resumes bit-identically; eval and adapt use t
   CHECK(cli(tiny({"eval"}, dir / "empty")) == apps::bad_usage);  // nothing trained there
 
   const fs::path json = dir / "adapt.json";
-  auto adapt = tiny({"adapt", "--learner", "maml", "--family", "price_direction", "--steps", "2", "--json",
-                     json.string()},
-                    dir / "straight", "6");
+  auto adapt =
+      tiny({"adapt", "--learner", "maml", "--family", "price_direction", "--steps", "2", "--json", json.string()},
+           dir / "straight", "6");
   CHECK(cli(adapt) == apps::ok);
   std::ifstream in(json);
   const auto j = nlohmann::json::parse(in);
@@ -317,8 +317,20 @@ TEST_CASE("cli: Ctrl-C during train saves a checkpoint and exits 130; --resume c
 TEST_CASE("cli: sinusoid trains, saves, reloads the same learner, reports medians and sharpness") {
   const fs::path dir = fresh_dir("sinusoid");
   auto args = [&](const std::string& json, std::vector<std::string> extra) {
-    std::vector<std::string> a{"sinusoid", "--learners", "maml,reptile", "--iterations", "20", "--eval-tasks", "12",
-                               "--query-rows", "20", "--steps", "0,1,3", "--log-every", "0", "--json",
+    std::vector<std::string> a{"sinusoid",
+                               "--learners",
+                               "maml,reptile",
+                               "--iterations",
+                               "20",
+                               "--eval-tasks",
+                               "12",
+                               "--query-rows",
+                               "20",
+                               "--steps",
+                               "0,1,3",
+                               "--log-every",
+                               "0",
+                               "--json",
                                (dir / json).string()};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
@@ -510,9 +522,9 @@ TEST_CASE("cli: resume cuts the log back to the checkpoint and removes stale tem
   std::istringstream lines(read_text(log));
   for (std::string line; std::getline(lines, line);) {
     const auto j = nlohmann::json::parse(line);
-    (j.value("diagnostics", false)            ? diagnostics
+    (j.value("diagnostics", false)          ? diagnostics
      : j.value("split", "") == "validation" ? validation
-                                              : metrics)[j["step"].get<std::int64_t>()] += 1;
+                                            : metrics)[j["step"].get<std::int64_t>()] += 1;
   }
   CHECK(metrics.size() == 6);
   for (std::int64_t step = 1; step <= 6; ++step) CHECK_MESSAGE(metrics[step] == 1, step);
@@ -524,11 +536,13 @@ TEST_CASE("cli: resume cuts the log back to the checkpoint and removes stale tem
 
   // An old log with the rows of earlier resumes repeated keeps the last of each, up to the checkpoint.
   const fs::path messy = dir / "messy.jsonl";
-  std::ofstream(messy) << "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
-                          "{\"step\":4}\nnot json\n{\"step\":\"x\"}\n{\"step\":4,\"diagnostics\":\"odd\"}\n{\"step\":5}\n";
+  std::ofstream(messy)
+      << "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
+         "{\"step\":4}\nnot json\n{\"step\":\"x\"}\n{\"step\":4,\"diagnostics\":\"odd\"}\n{\"step\":5}\n";
   CHECK(eval::cut_log_to_step(messy.string(), 4) == 6);
-  CHECK(read_text(messy) == "{\"step\":1}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
-                            "{\"step\":4,\"diagnostics\":\"odd\"}\n");
+  CHECK(read_text(messy) ==
+        "{\"step\":1}\n{\"step\":2,\"again\":1}\n{\"step\":3,\"again\":1}\n"
+        "{\"step\":4,\"diagnostics\":\"odd\"}\n");
   CHECK(eval::cut_log_to_step(messy.string(), 4) == 0);
   CHECK(eval::cut_log_to_step((dir / "none.jsonl").string(), 4) == 0);
   fs::remove_all(dir);
@@ -559,7 +573,8 @@ TEST_CASE("cli: values that hang, exhaust memory or were silently accepted exit 
     const fs::path out = dir / ("x" + std::to_string(i));
     std::vector<std::string> args = tiny({"run"}, out);
     if (set.rfind("learners", 0) == 0) {  // tiny's --learners would replace the value under test
-      args.erase(std::find(args.begin(), args.end(), "--learners"), std::find(args.begin(), args.end(), "protonet") + 1);
+      args.erase(std::find(args.begin(), args.end(), "--learners"),
+                 std::find(args.begin(), args.end(), "protonet") + 1);
     }
     args.push_back("--set");  // after tiny's own --set values, which would override it
     args.push_back(set);
@@ -584,8 +599,8 @@ TEST_CASE("cli: values that hang, exhaust memory or were silently accepted exit 
   CHECK(params.err.find("limits.max_parameters (20000)") != std::string::npos);
   // bad_alloc never reaches the user unnamed.
   const std::string oom = apps::out_of_memory_message();
-  for (const char* key : {"out of memory", "limits.max_parameters", "limits.max_rows", "limits.max_inner_steps_x_episodes",
-                          "limits.max_bars"}) {
+  for (const char* key : {"out of memory", "limits.max_parameters", "limits.max_rows",
+                          "limits.max_inner_steps_x_episodes", "limits.max_bars"}) {
     CHECK(oom.find(key) != std::string::npos);
   }
   fs::remove_all(dir);
@@ -595,15 +610,16 @@ TEST_CASE("cli: set-up refuses a market that cannot serve the family, naming the
   const fs::path dir = fresh_dir("market_fit");
   // Portfolio with fewer symbols than tasks.portfolio_assets crashed in the scoring (scores (5, 3),
   // returns (5, 2)).
-  const Captured portfolio = captured({"run", "-q", "--no-progress", "--out", (dir / "x").string(), "--families",
-                                       "portfolio", "--learners", "maml", "--set", "data.simulator.assets=2", "--set",
-                                       "tasks.portfolio_assets=3"});
+  const Captured portfolio =
+      captured({"run", "-q", "--no-progress", "--out", (dir / "x").string(), "--families", "portfolio", "--learners",
+                "maml", "--set", "data.simulator.assets=2", "--set", "tasks.portfolio_assets=3"});
   CHECK(portfolio.code == apps::bad_usage);
   CHECK(portfolio.err.find("tasks.portfolio_assets is 3 but the market has 2 symbols") != std::string::npos);
   CHECK(portfolio.err.find("set tasks.portfolio_assets to 2 or fewer") != std::string::npos);
 
   // Arbitrage on files whose exchange could not be inferred from their names.
-  REQUIRE(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "300", "--assets", "1", "--seed", "3"}) == apps::ok);
+  REQUIRE(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "300", "--assets", "1", "--seed", "3"}) ==
+          apps::ok);
   std::vector<fs::path> csvs;
   for (const auto& e : fs::directory_iterator(dir / "sim")) {
     if (e.path().filename() != "regimes.csv") csvs.push_back(e.path());
@@ -614,7 +630,8 @@ TEST_CASE("cli: set-up refuses a market that cannot serve the family, naming the
   fs::copy_file(csvs[1], dir / "plain" / "second.csv");
   {
     std::ofstream cfg(dir / "arb.yaml");
-    cfg << "learners: [maml]\ndata:\n  source: files\n  files: [first.csv, second.csv]\ntasks:\n  families: [arbitrage]\n";
+    cfg << "learners: [maml]\ndata:\n  source: files\n  files: [first.csv, second.csv]\ntasks:\n  families: "
+           "[arbitrage]\n";
   }
   const Captured arb = captured({"run", "-q", "--no-progress", "--config", (dir / "arb.yaml").string(), "--data",
                                  (dir / "plain").string(), "--out", (dir / "x").string()});
@@ -637,7 +654,8 @@ TEST_CASE("cli: set-up refuses a market that cannot serve the family, naming the
 
 TEST_CASE("cli: data validate takes files and directories; data show prints parsed rows") {
   const fs::path dir = fresh_dir("data_many");
-  REQUIRE(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "200", "--assets", "1", "--seed", "4"}) == apps::ok);
+  REQUIRE(cli({"simulate", "--out", (dir / "sim").string(), "--bars", "200", "--assets", "1", "--seed", "4"}) ==
+          apps::ok);
   std::vector<std::string> csvs;
   for (const auto& e : fs::directory_iterator(dir / "sim")) {
     if (e.path().filename() != "regimes.csv") csvs.push_back(e.path().string());  // walked past

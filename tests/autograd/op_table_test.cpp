@@ -40,14 +40,12 @@ Tensor make_input(const InputSpec& spec, Generator& gen) {
   return t;
 }
 
-InputSpec in(Shape s, double lo = -1.0, double hi = 1.0, double gap = 0.0) {
-  return InputSpec{s, lo, hi, gap, true};
-}
+InputSpec in(Shape s, double lo = -1.0, double hi = 1.0, double gap = 0.0) { return InputSpec{s, lo, hi, gap, true}; }
 InputSpec positive(Shape s) { return InputSpec{s, 0.5, 2.0, 0.0, true}; }
 InputSpec kinked(Shape s) { return InputSpec{s, -1.0, 1.0, 0.1, true}; }
 
-std::vector<OpCase> binary_cases(const std::string& name,
-                                 Tensor (*op)(const Tensor&, const Tensor&), bool positive_rhs) {
+std::vector<OpCase> binary_cases(const std::string& name, Tensor (*op)(const Tensor&, const Tensor&),
+                                 bool positive_rhs) {
   const std::vector<std::pair<Shape, Shape>> shapes = {
       {Shape{3, 4}, Shape{3, 4}},        // same shape
       {Shape{3, 4}, Shape{}},            // scalar
@@ -83,55 +81,87 @@ std::vector<OpCase> all_cases() {
   for (auto& c : binary_cases("mul", &mul, false)) cases.push_back(c);
   for (auto& c : binary_cases("div", &div, true)) cases.push_back(c);
 
-  add_unary(cases, "neg", [](const Tensor& x) { return neg(x); }, any_value);
-  add_unary(cases, "affine", [](const Tensor& x) { return affine(x, -2.5, 0.75); }, any_value);
-  add_unary(cases, "exp", [](const Tensor& x) { return exp(x); }, any_value);
-  add_unary(cases, "log", [](const Tensor& x) { return log(x); }, positive);
-  add_unary(cases, "sqrt", [](const Tensor& x) { return sqrt(x); }, positive);
-  add_unary(cases, "pow 2.5", [](const Tensor& x) { return pow(x, 2.5); }, positive);
-  add_unary(cases, "pow -1.5", [](const Tensor& x) { return pow(x, -1.5); }, positive);
-  add_unary(cases, "square", [](const Tensor& x) { return square(x); }, any_value);
-  add_unary(cases, "abs", [](const Tensor& x) { return abs(x); }, kinked);
-  add_unary(cases, "relu", [](const Tensor& x) { return relu(x); }, kinked);
-  add_unary(cases, "leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.1); }, kinked);
-  add_unary(cases, "elu", [](const Tensor& x) { return elu(x, 0.7); }, kinked);
-  add_unary(cases, "tanh", [](const Tensor& x) { return tanh(x); }, wide);
-  add_unary(cases, "sigmoid", [](const Tensor& x) { return sigmoid(x); }, wide);
-  add_unary(cases, "softplus", [](const Tensor& x) { return softplus(x); }, wide);
-  add_unary(cases, "gelu", [](const Tensor& x) { return gelu(x); }, wide);
-  add_unary(cases, "clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.5); },
-            [](Shape s) { return InputSpec{s, -1.0, 1.0, 0.0, true}; });
-  add_unary(cases, "sum", [](const Tensor& x) { return sum(x); }, any_value);
-  add_unary(cases, "mean", [](const Tensor& x) { return mean(x); }, any_value);
-  add_unary(cases, "softmax", [](const Tensor& x) { return softmax(x); }, wide);
-  add_unary(cases, "log_softmax", [](const Tensor& x) { return log_softmax(x); }, wide);
+  add_unary(
+      cases, "neg", [](const Tensor& x) { return neg(x); }, any_value);
+  add_unary(
+      cases, "affine", [](const Tensor& x) { return affine(x, -2.5, 0.75); }, any_value);
+  add_unary(
+      cases, "exp", [](const Tensor& x) { return exp(x); }, any_value);
+  add_unary(
+      cases, "log", [](const Tensor& x) { return log(x); }, positive);
+  add_unary(
+      cases, "sqrt", [](const Tensor& x) { return sqrt(x); }, positive);
+  add_unary(
+      cases, "pow 2.5", [](const Tensor& x) { return pow(x, 2.5); }, positive);
+  add_unary(
+      cases, "pow -1.5", [](const Tensor& x) { return pow(x, -1.5); }, positive);
+  add_unary(
+      cases, "square", [](const Tensor& x) { return square(x); }, any_value);
+  add_unary(
+      cases, "abs", [](const Tensor& x) { return abs(x); }, kinked);
+  add_unary(
+      cases, "relu", [](const Tensor& x) { return relu(x); }, kinked);
+  add_unary(
+      cases, "leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.1); }, kinked);
+  add_unary(
+      cases, "elu", [](const Tensor& x) { return elu(x, 0.7); }, kinked);
+  add_unary(
+      cases, "tanh", [](const Tensor& x) { return tanh(x); }, wide);
+  add_unary(
+      cases, "sigmoid", [](const Tensor& x) { return sigmoid(x); }, wide);
+  add_unary(
+      cases, "softplus", [](const Tensor& x) { return softplus(x); }, wide);
+  add_unary(
+      cases, "gelu", [](const Tensor& x) { return gelu(x); }, wide);
+  add_unary(
+      cases, "clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.5); },
+      [](Shape s) {
+        return InputSpec{s, -1.0, 1.0, 0.0, true};
+      });
+  add_unary(
+      cases, "sum", [](const Tensor& x) { return sum(x); }, any_value);
+  add_unary(
+      cases, "mean", [](const Tensor& x) { return mean(x); }, any_value);
+  add_unary(
+      cases, "softmax", [](const Tensor& x) { return softmax(x); }, wide);
+  add_unary(
+      cases, "log_softmax", [](const Tensor& x) { return log_softmax(x); }, wide);
   // A product of two ops so the second derivative of linear-in-x ops is exercised too.
-  add_unary(cases, "sum*sum", [](const Tensor& x) { return mul(sum(x), sum(square(x))); }, any_value);
+  add_unary(
+      cases, "sum*sum", [](const Tensor& x) { return mul(sum(x), sum(square(x))); }, any_value);
 
   for (int axis : {0, 1, -1}) {
     for (bool keep : {false, true}) {
       const std::string suffix = " axis " + std::to_string(axis) + (keep ? " keepdim" : "");
-      cases.push_back({"sum" + suffix, {in(Shape{3, 4})},
-                       [axis, keep](const std::vector<Tensor>& x) { return square(sum(x[0], axis, keep)); }});
-      cases.push_back({"mean" + suffix, {in(Shape{2, 3, 4})},
-                       [axis, keep](const std::vector<Tensor>& x) { return square(mean(x[0], axis, keep)); }});
-      cases.push_back({"max" + suffix, {in(Shape{3, 4}, -2.0, 2.0)},
-                       [axis, keep](const std::vector<Tensor>& x) { return square(max(x[0], axis, keep)); }});
+      cases.push_back({"sum" + suffix, {in(Shape{3, 4})}, [axis, keep](const std::vector<Tensor>& x) {
+                         return square(sum(x[0], axis, keep));
+                       }});
+      cases.push_back({"mean" + suffix, {in(Shape{2, 3, 4})}, [axis, keep](const std::vector<Tensor>& x) {
+                         return square(mean(x[0], axis, keep));
+                       }});
+      cases.push_back({"max" + suffix, {in(Shape{3, 4}, -2.0, 2.0)}, [axis, keep](const std::vector<Tensor>& x) {
+                         return square(max(x[0], axis, keep));
+                       }});
     }
   }
-  cases.push_back({"expand", {in(Shape{3, 1})},
-                   [](const std::vector<Tensor>& x) { return square(expand(x[0], Shape{2, 3, 4})); }});
-  cases.push_back({"sum_to", {in(Shape{2, 3, 4})},
-                   [](const std::vector<Tensor>& x) { return square(sum_to(x[0], Shape{3, 1})); }});
+  cases.push_back({"expand", {in(Shape{3, 1})}, [](const std::vector<Tensor>& x) {
+                     return square(expand(x[0], Shape{2, 3, 4}));
+                   }});
+  cases.push_back({"sum_to", {in(Shape{2, 3, 4})}, [](const std::vector<Tensor>& x) {
+                     return square(sum_to(x[0], Shape{3, 1}));
+                   }});
 
-  const std::vector<std::pair<Shape, Shape>> mm = {
-      {Shape{3, 4}, Shape{4, 5}}, {Shape{2, 3, 4}, Shape{2, 4, 5}},
-      {Shape{2, 3, 4}, Shape{4, 5}}, {Shape{3, 4}, Shape{2, 4, 5}}};
+  const std::vector<std::pair<Shape, Shape>> mm = {{Shape{3, 4}, Shape{4, 5}},
+                                                   {Shape{2, 3, 4}, Shape{2, 4, 5}},
+                                                   {Shape{2, 3, 4}, Shape{4, 5}},
+                                                   {Shape{3, 4}, Shape{2, 4, 5}}};
   for (const auto& [a, b] : mm) {
-    cases.push_back({"matmul " + a.str() + " " + b.str(), {in(a), in(b)},
-                     [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }});
-    cases.push_back({"matmul^2 " + a.str() + " " + b.str(), {in(a), in(b)},
-                     [](const std::vector<Tensor>& x) { return square(matmul(x[0], x[1])); }});
+    cases.push_back({"matmul " + a.str() + " " + b.str(), {in(a), in(b)}, [](const std::vector<Tensor>& x) {
+                       return matmul(x[0], x[1]);
+                     }});
+    cases.push_back({"matmul^2 " + a.str() + " " + b.str(), {in(a), in(b)}, [](const std::vector<Tensor>& x) {
+                       return square(matmul(x[0], x[1]));
+                     }});
   }
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {
@@ -142,51 +172,69 @@ std::vector<OpCase> all_cases() {
                        [ta, tb](const std::vector<Tensor>& x) { return square(gemm(x[0], ta, x[1], tb)); }});
     }
   }
-  cases.push_back({"linear", {in(Shape{5, 4}), in(Shape{3, 4}), in(Shape{3})},
+  cases.push_back({"linear", {in(Shape{5, 4}), in(Shape{3, 4}), in(Shape{3})}, [](const std::vector<Tensor>& x) {
+                     return tanh(linear(x[0], x[1], x[2]));
+                   }});
+  cases.push_back({"linear no bias", {in(Shape{5, 4}), in(Shape{3, 4})}, [](const std::vector<Tensor>& x) {
+                     return tanh(linear(x[0], x[1], Tensor()));
+                   }});
+  cases.push_back({"linear tasks x shared W",
+                   {in(Shape{2, 5, 4}), in(Shape{3, 4}), in(Shape{3})},
                    [](const std::vector<Tensor>& x) { return tanh(linear(x[0], x[1], x[2])); }});
-  cases.push_back({"linear no bias", {in(Shape{5, 4}), in(Shape{3, 4})},
-                   [](const std::vector<Tensor>& x) { return tanh(linear(x[0], x[1], Tensor())); }});
-  cases.push_back({"linear tasks x shared W", {in(Shape{2, 5, 4}), in(Shape{3, 4}), in(Shape{3})},
+  cases.push_back({"linear tasks x tasks W",
+                   {in(Shape{2, 5, 4}), in(Shape{2, 3, 4}), in(Shape{2, 1, 3})},
                    [](const std::vector<Tensor>& x) { return tanh(linear(x[0], x[1], x[2])); }});
-  cases.push_back({"linear tasks x tasks W", {in(Shape{2, 5, 4}), in(Shape{2, 3, 4}), in(Shape{2, 1, 3})},
-                   [](const std::vector<Tensor>& x) { return tanh(linear(x[0], x[1], x[2])); }});
-  cases.push_back({"transpose", {in(Shape{2, 3, 4})},
-                   [](const std::vector<Tensor>& x) { return square(transpose(x[0])); }});
-  cases.push_back({"reshape", {in(Shape{2, 6})},
-                   [](const std::vector<Tensor>& x) { return square(reshape(x[0], Shape{3, 2, 2})); }});
-  cases.push_back({"concat axis 0", {in(Shape{2, 3}), in(Shape{1, 3})},
-                   [](const std::vector<Tensor>& x) { return square(concat({x[0], x[1]}, 0)); }});
-  cases.push_back({"concat axis 1", {in(Shape{2, 3}), in(Shape{2, 2}), in(Shape{2, 1})},
-                   [](const std::vector<Tensor>& x) { return square(concat({x[0], x[1], x[2]}, 1)); }});
-  cases.push_back({"slice", {in(Shape{3, 5})},
-                   [](const std::vector<Tensor>& x) { return square(slice(x[0], 1, 1, 4)); }});
-  cases.push_back({"slice axis 0 rank 3", {in(Shape{4, 2, 3})},
-                   [](const std::vector<Tensor>& x) { return square(slice(x[0], 0, 1, 3)); }});
-  cases.push_back({"pad_axis", {in(Shape{2, 2})},
-                   [](const std::vector<Tensor>& x) { return square(pad_axis(x[0], Shape{2, 5}, 1, 2)); }});
+  cases.push_back(
+      {"transpose", {in(Shape{2, 3, 4})}, [](const std::vector<Tensor>& x) { return square(transpose(x[0])); }});
+  cases.push_back({"reshape", {in(Shape{2, 6})}, [](const std::vector<Tensor>& x) {
+                     return square(reshape(x[0], Shape{3, 2, 2}));
+                   }});
+  cases.push_back({"concat axis 0", {in(Shape{2, 3}), in(Shape{1, 3})}, [](const std::vector<Tensor>& x) {
+                     return square(concat({x[0], x[1]}, 0));
+                   }});
+  cases.push_back(
+      {"concat axis 1", {in(Shape{2, 3}), in(Shape{2, 2}), in(Shape{2, 1})}, [](const std::vector<Tensor>& x) {
+         return square(concat({x[0], x[1], x[2]}, 1));
+       }});
+  cases.push_back(
+      {"slice", {in(Shape{3, 5})}, [](const std::vector<Tensor>& x) { return square(slice(x[0], 1, 1, 4)); }});
+  cases.push_back({"slice axis 0 rank 3", {in(Shape{4, 2, 3})}, [](const std::vector<Tensor>& x) {
+                     return square(slice(x[0], 0, 1, 3));
+                   }});
+  cases.push_back({"pad_axis", {in(Shape{2, 2})}, [](const std::vector<Tensor>& x) {
+                     return square(pad_axis(x[0], Shape{2, 5}, 1, 2));
+                   }});
   const Tensor rows = Tensor::indices({2, 0, 2, 1});
-  cases.push_back({"index_select", {in(Shape{3, 2})},
-                   [rows](const std::vector<Tensor>& x) { return square(index_select(x[0], rows)); }});
-  cases.push_back({"index_add", {in(Shape{4, 2})},
-                   [rows](const std::vector<Tensor>& x) { return square(index_add(x[0], rows, 3)); }});
+  cases.push_back({"index_select", {in(Shape{3, 2})}, [rows](const std::vector<Tensor>& x) {
+                     return square(index_select(x[0], rows));
+                   }});
+  cases.push_back({"index_add", {in(Shape{4, 2})}, [rows](const std::vector<Tensor>& x) {
+                     return square(index_add(x[0], rows, 3));
+                   }});
   const Tensor labels = Tensor::indices({0, 2, 1, 2});
-  cases.push_back({"cross_entropy", {in(Shape{4, 3}, -2.0, 2.0)},
-                   [labels](const std::vector<Tensor>& x) { return cross_entropy(x[0], labels); }});
-  cases.push_back({"nll", {in(Shape{4, 3}, -2.0, 2.0)},
-                   [labels](const std::vector<Tensor>& x) { return nll(log_softmax(x[0]), labels); }});
-  cases.push_back({"mse", {in(Shape{4, 2}), in(Shape{4, 2})},
-                   [](const std::vector<Tensor>& x) { return mse(x[0], x[1]); }});
-  cases.push_back({"pairwise_sqdist", {in(Shape{4, 3}), in(Shape{5, 3})},
+  cases.push_back({"cross_entropy", {in(Shape{4, 3}, -2.0, 2.0)}, [labels](const std::vector<Tensor>& x) {
+                     return cross_entropy(x[0], labels);
+                   }});
+  cases.push_back({"nll", {in(Shape{4, 3}, -2.0, 2.0)}, [labels](const std::vector<Tensor>& x) {
+                     return nll(log_softmax(x[0]), labels);
+                   }});
+  cases.push_back(
+      {"mse", {in(Shape{4, 2}), in(Shape{4, 2})}, [](const std::vector<Tensor>& x) { return mse(x[0], x[1]); }});
+  cases.push_back({"pairwise_sqdist", {in(Shape{4, 3}), in(Shape{5, 3})}, [](const std::vector<Tensor>& x) {
+                     return pairwise_sqdist(x[0], x[1]);
+                   }});
+  cases.push_back({"pairwise_sqdist batched",
+                   {in(Shape{2, 4, 3}), in(Shape{2, 5, 3})},
                    [](const std::vector<Tensor>& x) { return pairwise_sqdist(x[0], x[1]); }});
-  cases.push_back({"pairwise_sqdist batched", {in(Shape{2, 4, 3}), in(Shape{2, 5, 3})},
-                   [](const std::vector<Tensor>& x) { return pairwise_sqdist(x[0], x[1]); }});
-  cases.push_back({"cosine_similarity", {in(Shape{4, 3}), in(Shape{5, 3})},
-                   [](const std::vector<Tensor>& x) { return cosine_similarity(x[0], x[1]); }});
+  cases.push_back({"cosine_similarity", {in(Shape{4, 3}), in(Shape{5, 3})}, [](const std::vector<Tensor>& x) {
+                     return cosine_similarity(x[0], x[1]);
+                   }});
   Generator mask_gen(11);
-  const Tensor mask = greater(Tensor::uniform(Shape{3, 4}, 0, 1, mask_gen, DType::f64),
-                              Tensor::scalar(0.5, DType::f64));
-  cases.push_back({"where", {in(Shape{3, 4}), in(Shape{4})},
-                   [mask](const std::vector<Tensor>& x) { return square(where(mask, x[0], x[1])); }});
+  const Tensor mask =
+      greater(Tensor::uniform(Shape{3, 4}, 0, 1, mask_gen, DType::f64), Tensor::scalar(0.5, DType::f64));
+  cases.push_back({"where", {in(Shape{3, 4}), in(Shape{4})}, [mask](const std::vector<Tensor>& x) {
+                     return square(where(mask, x[0], x[1]));
+                   }});
   cases.push_back({"dropout", {in(Shape{4, 5})}, [](const std::vector<Tensor>& x) {
                      Generator gen(3);  // same mask on every evaluation
                      return square(dropout(x[0], 0.3, gen));

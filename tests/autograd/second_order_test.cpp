@@ -33,9 +33,7 @@ Tensor forward(const std::vector<Tensor>& p, const Tensor& x) {
   return linear(tanh(linear(x, p[0], p[1])), p[2], p[3]);
 }
 
-Tensor regression_loss(const std::vector<Tensor>& p, const Tensor& x, const Tensor& y) {
-  return mse(forward(p, x), y);
-}
+Tensor regression_loss(const std::vector<Tensor>& p, const Tensor& x, const Tensor& y) { return mse(forward(p, x), y); }
 
 double relative_error(const std::vector<double>& analytic, const std::vector<double>& numeric) {
   double diff = 0.0, scale = 0.0;

@@ -48,8 +48,7 @@ struct Trained {
 
 // A small learner meta-trained for a few steps and saved with meta::save_learner.
 Trained write_checkpoint(const std::string& kind, const std::vector<std::int64_t>& sizes,
-                         const std::string& extra = R"({"task_kind": "regression"})",
-                         int meta_steps = 3) {
+                         const std::string& extra = R"({"task_kind": "regression"})", int meta_steps = 3) {
   nn::MlpSpec spec;
   spec.sizes = sizes;
   auto mlp = std::make_shared<const nn::Mlp>(spec);
@@ -70,7 +69,8 @@ Trained write_checkpoint(const std::string& kind, const std::vector<std::int64_t
 
 std::vector<float> sine_x(int rows, float offset) {
   std::vector<float> x(static_cast<std::size_t>(rows));
-  for (int i = 0; i < rows; ++i) x[static_cast<std::size_t>(i)] = -4.5f + 9.0f * static_cast<float>(i) / static_cast<float>(rows) + offset;
+  for (int i = 0; i < rows; ++i)
+    x[static_cast<std::size_t>(i)] = -4.5f + 9.0f * static_cast<float>(i) / static_cast<float>(rows) + offset;
   return x;
 }
 std::vector<float> sine_y(const std::vector<float>& x, float amplitude) {
@@ -206,7 +206,8 @@ TEST_CASE("capi: metric learners classify from labels") {
   CHECK(columns == 3);
   for (int r = 0; r < 9; ++r) {
     int best = 0;
-    for (int c = 1; c < 3; ++c) if (out[static_cast<std::size_t>(r * 3 + c)] > out[static_cast<std::size_t>(r * 3 + best)]) best = c;
+    for (int c = 1; c < 3; ++c)
+      if (out[static_cast<std::size_t>(r * 3 + c)] > out[static_cast<std::size_t>(r * 3 + best)]) best = c;
     CHECK(best == r % 3);
   }
   // A label that is not an integer is refused, naming the element.
@@ -300,8 +301,10 @@ TEST_CASE("capi: every error path returns a code and a message") {
     mt_adapted* adapted = nullptr;
     expect_error(mt_adapt(model, x.data(), 3, 2, y.data(), 1, 1, nullptr), MT_ERR_INVALID_ARGUMENT, "out_adapted");
     expect_error(mt_adapt(nullptr, x.data(), 3, 2, y.data(), 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT, "model");
-    expect_error(mt_adapt(model, nullptr, 3, 2, y.data(), 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT, "x must not be null");
-    expect_error(mt_adapt(model, x.data(), 3, 2, nullptr, 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT, "y must not be null");
+    expect_error(mt_adapt(model, nullptr, 3, 2, y.data(), 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT,
+                 "x must not be null");
+    expect_error(mt_adapt(model, x.data(), 3, 2, nullptr, 1, 1, &adapted), MT_ERR_INVALID_ARGUMENT,
+                 "y must not be null");
     expect_error(mt_adapt(model, x.data(), 0, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE, "at least 1 row");
     expect_error(mt_adapt(model, x.data(), 2, 3, y.data(), 1, 1, &adapted), MT_ERR_SHAPE, "expects 2");
     expect_error(mt_adapt(model, x.data(), 3, 2, y.data(), 2, 1, &adapted), MT_ERR_SHAPE, "columns");
@@ -323,7 +326,8 @@ TEST_CASE("capi: every error path returns a code and a message") {
     expect_error(mt_predict(adapted, x.data(), 3, 2, out.data(), 3, nullptr), MT_ERR_INVALID_ARGUMENT, "out_columns");
     expect_error(mt_predict(adapted, x.data(), 3, 1, out.data(), 3, &columns), MT_ERR_SHAPE, "expects 2");
     expect_error(mt_predict(adapted, x.data(), 0, 2, out.data(), 3, &columns), MT_ERR_SHAPE, "at least 1 row");
-    expect_error(mt_predict(adapted, x.data(), 3, 2, out.data(), 2, &columns), MT_ERR_BUFFER_TOO_SMALL, "needs 3 floats");
+    expect_error(mt_predict(adapted, x.data(), 3, 2, out.data(), 2, &columns), MT_ERR_BUFFER_TOO_SMALL,
+                 "needs 3 floats");
     expect_error(mt_predict(adapted, bad_x.data(), 3, 2, out.data(), 3, &columns), MT_ERR_NON_FINITE, "x[1,1]");
     CHECK(mt_predict(adapted, x.data(), 3, 2, out.data(), 3, &columns) == MT_OK);
     // A successful call leaves the last message alone; errors are per thread.
@@ -370,7 +374,8 @@ TEST_CASE("capi: the C example program adapts and predicts from a checkpoint") {
   CHECK(rc == 0);
   CHECK(text.find("learner maml") != std::string::npos);
   CHECK(text.find("first adapted prediction") != std::string::npos);
-  const int bad = std::system((example.string() + " " + (temp_dir() / "missing.ckpt").string() + " > " + out + " 2>&1").c_str());
+  const int bad =
+      std::system((example.string() + " " + (temp_dir() / "missing.ckpt").string() + " > " + out + " 2>&1").c_str());
   CHECK(bad != 0);
 }
 
@@ -443,8 +448,9 @@ TEST_CASE("capi: a classifier checkpoint written by train is served as a classif
                  "y[5,0] = 3.000000 is not a class label in [0, 3)");
     // A caller-supplied kind or class count that contradicts the checkpoint is refused.
     expect_error(mt_model_set_task(model, MT_TASK_REGRESSION, 0), MT_ERR_INVALID_ARGUMENT,
-                 kind == "maml" ? "the checkpoint records task kind 'classification' (3 classes); 'regression' contradicts it"
-                                : "only does classification");
+                 kind == "maml"
+                     ? "the checkpoint records task kind 'classification' (3 classes); 'regression' contradicts it"
+                     : "only does classification");
     expect_error(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 4), MT_ERR_INVALID_ARGUMENT,
                  "the checkpoint records 3 classes; 4 contradicts it");
     REQUIRE(mt_model_set_task(model, MT_TASK_CLASSIFICATION, 0) == MT_OK);
@@ -504,15 +510,18 @@ TEST_CASE("capi: a recorded class count that contradicts the model, or a bad tas
   expect_error(load_with(R"({"task_kind": "classification", "num_classes": 5})"), MT_ERR_CHECKPOINT,
                "the config records 5 classes, the model outputs 3 logits");
   expect_error(load_with(R"({"task_kind": "classification", "num_classes": -2})"), MT_ERR_CHECKPOINT, "num_classes -2");
-  expect_error(load_with(R"({"task_kind": "classification", "num_classes": 2.5})"), MT_ERR_CHECKPOINT, "num_classes 2.5");
+  expect_error(load_with(R"({"task_kind": "classification", "num_classes": 2.5})"), MT_ERR_CHECKPOINT,
+               "num_classes 2.5");
   expect_error(load_with(R"({"task_kind": 3})"), MT_ERR_CHECKPOINT, "task_kind 3 is not a string");
   expect_error(load_with(R"({"task_kind": "clustering"})"), MT_ERR_CHECKPOINT, "task_kind 'clustering'");
   CHECK(load_with(R"({"task_kind": "classification", "num_classes": 3})") == MT_OK);
   // Learner options of the wrong type or out of range are refused (a float such as 1e300 converted
   // to int was undefined behaviour), and a default step count above the limit is refused at adapt.
-  expect_error(load_with(R"({"inner_steps": 1e300})"), MT_ERR_CHECKPOINT, "option 'inner_steps' is 1e+300, expected an integer");
+  expect_error(load_with(R"({"inner_steps": 1e300})"), MT_ERR_CHECKPOINT,
+               "option 'inner_steps' is 1e+300, expected an integer");
   expect_error(load_with(R"({"inner_steps": 99999999999})"), MT_ERR_CHECKPOINT, "expected an integer in range");
-  expect_error(load_with(R"({"first_order": "yes"})"), MT_ERR_CHECKPOINT, "option 'first_order' is \"yes\", expected true or false");
+  expect_error(load_with(R"({"first_order": "yes"})"), MT_ERR_CHECKPOINT,
+               "option 'first_order' is \"yes\", expected true or false");
   REQUIRE(load_with(R"({"inner_steps": 100000})") == MT_OK);
   mt_model* model = load_ok(path);
   const std::vector<float> x = {0.1f, 0.2f}, y = {0.0f, 1.0f, 0.5f};
@@ -532,7 +541,8 @@ TEST_CASE("capi: rows x features products are checked without overflow before an
   expect_error(mt_adapt(model, x.data(), max, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE,
                "adapt: x is 9223372036854775807 rows x 2 columns, more than the limit of 268435456 elements per array");
   // rows x 2 wraps to a small positive product.
-  expect_error(mt_adapt(model, x.data(), max / 2 + 2, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE, "more than the limit");
+  expect_error(mt_adapt(model, x.data(), max / 2 + 2, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE,
+               "more than the limit");
   expect_error(mt_adapt(model, x.data(), MT_MAX_ARRAY_ELEMENTS / 2 + 1, 2, y.data(), 1, 1, &adapted), MT_ERR_SHAPE,
                "more than the limit of 268435456");
   CHECK(adapted == nullptr);
@@ -546,7 +556,8 @@ TEST_CASE("capi: rows x features products are checked without overflow before an
   CHECK(mt_predict(adapted, x.data(), 2, 2, out.data(), 2, &columns) == MT_OK);
   // The helper itself: negative counts and overflow.
   CHECK_THROWS_WITH_AS(capi::checked_elements(-1, 2, "x"), doctest::Contains("a negative size"), capi::InputError);
-  CHECK_THROWS_WITH_AS(capi::checked_elements(max, max, "x"), doctest::Contains("more than the limit"), capi::InputError);
+  CHECK_THROWS_WITH_AS(capi::checked_elements(max, max, "x"), doctest::Contains("more than the limit"),
+                       capi::InputError);
   CHECK(capi::checked_elements(1 << 14, 1 << 14, "x") == (std::int64_t{1} << 28));
   mt_adapted_free(adapted);
   mt_model_free(model);

@@ -28,7 +28,7 @@ enum class Kind { normal, positive, labels, mask };
 struct Input {
   Shape shape;
   Kind kind = Kind::normal;
-  std::int64_t bound = 0;  // labels / indices: values in [0, bound)
+  std::int64_t bound = 0;           // labels / indices: values in [0, bound)
   std::vector<std::int64_t> fixed;  // labels / indices given explicitly
 };
 
@@ -43,9 +43,7 @@ struct OpCase {
 
 Input normal(Shape s) { return Input{s, Kind::normal, 0, {}}; }
 Input positive(Shape s) { return Input{s, Kind::positive, 0, {}}; }
-Input labels(std::int64_t rows, std::int64_t classes) {
-  return Input{Shape{rows}, Kind::labels, classes, {}};
-}
+Input labels(std::int64_t rows, std::int64_t classes) { return Input{Shape{rows}, Kind::labels, classes, {}}; }
 Input index(std::vector<std::int64_t> values) {
   return Input{Shape{static_cast<std::int64_t>(values.size())}, Kind::labels, 0, std::move(values)};
 }
@@ -85,8 +83,7 @@ std::vector<OpCase> op_table() {
   add_case("softplus", {normal({5, 7})}, [](V x) { return softplus(x[0]); });
   add_case("gelu", {normal({5, 7})}, [](V x) { return gelu(x[0]); });
   add_case("clamp", {normal({5, 7})}, [](V x) { return clamp(x[0], -0.5, 0.5); });
-  add_case("where", {mask({5, 7}), normal({5, 7}), normal({7})},
-           [](V x) { return where(x[0], x[1], x[2]); });
+  add_case("where", {mask({5, 7}), normal({5, 7}), normal({7})}, [](V x) { return where(x[0], x[1], x[2]); });
   add_case("dropout", {normal({6, 9})}, [](V x) {
     Generator g(11);
     return dropout(x[0], 0.3, g);
@@ -123,33 +120,29 @@ std::vector<OpCase> op_table() {
            [](V x) { return linear(x[0], x[1], x[2]); });
   add_case("linear batched input", {normal({3, 15, 10}), normal({8, 10}), normal({8})},
            [](V x) { return linear(x[0], x[1], x[2]); });
-  add_case("pairwise_sqdist", {normal({6, 5}), normal({7, 5})},
-           [](V x) { return pairwise_sqdist(x[0], x[1]); });
+  add_case("pairwise_sqdist", {normal({6, 5}), normal({7, 5})}, [](V x) { return pairwise_sqdist(x[0], x[1]); });
   add_case("pairwise_sqdist batched", {normal({2, 6, 5}), normal({2, 7, 5})},
            [](V x) { return pairwise_sqdist(x[0], x[1]); });
-  add_case("cosine_similarity", {normal({6, 5}), normal({7, 5})},
-           [](V x) { return cosine_similarity(x[0], x[1]); });
+  add_case("cosine_similarity", {normal({6, 5}), normal({7, 5})}, [](V x) { return cosine_similarity(x[0], x[1]); });
   // shape
-  add_case("reshape", {normal({4, 6})}, [](V x) { return mul(reshape(x[0], Shape{2, 12}), reshape(x[0], Shape{2, 12})); });
+  add_case("reshape", {normal({4, 6})}, [](V x) {
+    return mul(reshape(x[0], Shape{2, 12}), reshape(x[0], Shape{2, 12}));
+  });
   add_case("transpose", {normal({3, 33, 65})}, [](V x) { return transpose(x[0]); });
   add_case("concat axis 0", {normal({2, 5}), normal({3, 5})}, [](V x) { return concat({x[0], x[1]}, 0); });
   add_case("concat axis 1", {normal({4, 2, 3}), normal({4, 5, 3})}, [](V x) { return concat({x[0], x[1]}, 1); });
   add_case("slice", {normal({6, 7})}, [](V x) { return slice(x[0], 1, 2, 5); });
   add_case("slice axis 0", {normal({6, 3, 2})}, [](V x) { return slice(x[0], 0, 1, 4); });
-  add_case("index_select", {normal({6, 4}), index({0, 5, 2, 2, 1})},
-           [](V x) { return index_select(x[0], x[1]); });
-  add_case("index_add", {normal({5, 4}), index({0, 5, 2, 2, 1})},
-           [](V x) { return index_add(x[0], x[1], 6); });
+  add_case("index_select", {normal({6, 4}), index({0, 5, 2, 2, 1})}, [](V x) { return index_select(x[0], x[1]); });
+  add_case("index_add", {normal({5, 4}), index({0, 5, 2, 2, 1})}, [](V x) { return index_add(x[0], x[1], 6); });
   add_case("pad_axis", {normal({3, 4})}, [](V x) { return pad_axis(x[0], Shape{3, 9}, 1, 2); });
   // softmax and losses
   add_case("softmax", {normal({5, 7})}, [](V x) { return softmax(x[0]); });
   add_case("softmax wide", {normal({2, 3, 40})}, [](V x) { return softmax(x[0]); });
   add_case("log_softmax", {normal({5, 7})}, [](V x) { return log_softmax(x[0]); });
   add_case("log_softmax wide", {normal({3, 70})}, [](V x) { return log_softmax(x[0]); });
-  add_case("cross_entropy W1", {normal({45, 3}), labels(45, 3)},
-           [](V x) { return cross_entropy(x[0], x[1]); });
-  add_case("cross_entropy wide", {normal({10, 70}), labels(10, 70)},
-           [](V x) { return cross_entropy(x[0], x[1]); });
+  add_case("cross_entropy W1", {normal({45, 3}), labels(45, 3)}, [](V x) { return cross_entropy(x[0], x[1]); });
+  add_case("cross_entropy wide", {normal({10, 70}), labels(10, 70)}, [](V x) { return cross_entropy(x[0], x[1]); });
   add_case("nll", {normal({9, 4}), labels(9, 4)}, [](V x) { return nll(log_softmax(x[0]), x[1]); });
   add_case("mse", {normal({10, 1}), normal({10, 1})}, [](V x) { return mse(x[0], x[1]); });
   // fused updates
@@ -160,9 +153,12 @@ std::vector<OpCase> op_table() {
   add_case("inner_update one rate", {normal({8, 5}), normal({8, 5}), positive({1})},
            [](V x) { return square(inner_update(x[0], x[1], x[2])); });
   // not differentiable
-  add_case("one_hot", {labels(9, 5)}, [](V x) { return one_hot(x[0], 5); }, false);
-  add_case("argmax", {normal({5, 7})}, [](V x) { return argmax(x[0], 1); }, false);
-  add_case("greater", {normal({5, 7}), normal({7})}, [](V x) { return greater(x[0], x[1]); }, false);
+  add_case(
+      "one_hot", {labels(9, 5)}, [](V x) { return one_hot(x[0], 5); }, false);
+  add_case(
+      "argmax", {normal({5, 7})}, [](V x) { return argmax(x[0], 1); }, false);
+  add_case(
+      "greater", {normal({5, 7}), normal({7})}, [](V x) { return greater(x[0], x[1]); }, false);
   return t;
 }
 
@@ -170,8 +166,12 @@ std::vector<Tensor> draw_inputs(const OpCase& op, Generator& gen) {
   std::vector<Tensor> out;
   for (const Input& in : op.inputs) {
     switch (in.kind) {
-      case Kind::normal: out.push_back(Tensor::normal(in.shape, 0.0, 1.0, gen)); break;
-      case Kind::positive: out.push_back(Tensor::uniform(in.shape, 0.5, 2.0, gen)); break;
+      case Kind::normal:
+        out.push_back(Tensor::normal(in.shape, 0.0, 1.0, gen));
+        break;
+      case Kind::positive:
+        out.push_back(Tensor::uniform(in.shape, 0.5, 2.0, gen));
+        break;
       case Kind::mask: {
         std::vector<double> m(static_cast<std::size_t>(in.shape.numel()));
         for (double& v : m) v = gen.uniform() < 0.5 ? 0.0 : 1.0;
@@ -207,8 +207,7 @@ void check_close(const Tensor& device, const Tensor& reference, double rtol, con
   for (double v : e) scale = std::max(scale, std::abs(v));
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (std::isfinite(e[i]) && !std::isfinite(a[i])) {
-      FAIL_CHECK("element " << i << " is " << a[i] << " on CUDA (unwritten or overflow), CPU has "
-                            << e[i]);
+      FAIL_CHECK("element " << i << " is " << a[i] << " on CUDA (unwritten or overflow), CPU has " << e[i]);
       return;
     }
     const double err = std::abs(a[i] - e[i]);

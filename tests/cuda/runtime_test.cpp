@@ -22,8 +22,7 @@ TEST_CASE("cuda: availability is reported without throwing") {
   const bool available = kernels::cuda_available();
 #ifndef METATAPE_WITH_CUDA
   CHECK_FALSE(available);
-  CHECK_THROWS_WITH_AS(Tensor::zeros(Shape{2}, DType::f32, Device::cuda),
-                       doctest::Contains("no CUDA backend"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::zeros(Shape{2}, DType::f32, Device::cuda), doctest::Contains("no CUDA backend"), Error);
 #else
   MESSAGE("CUDA device available: " << (available ? "yes" : "no"));
 #endif
@@ -116,8 +115,7 @@ TEST_CASE("cuda copies: host to device to host, device to device, small and larg
 
 TEST_CASE("cuda convert: every dtype pair matches the CPU") {
   if (!gpu_available()) return;
-  const Tensor src = Tensor::from_vector(std::vector<double>{-2.75, -1, 0, 0.5, 3.25, 1e6},
-                                         Shape{2, 3}, DType::f64);
+  const Tensor src = Tensor::from_vector(std::vector<double>{-2.75, -1, 0, 0.5, 3.25, 1e6}, Shape{2, 3}, DType::f64);
   for (DType from : {DType::f32, DType::f64, DType::i64}) {
     for (DType to : {DType::f32, DType::f64, DType::i64}) {
       const Tensor a = src.to(from);
@@ -131,14 +129,12 @@ TEST_CASE("cuda device errors: bad labels and indices are reported at the next s
   const Tensor logits = Tensor::zeros(Shape{4, 3}, DType::f32, Device::cuda);
   const Tensor bad = Tensor::indices({0, 1, 3, 2}, Device::cuda);
   const Tensor loss = cross_entropy(logits, bad);  // queued; nothing thrown yet
-  CHECK_THROWS_WITH_AS(loss.item(), doctest::Contains("cross_entropy: label 3 in row 2 is outside [0, 3)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(loss.item(), doctest::Contains("cross_entropy: label 3 in row 2 is outside [0, 3)"), Error);
   CHECK(std::isnan(loss.item()));  // the record was cleared; the value stays NaN
   const Tensor x = Tensor::ones(Shape{5, 2}, DType::f32, Device::cuda);
   const Tensor out = index_select(x, Tensor::indices({1, 7}, Device::cuda));
   CHECK_THROWS_WITH_AS(kernels::cuda::synchronize(),
-                       doctest::Contains("index_select: index 7 at position 1 is outside [0, 5)"),
-                       Error);
+                       doctest::Contains("index_select: index 7 at position 1 is outside [0, 5)"), Error);
   const Tensor good = cross_entropy(logits, Tensor::indices({0, 1, 2, 2}, Device::cuda));
   CHECK(good.item() == doctest::Approx(std::log(3.0)));
 }

@@ -91,8 +91,10 @@ TEST_CASE("adam_update: Adam and AdamW follow the written-out formulas over seve
       adam_update(p, g, m, v, c, step);
       for (std::size_t i = 0; i < 6; ++i) {
         double gi = gv[i];
-        if (decoupled) ep[i] *= 1 - c.lr * c.weight_decay;
-        else gi += c.weight_decay * ep[i];
+        if (decoupled)
+          ep[i] *= 1 - c.lr * c.weight_decay;
+        else
+          gi += c.weight_decay * ep[i];
         em[i] = c.beta1 * em[i] + (1 - c.beta1) * gi;
         ev[i] = c.beta2 * ev[i] + (1 - c.beta2) * gi * gi;
         const double mh = em[i] / (1 - std::pow(c.beta1, step));

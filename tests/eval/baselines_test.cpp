@@ -166,7 +166,6 @@ TEST_CASE("baselines: prior, majority and persistence against hand counts on han
   check_probabilities(once(find(methods, "persistence"), e), {2.0 / 5, 1.0 / 5, 2.0 / 5});
   e.task.support_y = Tensor::indices({0});
   check_probabilities(once(find(methods, "persistence"), e), {1.0 / 3, 1.0 / 3, 1.0 / 3});
-
 }
 
 TEST_CASE("baselines: threshold rule on a hand-made two-exchange series") {
@@ -206,7 +205,8 @@ TEST_CASE("baselines: threshold rule on a hand-made two-exchange series") {
   const auto rule = once(find(methods, "threshold_rule"), e);
   REQUIRE(rule.size() == 6);
   const double expected[6] = {0.5, 0.5, 0.6, 0.4, 0.5, 0.5};
-  for (int i = 0; i < 6; ++i) CHECK(std::exp(rule[static_cast<std::size_t>(i)]) == doctest::Approx(expected[i]).epsilon(1e-12));
+  for (int i = 0; i < 6; ++i)
+    CHECK(std::exp(rule[static_cast<std::size_t>(i)]) == doctest::Approx(expected[i]).epsilon(1e-12));
   // prior: 3 positives of 7 -> 4 / 9; persistence: last support label 0, query 1, 0, 0 -> P(1) = 2 / 5.
   check_probabilities(once(find(methods, "prior"), e), {5.0 / 9, 4.0 / 9});
   check_probabilities(once(find(methods, "persistence"), e), {3.0 / 5, 2.0 / 5});
@@ -219,7 +219,8 @@ TEST_CASE("baselines: EWMA volatility on a 6-bar series by hand") {
   // Window 5 (returns 1..5), seeded with the mean of r1^2 and r2^2, then r3, r4, r5 with lambda 0.94:
   // variance 6.055754014661888e-4 (numbers from an independent Python evaluation of the recursion).
   CHECK(ewma_log_volatility(close, 5, 0.94, 5, 2) == doctest::Approx(-3.704665737558399).epsilon(1e-13));
-  CHECK(std::exp(2 * ewma_log_volatility(close, 5, 0.94, 5, 2)) == doctest::Approx(6.055754014661888e-4).epsilon(1e-12));
+  CHECK(std::exp(2 * ewma_log_volatility(close, 5, 0.94, 5, 2)) ==
+        doctest::Approx(6.055754014661888e-4).epsilon(1e-12));
   // Window 3 at t = 5: returns 3..5, seeded with r3, r4, then r5.
   CHECK(ewma_log_volatility(close, 5, 0.94, 3, 2) == doctest::Approx(-4.168650100823548).epsilon(1e-13));
   // t = 3: the window is clipped to returns 1..3.
@@ -231,7 +232,8 @@ TEST_CASE("baselines: EWMA volatility on a 6-bar series by hand") {
   // Through the risk family's factory: the outputs at each query row are the EWMA at that bar.
   std::vector<double> longer;
   for (int i = 0; i < 80; ++i) longer.push_back(100.0 * std::exp(0.01 * std::sin(0.7 * i) + 0.002 * i));
-  const auto market = tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", longer, kHour)}), tiny_features());
+  const auto market =
+      tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", longer, kHour)}), tiny_features());
   FamilySource f = market_source(market, "risk", 1, {}, 0.7, 0.85);
   BaselineOptions o;
   o.fit_tasks = 20;
@@ -286,12 +288,14 @@ TEST_CASE("baselines: HAR-RV recovers the coefficients of a series built so the 
       r = std::exp(-4.8 + 1.5 * std::sin(1.3 * static_cast<double>(k)));
     } else {
       const std::int64_t t = k - 1;
-      r = std::exp(b0 + bd * trailing_log_volatility(close, t, win.day) + bw * trailing_log_volatility(close, t, win.week) +
+      r = std::exp(b0 + bd * trailing_log_volatility(close, t, win.day) +
+                   bw * trailing_log_volatility(close, t, win.week) +
                    bm * trailing_log_volatility(close, t, win.month));
     }
     close.push_back(close.back() * std::exp(k % 2 == 0 ? r : -r));
   }
-  const auto market = tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", close, kDay)}), tiny_features());
+  const auto market =
+      tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", close, kDay)}), tiny_features());
   const HarModel fit = fit_har(market->market, {0}, {2, 110}, 1, win, 20);
   CHECK_FALSE(fit.clipped);
   CHECK(fit.rows == 109 - 30);  // rows 30..108: full windows, label bar t + 1 <= 109
@@ -328,10 +332,11 @@ TEST_CASE("baselines: HAR-RV on a short market clips its windows; constant regre
   // Constant |r| = 0.01: every regressor is log 0.01, so the slopes are 0 and the intercept is y.
   std::vector<double> close = {100.0};
   for (int k = 1; k < 40; ++k) close.push_back(close.back() * std::exp(k % 2 ? 0.01 : -0.01));
-  const auto market = tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", close, kDay)}), tiny_features());
+  const auto market =
+      tasks::PreparedMarket::make(make_market({make_series("X/USD", "a", close, kDay)}), tiny_features());
   const HarModel fit = fit_har(market->market, {0}, {2, 30}, 2, har_windows(kDay), 100);
-  CHECK(fit.clipped);       // no row has a full 30-bar window before bar 30
-  CHECK(fit.rows == 26);    // rows 2..27: the label window t+1..t+2 ends inside [2, 30)
+  CHECK(fit.clipped);     // no row has a full 30-bar window before bar 30
+  CHECK(fit.rows == 26);  // rows 2..27: the label window t+1..t+2 ends inside [2, 30)
   CHECK(fit.day == 0.0);
   CHECK(fit.week == 0.0);
   CHECK(fit.month == 0.0);

@@ -197,7 +197,8 @@ TEST_CASE("training: JSONL monitoring, gradient diagnostics, bit-identical resum
       CHECK(j["update_norms"]["layer0.weight"].get<double>() > 0.0);
     } else {
       ++steps;
-      for (const char* k : {"query_loss", "accuracy", "grad_norm", "tasks_per_second", "adaptation_ms"}) CHECK(j.contains(k));
+      for (const char* k : {"query_loss", "accuracy", "grad_norm", "tasks_per_second", "adaptation_ms"})
+        CHECK(j.contains(k));
     }
   }
   CHECK(steps == 6);

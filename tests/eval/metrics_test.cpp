@@ -40,7 +40,7 @@ TEST_CASE("detection metrics: precision, recall, F1, precision at a false-alarm 
   CHECK(m.precision == doctest::Approx(2.0 / 3.0));
   CHECK(m.recall == doctest::Approx(2.0 / 3.0));
   CHECK(m.f1 == doctest::Approx(2.0 / 3.0));
-  CHECK(m.pr_auc == doctest::Approx(13.0 / 18.0));  // 1/3 * 1 + 1/3 * 2/3 + 1/3 * 1/2
+  CHECK(m.pr_auc == doctest::Approx(13.0 / 18.0));            // 1/3 * 1 + 1/3 * 2/3 + 1/3 * 1/2
   CHECK(m.precision_at_false_alarm == doctest::Approx(1.0));  // only the top row has no false alarm
   CHECK(detection_metrics(truth, scores, 0.5, 0.34).precision_at_false_alarm == doctest::Approx(2.0 / 3.0));
   const DetectionMetrics none = detection_metrics({0, 0}, {0.9, 0.1}, 0.5, 0.05);
@@ -128,7 +128,7 @@ TEST_CASE("scoring: a portfolio episode is scored after the configured fees, and
   e.task.query_y = Tensor::from_vector(std::vector<double>{0.1, -0.1, 0.02, 0.04}, Shape{2, 2});
   e.periods_per_year = 1.0;
   const std::vector<double> equal_scores(4, 0.0);  // softmax: 1/2, 1/2 in both periods
-  TradingConfig costs;  // 0.001 + 0.0005 on the entry and the exit
+  TradingConfig costs;                             // 0.001 + 0.0005 on the entry and the exit
   const MetricMap m = score_episode(f, e, equal_scores, costs);
   CHECK(m.at("return") == doctest::Approx(0.9985 * 1.0285 - 1.0));
   CHECK(m.at("turnover") == doctest::Approx(1.0));

@@ -25,14 +25,16 @@ TEST_CASE("derive_seed: pinned values") {
 TEST_CASE("config reader: learner and family names come from the registries") {
   const RunConfig c = parse_run_config("");
   CHECK(c.benchmark.learners == meta::learner_names());  // the default runs every learner
-  CHECK_THROWS_WITH_AS(parse_run_config("learners: [maml, alchemy]\n"),
-                       "metatape: config: learners: unknown learner 'alchemy'; expected some of: maml, fomaml, maml++, meta-sgd, "
-                       "reptile, anil, protonet, matching",
-                       ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("tasks:\n  families: [tarot]\n"),
-                       "metatape: config: tasks.families: unknown family 'tarot'; expected some of: price_direction, market_regime, "
-                       "arbitrage, triangular_arbitrage, portfolio, risk",
-                       ConfigError);
+  CHECK_THROWS_WITH_AS(
+      parse_run_config("learners: [maml, alchemy]\n"),
+      "metatape: config: learners: unknown learner 'alchemy'; expected some of: maml, fomaml, maml++, meta-sgd, "
+      "reptile, anil, protonet, matching",
+      ConfigError);
+  CHECK_THROWS_WITH_AS(
+      parse_run_config("tasks:\n  families: [tarot]\n"),
+      "metatape: config: tasks.families: unknown family 'tarot'; expected some of: price_direction, market_regime, "
+      "arbitrage, triangular_arbitrage, portfolio, risk",
+      ConfigError);
   const std::string empty = "learners is empty; list at least one of: " + meta::learner_names_text();
   CHECK_THROWS_WITH_AS(parse_run_config("learners: []\n"), doctest::Contains(empty.c_str()), ConfigError);
   // Every registered name is accepted.

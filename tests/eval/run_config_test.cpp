@@ -31,15 +31,22 @@ TEST_CASE("run config: defaults, YAML, overrides and clear errors") {
   CHECK(c.benchmark.shots == std::vector<int>{2, 3});
   CHECK(c.data.simulator.bars == 1234);
 
-  CHECK_THROWS_WITH_AS(parse_run_config("trainig:\n  meta_steps: 3\n"), doctest::Contains("unknown key 'trainig'"), ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("training:\n  meta_stepz: 3\n"), doctest::Contains("training.meta_stepz"), ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("training:\n  meta_steps: lots\n"), doctest::Contains("'training.meta_steps' has an invalid value"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("trainig:\n  meta_steps: 3\n"), doctest::Contains("unknown key 'trainig'"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("training:\n  meta_stepz: 3\n"), doctest::Contains("training.meta_stepz"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("training:\n  meta_steps: lots\n"),
+                       doctest::Contains("'training.meta_steps' has an invalid value"), ConfigError);
   CHECK_THROWS_WITH_AS(parse_run_config("a: [1\n"), doctest::Contains("not valid YAML"), ConfigError);
   CHECK_THROWS_WITH_AS(parse_run_config("", {"oops"}), doctest::Contains("section.key=value"), ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("data:\n  source: files\n"), doctest::Contains("data.files is empty"), ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("learners: [maml, alchemy]\n"), doctest::Contains("unknown learner 'alchemy'"), ConfigError);
-  CHECK_THROWS_WITH_AS(parse_run_config("tasks:\n  families: [tarot]\n"), doctest::Contains("unknown family 'tarot'"), ConfigError);
-  CHECK_THROWS_WITH_AS(load_run_config("/no/such/config.yaml"), doctest::Contains("cannot read the config file"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("data:\n  source: files\n"), doctest::Contains("data.files is empty"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("learners: [maml, alchemy]\n"), doctest::Contains("unknown learner 'alchemy'"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config("tasks:\n  families: [tarot]\n"), doctest::Contains("unknown family 'tarot'"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(load_run_config("/no/such/config.yaml"), doctest::Contains("cannot read the config file"),
+                       ConfigError);
 }
 
 namespace {
@@ -63,8 +70,10 @@ TEST_CASE("run config: values that hang or exhaust memory are refused with the l
     std::vector<std::string> expect;
   };
   const std::vector<Case> cases = {
-      {"evaluation.steps=[1000000000]", {"evaluation.steps [1000000000]", "limits.max_inner_steps_x_episodes (1000000)"}},
-      {"training.inner_steps=1e9", {"training.inner_steps / reptile_steps (1000000000)", "limits.max_inner_steps_x_episodes"}},
+      {"evaluation.steps=[1000000000]",
+       {"evaluation.steps [1000000000]", "limits.max_inner_steps_x_episodes (1000000)"}},
+      {"training.inner_steps=1e9",
+       {"training.inner_steps / reptile_steps (1000000000)", "limits.max_inner_steps_x_episodes"}},
       {"training.meta_batch=1e8", {"training.meta_batch (100000000)", "limits.max_rows (10000000)"}},
       {"training.hidden=[100000000]", {"training.hidden [100000000]", "limits.max_parameters (10000000)"}},
       {"data.simulator.bars=1e12", {"data.simulator.bars (1000000000000)", "limits.max_bars (10000000)"}},
@@ -86,22 +95,27 @@ TEST_CASE("run config: values that hang or exhaust memory are refused with the l
 }
 
 TEST_CASE("run config: silently accepted values are refused naming the key") {
-  CHECK(refusal("", {"training.inner_lr=-1"}).find("training.inner_lr must be a finite number > 0, got -1") != std::string::npos);
-  CHECK(refusal("", {"evaluation.alpha=2"}).find("evaluation.alpha must be a finite number in (0, 1)") != std::string::npos);
+  CHECK(refusal("", {"training.inner_lr=-1"}).find("training.inner_lr must be a finite number > 0, got -1") !=
+        std::string::npos);
+  CHECK(refusal("", {"evaluation.alpha=2"}).find("evaluation.alpha must be a finite number in (0, 1)") !=
+        std::string::npos);
   CHECK(refusal("", {"training.diagnose_every=0"}).find("training.diagnose_every must be >= 1") != std::string::npos);
   CHECK(refusal("", {"learners=[]"}).find("learners is empty") != std::string::npos);
   CHECK(refusal("", {"tasks.families=[]"}).find("tasks.families is empty") != std::string::npos);
   CHECK(refusal("", {"learners=[maml, maml]"}).find("learners lists 'maml' twice") != std::string::npos);
-  CHECK(refusal("", {"evaluation.fee_rate=.nan"}).find("evaluation.fee_rate must be a finite number in [0, 1), got nan") != std::string::npos);
+  CHECK(refusal("", {"evaluation.fee_rate=.nan"})
+            .find("evaluation.fee_rate must be a finite number in [0, 1), got nan") != std::string::npos);
   CHECK(refusal("", {"evaluation.slippage_rate=.inf"}).find("evaluation.slippage_rate") != std::string::npos);
 }
 
 TEST_CASE("run config: an empty override or value is an error, never the built-in default") {
   const std::string file = "training:\n  inner_lr: 0.2\n";
   CHECK(parse_run_config(file).benchmark.learner_options.maml.inner_lr == doctest::Approx(0.2));
-  CHECK(refusal(file, {"training.inner_lr="}).find("override 'training.inner_lr=' has no value after '='") != std::string::npos);
+  CHECK(refusal(file, {"training.inner_lr="}).find("override 'training.inner_lr=' has no value after '='") !=
+        std::string::npos);
   CHECK(refusal(file, {"training.inner_lr=  "}).find("has no value") != std::string::npos);
-  CHECK(refusal("training:\n  inner_lr:\n").find("'training.inner_lr' has no value (empty or null)") != std::string::npos);
+  CHECK(refusal("training:\n  inner_lr:\n").find("'training.inner_lr' has no value (empty or null)") !=
+        std::string::npos);
   CHECK(refusal("", {"training.inner_lr=~"}).find("'training.inner_lr' has no value") != std::string::npos);
 }
 
@@ -227,8 +241,8 @@ TEST_CASE("run config: checkpoint selection keys (training.validate_every, valid
   CHECK(d.benchmark.validate_every == 100);
   CHECK(d.benchmark.validation_episodes == 50);
   CHECK(d.benchmark.select_best);
-  const RunConfig c = parse_run_config(
-      "training:\n  validate_every: 0\n  validation_episodes: 7\n  select_best: false\n");
+  const RunConfig c =
+      parse_run_config("training:\n  validate_every: 0\n  validation_episodes: 7\n  select_best: false\n");
   CHECK(c.benchmark.validate_every == 0);
   CHECK(c.benchmark.validation_episodes == 7);
   CHECK_FALSE(c.benchmark.select_best);
@@ -246,8 +260,8 @@ TEST_CASE("run config: checkpoint selection keys (training.validate_every, valid
   CHECK(refusal("", {"training.validation_episodes=100000000"}).find("limits.max_rows") != std::string::npos);
 
   // The resolved config writes them back.
-  const RunConfig r = parse_run_config("", {"training.validate_every=30", "training.validation_episodes=9",
-                                            "training.select_best=false"});
+  const RunConfig r = parse_run_config(
+      "", {"training.validate_every=30", "training.validation_episodes=9", "training.select_best=false"});
   const RunConfig back = parse_run_config(resolved_config_yaml(r), {}, "resolved");
   CHECK(back.benchmark.validate_every == 30);
   CHECK(back.benchmark.validation_episodes == 9);

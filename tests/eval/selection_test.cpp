@@ -417,7 +417,7 @@ TEST_CASE("selection: the benchmark selects per learner, records it, and eval re
   CHECK(j["training"][0]["selected_validation_value"].get<double>() == meta_sgd.selected_validation_value);
   const std::string md = report_markdown(r);
   CHECK(md.find("selected step") != std::string::npos);
-  CHECK(md.find("log_loss " ) != std::string::npos);
+  CHECK(md.find("log_loss ") != std::string::npos);
 
   // `metatape eval`'s path: the learner loaded from its checkpoint holds the selected parameters and
   // the record says which step they are.

@@ -63,7 +63,8 @@ TEST_CASE("probabilistic and expected maximum Sharpe match scipy") {
   }
   for (const auto& c : fx["expected_max"]) {
     CAPTURE(c["trials"].get<int>());
-    CHECK(expected_maximum_sharpe(c["trials"], c["variance"]) == doctest::Approx(c["value"].get<double>()).epsilon(1e-9));
+    CHECK(expected_maximum_sharpe(c["trials"], c["variance"]) ==
+          doctest::Approx(c["value"].get<double>()).epsilon(1e-9));
   }
 }
 
@@ -82,8 +83,8 @@ TEST_CASE("deflated Sharpe of the best of N trials matches an independent scipy 
 }
 
 TEST_CASE("deflated Sharpe: limits and errors") {
-  CHECK(expected_maximum_sharpe(1, 0.7) == 0.0);    // no selection
-  CHECK(expected_maximum_sharpe(50, 0.0) == 0.0);   // identical trials
+  CHECK(expected_maximum_sharpe(1, 0.7) == 0.0);   // no selection
+  CHECK(expected_maximum_sharpe(50, 0.0) == 0.0);  // identical trials
   CHECK(expected_maximum_sharpe(10, 0.01) < expected_maximum_sharpe(100, 0.01));
   CHECK(trial_sharpe_variance({0.3}) == 0.0);
   CHECK_THROWS_AS(expected_maximum_sharpe(0, 0.1), Error);

@@ -35,11 +35,16 @@ TEST_CASE("special functions match scipy") {
     const std::string fn = c["fn"];
     const double expected = c["value"];
     double got = 0;
-    if (fn == "betainc") got = regularized_incomplete_beta(c["a"], c["b"], c["x"]);
-    else if (fn == "t_cdf") got = student_t_cdf(c["t"], c["df"]);
-    else if (fn == "t_ppf") got = student_t_quantile(c["p"], c["df"]);
-    else if (fn == "norm_ppf") got = normal_quantile(c["p"]);
-    else FAIL("unknown fixture function " << fn);
+    if (fn == "betainc")
+      got = regularized_incomplete_beta(c["a"], c["b"], c["x"]);
+    else if (fn == "t_cdf")
+      got = student_t_cdf(c["t"], c["df"]);
+    else if (fn == "t_ppf")
+      got = student_t_quantile(c["p"], c["df"]);
+    else if (fn == "norm_ppf")
+      got = normal_quantile(c["p"]);
+    else
+      FAIL("unknown fixture function " << fn);
     CHECK_MESSAGE(got == doctest::Approx(expected).epsilon(1e-9), fn << " " << c.dump());
     ++checked;
   }

@@ -38,7 +38,8 @@ TEST_CASE("probabilistic metrics: the true class frequencies beat every other co
     return probabilistic_metrics(truth, p, 3);
   };
   const ProbabilisticMetrics prior = constant(0.5, 1.0 / 3, 1.0 / 6);
-  for (const auto& q : std::vector<std::array<double, 3>>{{0.6, 0.3, 0.1}, {1.0 / 3, 1.0 / 3, 1.0 / 3}, {0.98, 0.01, 0.01}}) {
+  for (const auto& q :
+       std::vector<std::array<double, 3>>{{0.6, 0.3, 0.1}, {1.0 / 3, 1.0 / 3, 1.0 / 3}, {0.98, 0.01, 0.01}}) {
     const ProbabilisticMetrics other = constant(q[0], q[1], q[2]);
     CHECK(prior.log_loss < other.log_loss);
     CHECK(prior.brier < other.brier);
@@ -103,7 +104,8 @@ BenchmarkResult constructed(const std::vector<double>& learner, const std::vecto
     c.steps = 1;
     const auto& x = r.cells[0].values.at("log_loss");
     const CellResult* b = nullptr;
-    for (const auto& cc : r.cells) if (cc.method == base) b = &cc;
+    for (const auto& cc : r.cells)
+      if (cc.method == base) b = &cc;
     const auto& y = b->values.at("log_loss");
     c.pairs = x.size();
     c.t_test = paired_t_test(x, y);
@@ -175,8 +177,8 @@ TEST_CASE("verdicts: skill needs significance after Holm; a tie is no skill") {
   CHECK(md.find("No learner has skill on price_direction") != std::string::npos);
   const auto j = report_json(better);
   REQUIRE(j["verdicts"].size() == 1);
-  for (const char* key : {"family", "learner", "metric", "strongest_baseline", "difference", "ci_low", "ci_high",
-                          "p_holm", "skill"}) {
+  for (const char* key :
+       {"family", "learner", "metric", "strongest_baseline", "difference", "ci_low", "ci_high", "p_holm", "skill"}) {
     CHECK(j["verdicts"][0].contains(key));
   }
   CHECK(j["verdicts"][0]["skill"].get<bool>());

@@ -65,8 +65,8 @@ tasks::Series random_walk(const std::string& symbol, std::int64_t bars, std::uin
   return s;
 }
 
-FamilySource source(tasks::Market market, const std::string& family, std::int64_t stride = 1,
-                    std::int64_t horizon = 4, std::vector<std::string> symbols = {}) {
+FamilySource source(tasks::Market market, const std::string& family, std::int64_t stride = 1, std::int64_t horizon = 4,
+                    std::vector<std::string> symbols = {}) {
   tasks::DistributionConfig c;
   c.families = {family};
   c.symbols = std::move(symbols);
@@ -154,7 +154,8 @@ class Recording final : public Method {
     std::vector<double> out;
     for (std::size_t j = 0; j < e.context.query_rows.size(); ++j) {
       double x = 0.3 * (label_mean - 1.0) + 0.01 * support_first + static_cast<double>(qy[j]);
-      for (std::int64_t f = 0; f < dim; ++f) x += 0.05 * qx[j * static_cast<std::size_t>(dim) + static_cast<std::size_t>(f)];
+      for (std::int64_t f = 0; f < dim; ++f)
+        x += 0.05 * qx[j * static_cast<std::size_t>(dim) + static_cast<std::size_t>(f)];
       out.insert(out.end(), {-x, 0.0, x});
     }
     return std::vector<std::vector<double>>(steps.size(), out);
@@ -215,13 +216,13 @@ TEST_CASE("walk_forward: daily returns compound the bars of each UTC day") {
   CHECK(bar == e.bar_returns.size());
   CHECK(product - 1 == doctest::Approx(e.total_return).epsilon(1e-12));
   // Hourly bars: full days in the middle have 24 bars.
-  CHECK(e.daily_returns.size() == static_cast<std::size_t>(
-            (e.bar_time_ms.back() + kHourMs) / 86'400'000 - (e.bar_time_ms.front() + kHourMs) / 86'400'000 + 1));
+  CHECK(e.daily_returns.size() == static_cast<std::size_t>((e.bar_time_ms.back() + kHourMs) / 86'400'000 -
+                                                           (e.bar_time_ms.front() + kHourMs) / 86'400'000 + 1));
 }
 
 TEST_CASE("walk_forward: a flat predictor earns exactly zero") {
-  const FamilySource f = source(tasks::align({random_walk("AAA/USDT", 800, 1), random_walk("BBB/USDT", 800, 2)}),
-                                "price_direction");
+  const FamilySource f =
+      source(tasks::align({random_walk("AAA/USDT", 800, 1), random_walk("BBB/USDT", 800, 2)}), "price_direction");
   Constant flat({0.4, 2.0, 0.4});  // p(BUY) = p(SELL): position 0
   Generator gen(1);
   for (const auto& curves : {walk_forward(f, flat, wf_config(), gen), flat_curve(f, wf_config())}) {
@@ -326,10 +327,10 @@ TEST_CASE("walk_forward: perturbing bars after T leaves every position up to T u
   const auto net = std::make_shared<nn::Mlp>(spec);
   for (int which = 0; which < 2; ++which) {
     CAPTURE(which);
-    std::unique_ptr<Method> m1 = which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>())
-                                            : make_scratch_method(net, 0.05);
-    std::unique_ptr<Method> m2 = which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>())
-                                            : make_scratch_method(net, 0.05);
+    std::unique_ptr<Method> m1 =
+        which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>()) : make_scratch_method(net, 0.05);
+    std::unique_ptr<Method> m2 =
+        which == 0 ? std::unique_ptr<Method>(std::make_unique<Recording>()) : make_scratch_method(net, 0.05);
     Generator gen1(8), gen2(8);
     const EquityCurve a = walk_forward(f, *m1, wf_config(), gen1).front();
     const EquityCurve b = walk_forward(g, *m2, wf_config(), gen2).front();
@@ -339,7 +340,8 @@ TEST_CASE("walk_forward: perturbing bars after T leaves every position up to T u
     for (std::size_t t = 0; t < upto; ++t) CHECK(a.bar_returns[t] == b.bar_returns[t]);
     // The perturbation does reach the later positions (the test could fail).
     bool later_differs = false;
-    for (std::size_t t = upto + 1; t < a.positions.size(); ++t) later_differs = later_differs || a.positions[t] != b.positions[t];
+    for (std::size_t t = upto + 1; t < a.positions.size(); ++t)
+      later_differs = later_differs || a.positions[t] != b.positions[t];
     CHECK(later_differs);
   }
 }
@@ -448,7 +450,8 @@ TEST_CASE("assign_deflated_sharpe: trials' variance from the methods on the asse
   CHECK(lines == days + 1);
 }
 
-TEST_CASE("run_benchmark: walk-forward for every method plus buy-and-hold, deflated over methods x runs, in the report") {
+TEST_CASE(
+    "run_benchmark: walk-forward for every method plus buy-and-hold, deflated over methods x runs, in the report") {
   const tasks::Market market = tasks::align({random_walk("AAA/USDT", 700, 41), random_walk("BBB/USDT", 700, 42)});
   const std::vector<FamilySource> families = {source(market, "price_direction"), source(market, "risk")};
   BenchmarkConfig c;

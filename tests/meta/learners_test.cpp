@@ -16,8 +16,8 @@ using namespace metatape;
 
 namespace {
 
-std::unique_ptr<meta::Learner> make(const std::string& kind, std::shared_ptr<nn::Mlp> model,
-                                    Generator& gen, double lr, const meta::LearnerOptions& options) {
+std::unique_ptr<meta::Learner> make(const std::string& kind, std::shared_ptr<nn::Mlp> model, Generator& gen, double lr,
+                                    const meta::LearnerOptions& options) {
   nn::OptimizerOptions o;
   o.lr = lr;
   auto outer = kind == "reptile" ? nn::make_sgd(o) : nn::make_adam(o);
@@ -62,8 +62,7 @@ TEST_CASE("every gradient-based learner trains on W2 sinusoids") {
 }
 
 TEST_CASE("every learner trains on W1-shaped classification tasks") {
-  for (const std::string kind :
-       {"maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching"}) {
+  for (const std::string kind : {"maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching"}) {
     CAPTURE(kind);
     Generator gen(3);
     const bool metric = kind == "protonet" || kind == "matching";

@@ -34,8 +34,8 @@ struct Comparison {
 Comparison compare_with_fd(const std::string& kind, const meta::LearnerOptions& options, int steps,
                            const tasks::TaskBatch& batch) {
   Generator gen(21);
-  auto model = std::make_shared<nn::Mlp>(
-      nn::MlpSpec{{1, 6, 6, 1}, nn::Activation::tanh, nn::Init::uniform_fan_in, DType::f64});
+  auto model =
+      std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 6, 6, 1}, nn::Activation::tanh, nn::Init::uniform_fan_in, DType::f64});
   nn::OptimizerOptions o;
   o.lr = 1.0;
   auto learner = meta::make_learner(kind, model, model->init(gen), nn::make_sgd(o), options);
@@ -100,8 +100,8 @@ TEST_CASE("Meta-SGD and ANIL meta-gradients (initial parameters) equal finite di
   // Meta-SGD: the model-parameter part (the alphas are checked against PyTorch in parity_test).
   options.meta_sgd.alpha_init = 0.05;
   Generator gen(21);
-  auto model = std::make_shared<nn::Mlp>(
-      nn::MlpSpec{{1, 6, 6, 1}, nn::Activation::tanh, nn::Init::uniform_fan_in, DType::f64});
+  auto model =
+      std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 6, 6, 1}, nn::Activation::tanh, nn::Init::uniform_fan_in, DType::f64});
   nn::OptimizerOptions o;
   o.lr = 1.0;
   auto learner = meta::make_learner("meta-sgd", model, model->init(gen), nn::make_sgd(o), options);
@@ -158,8 +158,8 @@ nn::ParameterList train(const std::string& kind, int total, int split, const std
 }  // namespace
 
 TEST_CASE("a resumed run matches an uninterrupted one bit for bit") {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("metatape_resume_" + std::to_string(::getpid()) + ".ckpt")).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("metatape_resume_" + std::to_string(::getpid()) + ".ckpt")).string();
   for (const std::string kind : {"maml++", "meta-sgd", "reptile", "fomaml"}) {
     CAPTURE(kind);
     const auto straight = train(kind, 10, -1, path);

@@ -166,13 +166,14 @@ void check_file(const std::string& path) {
       for (double v : expected[i].to_vector<double>()) case_scale = std::max(case_scale, std::abs(v));
     }
     for (std::size_t i = 0; i < meta.size(); ++i) {
-      check_close(name + " grad " + meta.name(i), recorder->grads[i], expected.get(meta.name(i)), tol, 0.01 * case_scale);
+      check_close(name + " grad " + meta.name(i), recorder->grads[i], expected.get(meta.name(i)), tol,
+                  0.01 * case_scale);
     }
     if (name == "reptile") {
       // The paper's update with an SGD outer optimizer: theta + epsilon (mean phi - theta).
-      auto sgd_learner = meta::make_reptile(mlp, model_params(model_json, dtype), nn::make_sgd({}),
-                                            meta::ReptileOptions{o.at("inner_steps"), o.at("inner_lr"), false,
-                                                                 o.at("epsilon"), 0, false});
+      auto sgd_learner = meta::make_reptile(
+          mlp, model_params(model_json, dtype), nn::make_sgd({}),
+          meta::ReptileOptions{o.at("inner_steps"), o.at("inner_lr"), false, o.at("epsilon"), 0, false});
       sgd_learner->meta_train_step(batch, {false});
       const nn::ParameterList after = decode_list(c.at("after"), dtype);
       for (std::size_t i = 0; i < after.size(); ++i) {
@@ -214,15 +215,17 @@ TEST_CASE("one meta-step of every learner matches the committed PyTorch fixtures
 
 TEST_CASE("live PyTorch parity: regenerate the fixtures with torch and compare") {
   if (std::system("python3 -c 'import torch' > /dev/null 2>&1") != 0) {
-    MESSAGE("skipped: torch is not importable here (pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu to run this check)");
+    MESSAGE(
+        "skipped: torch is not importable here (pip install torch --index-url "
+        "https://download.pytorch.org/whl/cpu to run this check)");
     return;
   }
   const auto dir = std::filesystem::temp_directory_path() / ("metatape_parity_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  const std::string cmd = "python3 '" + source_dir() + "/scripts/make_pytorch_fixtures.py' --out '" + dir.string() +
-                          "' > /dev/null";
+  const std::string cmd =
+      "python3 '" + source_dir() + "/scripts/make_pytorch_fixtures.py' --out '" + dir.string() + "' > /dev/null";
   REQUIRE(std::system(cmd.c_str()) == 0);
-  for (const char* suffix : {"f64", "f32"}) check_file((dir / ("meta_parity_" + std::string(suffix) + ".json")).string());
+  for (const char* suffix : {"f64", "f32"})
+    check_file((dir / ("meta_parity_" + std::string(suffix) + ".json")).string());
   std::filesystem::remove_all(dir);
 }

@@ -159,7 +159,7 @@ TEST_CASE("recompute_inner holds less memory than the taped inner loop, growing 
   const double taped5 = peak_mib(5, false), taped20 = peak_mib(20, false);
   const double re5 = peak_mib(5, true), re20 = peak_mib(20, true);
   MESSAGE("peak MiB over one step: taped 5 / 20 steps ", taped5, " / ", taped20, "; recomputed ", re5, " / ", re20);
-  CHECK(taped20 > 3.0 * taped5);       // the taped path grows about linearly with the steps
+  CHECK(taped20 > 3.0 * taped5);  // the taped path grows about linearly with the steps
   CHECK(re20 < 0.35 * taped20);
   CHECK(re20 - re5 < 0.25 * (taped20 - taped5));
 }

@@ -25,15 +25,17 @@ TEST_CASE("learner registry: the names, in order, and lookups") {
   CHECK(meta::learner_names_text() == "maml, fomaml, maml++, meta-sgd, reptile, anil, protonet, matching");
   CHECK(meta::learner_names_text(" ", " ") == "maml fomaml maml++ meta-sgd reptile anil protonet matching");
   CHECK(meta::learner_names_text(", ", " or ", meta::batched_learner) == "maml, fomaml, meta-sgd, reptile or anil");
-  CHECK(meta::learner_names_text(", ", ", ", meta::gradient_learner) == "maml, fomaml, maml++, meta-sgd, reptile, anil");
+  CHECK(meta::learner_names_text(", ", ", ", meta::gradient_learner) ==
+        "maml, fomaml, maml++, meta-sgd, reptile, anil");
   CHECK(meta::find_learner("alchemy") == nullptr);
   REQUIRE(meta::find_learner("meta-sgd") != nullptr);
   CHECK(&meta::learner_info("meta-sgd") == meta::find_learner("meta-sgd"));
   CHECK(meta::learner_info("meta-sgd").options == "meta_sgd");
-  CHECK_THROWS_WITH_AS(meta::learner_info("alchemy"),
-                       "metatape: learner: unknown kind 'alchemy' (choose maml, fomaml, maml++, meta-sgd, reptile, anil, "
-                       "protonet or matching)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      meta::learner_info("alchemy"),
+      "metatape: learner: unknown kind 'alchemy' (choose maml, fomaml, maml++, meta-sgd, reptile, anil, "
+      "protonet or matching)",
+      Error);
   for (const meta::LearnerInfo& l : meta::learner_registry()) {
     CAPTURE(l.name);
     CHECK(!l.help.empty());
@@ -82,10 +84,11 @@ TEST_CASE("learner registry: the batched path supports exactly the entries with 
       auto learner = meta::make_batched_learner(l.name, model, model->init(gen), nn::make_adam({}), {});
       CHECK(learner->name() == l.name);
     } else {
-      CHECK_THROWS_WITH_AS(meta::parse_batched_algorithm(l.name),
-                           ("metatape: batched: unknown algorithm '" + l.name +
-                            "' (choose maml, fomaml, meta-sgd, reptile or anil)").c_str(),
-                           Error);
+      CHECK_THROWS_WITH_AS(
+          meta::parse_batched_algorithm(l.name),
+          ("metatape: batched: unknown algorithm '" + l.name + "' (choose maml, fomaml, meta-sgd, reptile or anil)")
+              .c_str(),
+          Error);
     }
   }
 }

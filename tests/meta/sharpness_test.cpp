@@ -12,7 +12,8 @@ using namespace metatape;
 TEST_CASE("support_sharpness finds the top Hessian eigenvalue of a linear least-squares task") {
   // y = w . x + b with MSE over 4 rows: H = (2/4) A^T A for A = [x, 1]. The columns of A below are
   // orthogonal with squared norms 36, 4, 4, so H = diag(18, 2, 2) and lambda_max = 18.
-  auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{2, 1}, nn::Activation::none, nn::Init::uniform_fan_in, DType::f64});
+  auto model =
+      std::make_shared<nn::Mlp>(nn::MlpSpec{{2, 1}, nn::Activation::none, nn::Init::uniform_fan_in, DType::f64});
   Generator gen(3);
   const nn::ParameterList params = model->init(gen);
   tasks::Task task;

@@ -105,13 +105,14 @@ TEST_CASE("truncated, corrupted and mismatched checkpoints are refused with a me
     CHECK_THROWS_WITH_AS(nn::load_checkpoint(temp_path("nope.ckpt")), doctest::Contains("cannot open"), Error);
   }
   SUBCASE("truncated at many lengths") {
-    for (std::size_t len : {std::size_t{0}, std::size_t{5}, std::size_t{30}, good.size() / 2, good.size() - 9,
-                            good.size() - 1}) {
+    for (std::size_t len :
+         {std::size_t{0}, std::size_t{5}, std::size_t{30}, good.size() / 2, good.size() - 9, good.size() - 1}) {
       CAPTURE(len);
       write_bytes(path, std::vector<unsigned char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len)));
       CHECK_THROWS_AS(nn::load_checkpoint(path), Error);
     }
-    write_bytes(path, std::vector<unsigned char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
+    write_bytes(path,
+                std::vector<unsigned char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
     CHECK_THROWS_WITH_AS(nn::load_checkpoint(path), doctest::Contains("truncated"), Error);
   }
   SUBCASE("one flipped bit in the data") {
@@ -134,12 +135,16 @@ TEST_CASE("truncated, corrupted and mismatched checkpoints are refused with a me
     const nn::Checkpoint cp = nn::load_checkpoint(path);
     Generator gen(3);
     nn::ParameterList wider = nn::Mlp(nn::MlpSpec{{1, 41, 40, 1}}).init(gen);
-    CHECK_THROWS_WITH_AS(nn::restore_section(cp, "params", wider),
-                         doctest::Contains("parameter 'layer0.weight' in section 'params' is (40, 1) f32, the model expects (41, 1) f32"),
-                         Error);
+    CHECK_THROWS_WITH_AS(
+        nn::restore_section(cp, "params", wider),
+        doctest::Contains(
+            "parameter 'layer0.weight' in section 'params' is (40, 1) f32, the model expects (41, 1) f32"),
+        Error);
     nn::ParameterList deeper = nn::Mlp(nn::MlpSpec{{1, 40, 40, 40, 1}}).init(gen);
-    CHECK_THROWS_WITH_AS(nn::restore_section(cp, "params", deeper), doctest::Contains("lacks parameter 'layer3.weight'"), Error);
-    nn::ParameterList f64 = nn::Mlp(nn::MlpSpec{{1, 40, 40, 1}, nn::Activation::relu, nn::Init::uniform_fan_in, DType::f64}).init(gen);
+    CHECK_THROWS_WITH_AS(nn::restore_section(cp, "params", deeper),
+                         doctest::Contains("lacks parameter 'layer3.weight'"), Error);
+    nn::ParameterList f64 =
+        nn::Mlp(nn::MlpSpec{{1, 40, 40, 1}, nn::Activation::relu, nn::Init::uniform_fan_in, DType::f64}).init(gen);
     CHECK_THROWS_WITH_AS(nn::restore_section(cp, "params", f64), doctest::Contains("f64"), Error);
     CHECK_THROWS_WITH_AS(nn::restore_section(cp, "missing", f64), doctest::Contains("no section 'missing'"), Error);
   }
@@ -202,7 +207,8 @@ std::vector<unsigned char> craft(const std::vector<unsigned char>& good,
   std::uint64_t header_len = 0;
   for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(good[12 + i]) << (8 * i);
   const std::size_t prefix = 20;
-  nlohmann::json header = nlohmann::json::parse(good.begin() + prefix, good.begin() + static_cast<std::ptrdiff_t>(prefix + header_len));
+  nlohmann::json header =
+      nlohmann::json::parse(good.begin() + prefix, good.begin() + static_cast<std::ptrdiff_t>(prefix + header_len));
   edit(header);
   const std::string text = header.dump();
   std::vector<unsigned char> out(good.begin(), good.begin() + 12);
@@ -244,10 +250,12 @@ TEST_CASE("crafted checkpoints with bad offsets, sizes, shapes or counts are ref
             "[offset 9223372036854775808, end 9223372036854775824)");
   }
   SUBCASE("bytes of 2^64 - 1 with a small offset") {
-    refused([](nlohmann::json& h) {
-      first_entry(h)["offset"] = 1;
-      first_entry(h)["bytes"] = std::numeric_limits<std::uint64_t>::max();
-    }, "end past 2^64");
+    refused(
+        [](nlohmann::json& h) {
+          first_entry(h)["offset"] = 1;
+          first_entry(h)["bytes"] = std::numeric_limits<std::uint64_t>::max();
+        },
+        "end past 2^64");
   }
   SUBCASE("a negative offset") {
     refused([](nlohmann::json& h) { first_entry(h)["offset"] = -8; }, entry + ": offset -8 is negative");
@@ -256,32 +264,42 @@ TEST_CASE("crafted checkpoints with bad offsets, sizes, shapes or counts are ref
     refused([](nlohmann::json& h) { first_entry(h)["bytes"] = -16; }, entry + ": bytes -16 is negative");
   }
   SUBCASE("a fractional offset") {
-    refused([](nlohmann::json& h) { first_entry(h)["offset"] = 1.5; }, entry + ": offset 1.5 is not a non-negative integer");
+    refused([](nlohmann::json& h) { first_entry(h)["offset"] = 1.5; },
+            entry + ": offset 1.5 is not a non-negative integer");
   }
   SUBCASE("a shape whose product overflows to the stated byte count") {
     // 2^32 * 2^32 * 4 bytes wraps to 0 in 64 bits; with bytes 0 the old check passed.
-    refused([](nlohmann::json& h) {
-      first_entry(h)["shape"] = {std::uint64_t{1} << 32, std::uint64_t{1} << 32};
-      first_entry(h)["bytes"] = 0;
-    }, entry + ": shape [4294967296,4294967296] f32 overflows");
+    refused(
+        [](nlohmann::json& h) {
+          first_entry(h)["shape"] = {std::uint64_t{1} << 32, std::uint64_t{1} << 32};
+          first_entry(h)["bytes"] = 0;
+        },
+        entry + ": shape [4294967296,4294967296] f32 overflows");
   }
   SUBCASE("a dimension that does not fit in int64") {
     refused([](nlohmann::json& h) { first_entry(h)["shape"] = {std::numeric_limits<std::uint64_t>::max()}; },
             "overflows");
   }
   SUBCASE("a negative or fractional dimension") {
-    refused([](nlohmann::json& h) { first_entry(h)["shape"] = {-4, -1}; }, entry + ": dimension 0 is -4, not a non-negative integer");
+    refused(
+        [](nlohmann::json& h) {
+          first_entry(h)["shape"] = {-4, -1};
+        },
+        entry + ": dimension 0 is -4, not a non-negative integer");
     refused([](nlohmann::json& h) { first_entry(h)["shape"] = {4.5, 1}; }, "dimension 0 is 4.5");
   }
   SUBCASE("bytes that disagree with shape and dtype") {
-    refused([](nlohmann::json& h) { first_entry(h)["dtype"] = "f64"; }, entry + ": 16 bytes do not match shape (4, 1) f64 (32 bytes)");
+    refused([](nlohmann::json& h) { first_entry(h)["dtype"] = "f64"; },
+            entry + ": 16 bytes do not match shape (4, 1) f64 (32 bytes)");
     refused([](nlohmann::json& h) { first_entry(h)["dtype"] = "f16"; }, "unknown dtype 'f16'");
     refused([](nlohmann::json& h) { first_entry(h)["dtype"] = 4; }, "dtype 4 is not a string");
   }
   SUBCASE("rank, name, section and header types") {
     refused([](nlohmann::json& h) { first_entry(h)["shape"] = {1, 1, 1, 1, 16}; }, "rank 5 is above 4");
-    refused([](nlohmann::json& h) { first_entry(h)["name"] = h["sections"]["params"][1]["name"]; }, "a second entry with this name");
-    refused([](nlohmann::json& h) { first_entry(h)["name"] = 7; }, "section 'params' entry #0: the name is not a non-empty string");
+    refused([](nlohmann::json& h) { first_entry(h)["name"] = h["sections"]["params"][1]["name"]; },
+            "a second entry with this name");
+    refused([](nlohmann::json& h) { first_entry(h)["name"] = 7; },
+            "section 'params' entry #0: the name is not a non-empty string");
     refused([](nlohmann::json& h) { h["sections"]["params"] = 3; }, "section 'params' is not an array");
     refused([](nlohmann::json& h) { h["sections"] = {1, 2}; }, "\"sections\" is not an object");
     refused([](nlohmann::json& h) { h["step"] = -1; }, "step -1 is negative");
@@ -303,14 +321,16 @@ TEST_CASE("crafted checkpoints with bad offsets, sizes, shapes or counts are ref
     std::uint64_t header_len = 0;
     for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(deep[12 + i]) << (8 * i);
     header_len += nested.size() - 2;
-    for (int i = 0; i < 8; ++i) out[12 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(header_len >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      out[12 + static_cast<std::size_t>(i)] = static_cast<unsigned char>(header_len >> (8 * i));
     const std::uint64_t sum = fnv1a(out, out.size());
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(sum >> (8 * i)));
     write_bytes(path, out);
     CHECK_THROWS_WITH_AS(nn::load_checkpoint(path), doctest::Contains("the header nests deeper than 64 levels"), Error);
   }
   SUBCASE("a generator word that is not a decimal u64 is a metatape error, not std::invalid_argument") {
-    refused([](nlohmann::json& h) { h["generator"]["words"][2] = "abc"; }, "generator word 2 'abc' is not a decimal u64");
+    refused([](nlohmann::json& h) { h["generator"]["words"][2] = "abc"; },
+            "generator word 2 'abc' is not a decimal u64");
     refused([](nlohmann::json& h) { h["generator"]["words"][0] = "99999999999999999999999"; }, "generator word 0");
     refused([](nlohmann::json& h) { h["generator"]["spare_bits"] = 12; }, "spare_bits 12 is not a decimal string");
     refused([](nlohmann::json& h) { h["generator"]["words"] = {"1"}; }, "needs 4 words, got 1");
@@ -336,6 +356,7 @@ TEST_CASE("a directory, a device, a FIFO or a file over the size limit is refuse
   CHECK_NOTHROW(nn::load_checkpoint(path, size));
   CHECK_THROWS_WITH_AS(nn::load_checkpoint(path, size - 1),
                        doctest::Contains(("has " + std::to_string(size) + " bytes, more than the checkpoint limit of " +
-                                          std::to_string(size - 1) + " bytes").c_str()),
+                                          std::to_string(size - 1) + " bytes")
+                                             .c_str()),
                        Error);
 }

@@ -65,11 +65,13 @@ TEST_CASE("initialisers respect their bounds and variances") {
   const double var_u = check_range(nn::init_weight(nn::Init::uniform_fan_in, 200, 100, gen, DType::f64), b);
   CHECK(var_u == doctest::Approx(b * b / 3).epsilon(0.05));
   check_range(nn::init_bias(nn::Init::uniform_fan_in, 200, 100, gen, DType::f64), b);
-  const double var_k = check_range(nn::init_weight(nn::Init::kaiming_uniform, 200, 100, gen, DType::f64), std::sqrt(6.0 / 100));
+  const double var_k =
+      check_range(nn::init_weight(nn::Init::kaiming_uniform, 200, 100, gen, DType::f64), std::sqrt(6.0 / 100));
   CHECK(var_k == doctest::Approx(2.0 / 100).epsilon(0.05));
   const Tensor kn = nn::init_weight(nn::Init::kaiming_normal, 200, 100, gen, DType::f64);
   CHECK(mean(square(kn)).item() == doctest::Approx(2.0 / 100).epsilon(0.05));
-  const double var_x = check_range(nn::init_weight(nn::Init::xavier_uniform, 200, 100, gen, DType::f64), std::sqrt(6.0 / 300));
+  const double var_x =
+      check_range(nn::init_weight(nn::Init::xavier_uniform, 200, 100, gen, DType::f64), std::sqrt(6.0 / 300));
   CHECK(var_x == doctest::Approx(2.0 / 300).epsilon(0.05));
   CHECK(sum(abs(nn::init_bias(nn::Init::xavier_normal, 5, 5, gen, DType::f64))).item() == 0.0);
   // Truncated N(0, 0.01^2) at 2 sigma: variance 0.01^2 * 0.7737 (the truncated normal's).
@@ -84,20 +86,23 @@ TEST_CASE("losses: values and gradients") {
   const Tensor logits = Tensor::from_vector(std::vector<double>{1, 2, 0.5, -1, 0, 3}, Shape{2, 3}, DType::f64);
   const Tensor labels = Tensor::indices({1, 2});
   const double ce = (-std::log(std::exp(2.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(0.5))) -
-                     std::log(std::exp(3.0) / (std::exp(-1.0) + 1.0 + std::exp(3.0)))) / 2;
+                     std::log(std::exp(3.0) / (std::exp(-1.0) + 1.0 + std::exp(3.0)))) /
+                    2;
   CHECK(nn::cross_entropy_loss(logits, labels).item() == doctest::Approx(ce).epsilon(1e-12));
   CHECK(nn::nll_loss(log_softmax(logits), labels).item() == doctest::Approx(ce).epsilon(1e-12));
   CHECK(nn::mse_loss(logits, Tensor::zeros(Shape{2, 3}, DType::f64)).item() ==
         doctest::Approx((1 + 4 + 0.25 + 1 + 0 + 9) / 6.0));
 
   // negative Sharpe: hand computation for equal scores (equal weights).
-  const Tensor returns = Tensor::from_vector(std::vector<double>{0.01, 0.03, -0.02, 0.0, 0.05, 0.01}, Shape{3, 2}, DType::f64);
+  const Tensor returns =
+      Tensor::from_vector(std::vector<double>{0.01, 0.03, -0.02, 0.0, 0.05, 0.01}, Shape{3, 2}, DType::f64);
   const Tensor scores = Tensor::zeros(Shape{3, 2}, DType::f64);
   const double r0 = 0.02, r1 = -0.01, r2 = 0.03, m = (r0 + r1 + r2) / 3;
   const double var = ((r0 - m) * (r0 - m) + (r1 - m) * (r1 - m) + (r2 - m) * (r2 - m)) / 3;
   CHECK(nn::negative_sharpe_loss(scores, returns).item() == doctest::Approx(-m / std::sqrt(var + 1e-8)).epsilon(1e-10));
-  CHECK_THROWS_WITH_AS(nn::negative_sharpe_loss(Tensor::zeros(Shape{1, 2}, DType::f64), Tensor::zeros(Shape{1, 2}, DType::f64)),
-                       doctest::Contains("at least 2 rows"), Error);
+  CHECK_THROWS_WITH_AS(
+      nn::negative_sharpe_loss(Tensor::zeros(Shape{1, 2}, DType::f64), Tensor::zeros(Shape{1, 2}, DType::f64)),
+      doctest::Contains("at least 2 rows"), Error);
   Generator gen(3);
   Tensor s = Tensor::normal(Shape{4, 3}, 0.0, 1.0, gen, DType::f64);
   s.requires_grad_();
@@ -115,7 +120,9 @@ nn::ParameterList one_param(std::vector<double> v) {
   p.add("w", t);
   return p;
 }
-Tensor vec(std::vector<double> v) { return Tensor::from_vector(v, Shape{static_cast<std::int64_t>(v.size())}, DType::f64); }
+Tensor vec(std::vector<double> v) {
+  return Tensor::from_vector(v, Shape{static_cast<std::int64_t>(v.size())}, DType::f64);
+}
 }  // namespace
 
 TEST_CASE("sgd with momentum, nesterov and weight decay follow PyTorch's update") {

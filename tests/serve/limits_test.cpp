@@ -220,8 +220,8 @@ TEST_CASE("serve: slow clients on every worker, and one more, do not stop /healt
   // Each slow client sends its request one byte at a time, every 20 ms: at most 400 bytes, 8 s, and
   // it stops as soon as the check is over. Half of them dribble the head, half the body.
   const std::string head_dribble = "POST /v1/adapt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + std::string(400, 'a');
-  const std::string body_dribble = "POST /v1/adapt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400\r\n\r\n" +
-                                   std::string(400, ' ');
+  const std::string body_dribble =
+      "POST /v1/adapt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400\r\n\r\n" + std::string(400, ' ');
   std::atomic<bool> done{false};
   std::atomic<int> rounds{0};
   std::thread dribbler([&] {
@@ -255,7 +255,7 @@ TEST_CASE("serve: slow clients on every worker, and one more, do not stop /healt
   CHECK(health->status == 200);
   CHECK(json::parse(health->body).at("status") == "ok");
   CHECK(seconds < 3.0);
-  CHECK(rounds_at_answer < 400);  // answered while the slow clients were still sending
+  CHECK(rounds_at_answer < 400);                     // answered while the slow clients were still sending
   for (auto& s : slow) CHECK(s->open_and_silent());  // held, not dropped to make room
   server.stop();
 }
@@ -311,7 +311,8 @@ TEST_CASE("serve: oversized heads and bodies, and bodies without a length, are r
   }
   {
     Socket s(port);
-    REQUIRE(s.send_all("POST /v1/adapt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    REQUIRE(
+        s.send_all("POST /v1/adapt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
     expect_reply(s.read_for(5000ms), 411, "send the body with a Content-Length header");
   }
   {
@@ -384,15 +385,16 @@ TEST_CASE("serve: a full request queue is answered 503; queued requests still ru
       lo,
       [&](httplib::Stream& stream, bool, bool&) {
         char buffer[256];
-        while (stream.read(buffer, sizeof(buffer)) > 0) {
-        }
+        while (stream.read(buffer, sizeof(buffer)) > 0) {}
         ++running;
         std::unique_lock<std::mutex> lock(mutex);
         cv.wait(lock, [&] { return release; });
         stream.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         return true;
       },
-      [](int, const std::string& message) { return json{{"error", message}}.dump(); });
+      [](int, const std::string& message) {
+        return json{{"error", message}}.dump();
+      });
   const int port = loop.bind("127.0.0.1", 0);
   // Released before the loop stops, also when a check fails.
   struct Release {
@@ -443,12 +445,15 @@ TEST_CASE("serve: bodies in memory are bounded across connections (503 beyond), 
       [](httplib::Stream& stream, bool, bool&) {
         char buffer[256];
         std::string request;  // the whole request, head and body
-        for (ssize_t r; (r = stream.read(buffer, sizeof(buffer))) > 0;) request.append(buffer, static_cast<std::size_t>(r));
+        for (ssize_t r; (r = stream.read(buffer, sizeof(buffer))) > 0;)
+          request.append(buffer, static_cast<std::size_t>(r));
         const std::string body = std::to_string(request.size() - request.find("\r\n\r\n") - 4);
         stream.write("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
         return true;
       },
-      [](int, const std::string& message) { return json{{"error", message}}.dump(); });
+      [](int, const std::string& message) {
+        return json{{"error", message}}.dump();
+      });
   const int port = loop.bind("127.0.0.1", 0);
   Running running_loop(loop);
   auto head = [](int length) {
@@ -479,8 +484,8 @@ TEST_CASE("serve: bodies in memory are bounded across connections (503 beyond), 
 TEST_CASE("serve: the listen backlog holds many connections made before the loop accepts") {
   serve::LoopOptions lo;
   lo.threads = 1;
-  serve::HttpLoop loop(lo, [](httplib::Stream&, bool, bool&) { return false; },
-                       [](int, const std::string& m) { return m; });
+  serve::HttpLoop loop(
+      lo, [](httplib::Stream&, bool, bool&) { return false; }, [](int, const std::string& m) { return m; });
   const int port = loop.bind("127.0.0.1", 0);  // listening, nothing accepting yet
   // With the old backlog of 5 the kernel drops the SYNs beyond the first few and those connects wait
   // for a retransmission (1 s and more); with the default backlog all complete at once.
@@ -574,8 +579,9 @@ TEST_CASE("serve: non-finite model outputs are 422 with a JSON body, never NaN i
   REQUIRE(a.status == 200);
   const std::string id = json::parse(a.body).at("model_id");
   // Finite float32 inputs whose products overflow: the outputs are Inf or NaN.
-  const std::string huge = R"({"model_id": ")" + id +
-                           R"(", "x": [[0.5, 0.5], [3.4e38, 3.4e38], [3.4e38, -3.4e38], [-3.4e38, 3.4e38], [-3.4e38, -3.4e38]]})";
+  const std::string huge =
+      R"({"model_id": ")" + id +
+      R"(", "x": [[0.5, 0.5], [3.4e38, 3.4e38], [3.4e38, -3.4e38], [-3.4e38, 3.4e38], [-3.4e38, -3.4e38]]})";
   const serve::Response p = server.handle("POST", "/v1/predict", "", huge);
   INFO(p.body);
   CHECK(p.status == 422);
@@ -596,7 +602,8 @@ TEST_CASE("serve: non-finite model outputs are 422 with a JSON body, never NaN i
   CHECK(json::parse(bad.body).at("error").get<std::string>().find("not finite") != std::string::npos);
   CHECK(server.cache().stats().entries == 1);
   // Finite outputs are written as the shortest text that reads back as the same float32.
-  const serve::Response ok = server.handle("POST", "/v1/predict", "", json{{"model_id", id}, {"x", {{0.5, 0.5}}}}.dump());
+  const serve::Response ok =
+      server.handle("POST", "/v1/predict", "", json{{"model_id", id}, {"x", {{0.5, 0.5}}}}.dump());
   REQUIRE(ok.status == 200);
   const float value = json::parse(ok.body).at("predictions")[0][0].get<float>();
   std::int64_t columns = 0;
@@ -607,7 +614,8 @@ TEST_CASE("serve: non-finite model outputs are 422 with a JSON body, never NaN i
 
 TEST_CASE("serve: a protonet support set missing a class is a 400 naming the class") {
   serve::Server server(load("protonet", {2, 8, 3}, "{}"), {});
-  const serve::Response r = server.handle("POST", "/v1/adapt", "", R"({"x": [[0, 0], [5, 5], [9, 9]], "y": [0, 2, 2]})");
+  const serve::Response r =
+      server.handle("POST", "/v1/adapt", "", R"({"x": [[0, 0], [5, 5], [9, 9]], "y": [0, 2, 2]})");
   INFO(r.body);
   CHECK(r.status == 400);
   const std::string message = json::parse(r.body).at("error");

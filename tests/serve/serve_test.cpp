@@ -75,8 +75,8 @@ TEST_CASE("serve: adapt then predict matches the model adapted directly") {
   CHECK(aj.at("support_rows") == 3);
   CHECK(aj.at("steps") == 2);
   CHECK(aj.at("bytes") == (16 + 8 + 8 + 1) * 4);
-  const serve::Response p = server.handle(
-      "POST", "/v1/predict", "", json{{"model_id", aj["model_id"]}, {"x", {{0.5, 0.5}, {-1.0, 2.0}}}}.dump());
+  const serve::Response p = server.handle("POST", "/v1/predict", "",
+                                          json{{"model_id", aj["model_id"]}, {"x", {{0.5, 0.5}, {-1.0, 2.0}}}}.dump());
   INFO(p.body);
   REQUIRE(p.status == 200);
   const json pj = json::parse(p.body);
@@ -118,7 +118,8 @@ TEST_CASE("serve: each kind of bad request gets its status and a message naming 
   expect(adapt(R"({"x": [[1, 2]], "y": [Infinity]})"), 400, "y[0]");
   expect(adapt(R"({"x": [[1, 1e39]], "y": [1]})"), 400, "x[0][1] = 1e+39 overflows float32");
   expect(adapt(R"({"x": [[1, 2]], "y": [1, 2]})"), 400, "y has 2 rows but x has 1");
-  expect(adapt(R"({"x": [[1,2],[1,2],[1,2],[1,2],[1,2]], "y": [1,1,1,1,1]})"), 400, "x has 5 rows, the server accepts at most 4");
+  expect(adapt(R"({"x": [[1,2],[1,2],[1,2],[1,2],[1,2]], "y": [1,1,1,1,1]})"), 400,
+         "x has 5 rows, the server accepts at most 4");
   expect(adapt(R"({"x": [[1, 2]], "y": [1], "steps": 11})"), 400, "steps = 11 is outside [0, 10]");
   expect(adapt(R"({"x": [[1, 2]], "y": [1], "steps": 1.5})"), 400, "steps must be an integer");
   expect(adapt(R"({"x": [[1, 2]], "y": [1], "steps": -3})"), 400, "steps = -3");
@@ -149,7 +150,8 @@ TEST_CASE("serve: classification models take integral labels") {
   const std::string path = (dir / "protonet.ckpt").string();
   meta::save_learner(path, *learner, &gen, "{}");
   serve::Server server(capi::InferenceModel::load(path), {});
-  const serve::Response ok = server.handle("POST", "/v1/adapt", "", R"({"x": [[0, 0], [5, 5], [9, 9]], "y": [0, 1, 2]})");
+  const serve::Response ok =
+      server.handle("POST", "/v1/adapt", "", R"({"x": [[0, 0], [5, 5], [9, 9]], "y": [0, 1, 2]})");
   INFO(ok.body);
   CHECK(ok.status == 200);
   expect(server.handle("POST", "/v1/adapt", "", R"({"x": [[0, 0], [5, 5]], "y": [0, 1.5]})"), 400, "y[1] = 1.5");
@@ -168,7 +170,8 @@ TEST_CASE("serve: the bearer token guards /v1/* and /metrics, not /healthz") {
   expect(server.handle("GET", "/metrics", "", ""), 401, "bearer");
   const std::string id = adapt_ok(server, "Bearer s3cret-token");
   expect(server.handle("POST", "/v1/predict", "", json{{"model_id", id}, {"x", {{1, 2}}}}.dump()), 401, "bearer");
-  CHECK(server.handle("POST", "/v1/predict", "Bearer s3cret-token", json{{"model_id", id}, {"x", {{1, 2}}}}.dump()).status == 200);
+  CHECK(server.handle("POST", "/v1/predict", "Bearer s3cret-token", json{{"model_id", id}, {"x", {{1, 2}}}}.dump())
+            .status == 200);
   CHECK(server.handle("GET", "/metrics", "Bearer s3cret-token", "").status == 200);
 }
 
@@ -181,7 +184,7 @@ TEST_CASE("serve: the LRU evicts the least recently used model at the memory cap
   auto predict = [&](const std::string& id) {
     return server.handle("POST", "/v1/predict", "", json{{"model_id", id}, {"x", {{1, 2}}}}.dump());
   };
-  CHECK(predict(a).status == 200);  // a is now the most recently used
+  CHECK(predict(a).status == 200);         // a is now the most recently used
   const std::string c = adapt_ok(server);  // evicts b
   expect(predict(b), 404, "no adapted model");
   CHECK(predict(a).status == 200);
@@ -214,7 +217,7 @@ TEST_CASE("serve: cache entry count cap, time-to-live and oversized models") {
   const std::string a = cache.insert(adapted(10)), b = cache.insert(adapted(10)), c = cache.insert(adapted(10));
   CHECK(a != b);
   *now += std::chrono::seconds(6);
-  CHECK(cache.find(a) != nullptr);  // refreshes a
+  CHECK(cache.find(a) != nullptr);                  // refreshes a
   const std::string d = cache.insert(adapted(10));  // count cap: evicts b (least recently used)
   CHECK(cache.find(b) == nullptr);
   CHECK(cache.stats().evicted == 1);

@@ -25,8 +25,8 @@ namespace {
 
 // The gradient the per-task learner applies: with outer SGD at lr 1 (Reptile: epsilon 1),
 // theta_after = theta_before - g.
-std::vector<Tensor> learner_gradient(const std::string& kind, const Workload& w,
-                                     const nn::ParameterList& init, const tasks::TaskBatch& batch) {
+std::vector<Tensor> learner_gradient(const std::string& kind, const Workload& w, const nn::ParameterList& init,
+                                     const tasks::TaskBatch& batch) {
   nn::OptimizerOptions o;
   o.lr = 1.0;
   meta::LearnerOptions options;
@@ -50,13 +50,11 @@ std::vector<Tensor> learner_gradient(const std::string& kind, const Workload& w,
   return g;
 }
 
-nn::ParameterList batched_meta(const std::string& kind, const Workload& w,
-                               const nn::ParameterList& init) {
+nn::ParameterList batched_meta(const std::string& kind, const Workload& w, const nn::ParameterList& init) {
   nn::ParameterList meta = init.clone(true);
   if (kind == "meta-sgd") {
     for (std::size_t i = 0; i < init.size(); ++i) {
-      meta.add("alpha." + init.name(i),
-               Tensor::full(init[i].shape(), w.lr, init[i].dtype()).requires_grad_());
+      meta.add("alpha." + init.name(i), Tensor::full(init[i].shape(), w.lr, init[i].dtype()).requires_grad_());
     }
   }
   return meta;
@@ -187,9 +185,8 @@ TEST_CASE("fused_adapt CPU reference equals the tape (W1 and W2, f64 and f32, SG
         Tensor adapted = Tensor::empty(Shape{s.tasks(), flat.numel()}, dtype);
         Tensor out = Tensor::empty(Shape{s.tasks(), s.query_x.dim(1), w.mlp->out_features()}, dtype);
         const Tensor flat_rates = meta_sgd ? meta::flatten_parameters(rates) : Tensor();
-        kernels::fused_adapt(c, flat.view(), meta_sgd ? flat_rates.view() : kernels::View{},
-                             s.support_x.view(), s.support_y.view(), adapted.view(),
-                             s.query_x.view(), out.view());
+        kernels::fused_adapt(c, flat.view(), meta_sgd ? flat_rates.view() : kernels::View{}, s.support_x.view(),
+                             s.support_y.view(), adapted.view(), s.query_x.view(), out.view());
         NoGradGuard no_grad;
         const Tensor want = meta::batched_forward(*w.mlp, tape, s.query_x, 0, w.mlp->layers());
         CHECK(speed_test::max_scaled_diff(out, want) <= tol);
@@ -212,20 +209,16 @@ TEST_CASE("fused_adapt: per-task initial parameters, zero steps, and clear error
   // Zero steps: the parameters come back unchanged.
   kernels::FusedAdaptConfig zero = c;
   zero.steps = 0;
-  kernels::fused_adapt(zero, flat.view(), {}, s.support_x.view(), s.support_y.view(),
-                       adapted.view(), {}, {});
+  kernels::fused_adapt(zero, flat.view(), {}, s.support_x.view(), s.support_y.view(), adapted.view(), {}, {});
   CHECK(speed_test::max_scaled_diff(slice(adapted, 0, 1, 2), reshape(flat, Shape{1, P})) == 0.0);
   // (tasks, P) initial parameters: task 1 starting from task 0's adapted row equals two steps.
-  kernels::fused_adapt(c, flat.view(), {}, s.support_x.view(), s.support_y.view(), adapted.view(),
-                       {}, {});
+  kernels::fused_adapt(c, flat.view(), {}, s.support_x.view(), s.support_y.view(), adapted.view(), {}, {});
   Tensor again = Tensor::empty(Shape{2, P}, DType::f64);
-  kernels::fused_adapt(c, adapted.view(), {}, s.support_x.view(), s.support_y.view(), again.view(),
-                       {}, {});
+  kernels::fused_adapt(c, adapted.view(), {}, s.support_x.view(), s.support_y.view(), again.view(), {}, {});
   kernels::FusedAdaptConfig two = c;
   two.steps = 2 * c.steps;
   Tensor direct = Tensor::empty(Shape{2, P}, DType::f64);
-  kernels::fused_adapt(two, flat.view(), {}, s.support_x.view(), s.support_y.view(), direct.view(),
-                       {}, {});
+  kernels::fused_adapt(two, flat.view(), {}, s.support_x.view(), s.support_y.view(), direct.view(), {}, {});
   CHECK(speed_test::max_scaled_diff(again, direct) <= 1e-14);
 
   CHECK_THROWS_WITH_AS(kernels::fused_adapt(c, flat.view(), {}, s.query_x.view(), s.support_y.view(),
@@ -233,9 +226,9 @@ TEST_CASE("fused_adapt: per-task initial parameters, zero steps, and clear error
                        doctest::Contains("adapted must be (2, "), Error);
   kernels::FusedAdaptConfig bad = c;
   bad.sizes = {1, 40, 2};
-  CHECK_THROWS_WITH_AS(kernels::fused_adapt(bad, flat.view(), {}, s.support_x.view(),
-                                            s.support_y.view(), adapted.view(), {}, {}),
-                       doctest::Contains("init must be"), Error);
+  CHECK_THROWS_WITH_AS(
+      kernels::fused_adapt(bad, flat.view(), {}, s.support_x.view(), s.support_y.view(), adapted.view(), {}, {}),
+      doctest::Contains("init must be"), Error);
   // Out-of-range labels are named on the CPU.
   const Workload c1 = speed_test::w1(DType::f32);
   const meta::StackedTasks cls = meta::stack_tasks(c1.sample(gen, 1), Device::cpu);
@@ -243,8 +236,8 @@ TEST_CASE("fused_adapt: per-task initial parameters, zero steps, and clear error
   labels.data<std::int64_t>()[4] = 7;
   const Tensor f1 = meta::flatten_parameters(c1.mlp->init(gen).tensors());
   Tensor out1 = Tensor::empty(Shape{1, f1.numel()});
-  CHECK_THROWS_WITH_AS(kernels::fused_adapt(speed_test::fused_config(c1), f1.view(), {},
-                                            cls.support_x.view(), labels.view(), out1.view(), {}, {}),
+  CHECK_THROWS_WITH_AS(kernels::fused_adapt(speed_test::fused_config(c1), f1.view(), {}, cls.support_x.view(),
+                                            labels.view(), out1.view(), {}, {}),
                        doctest::Contains("label 7 of task 0 row 4 is outside [0, 3)"), Error);
   std::string why;
   CHECK(kernels::fused_adapt_supported(speed_test::fused_config(c1), 15, Device::cpu, &why));
@@ -263,8 +256,7 @@ TEST_CASE("stack_tasks and the batched step refuse what they cannot run") {
   tasks::SinusoidOptions longer;
   longer.support_rows = 7;
   batch.push_back(tasks::sample_sinusoid(gen, longer));
-  CHECK_THROWS_WITH_AS(meta::stack_tasks(batch, Device::cpu),
-                       doctest::Contains("task 2's support_x is"), Error);
+  CHECK_THROWS_WITH_AS(meta::stack_tasks(batch, Device::cpu), doctest::Contains("task 2's support_x is"), Error);
   CHECK_THROWS_WITH_AS(meta::parse_batched_algorithm("protonet"),
                        doctest::Contains("choose maml, fomaml, meta-sgd, reptile or anil"), Error);
   const nn::ParameterList init = w.mlp->init(gen);
@@ -282,9 +274,8 @@ TEST_CASE("stack_tasks and the batched step refuse what they cannot run") {
   }
   meta::BatchedOptions o;
   o.algorithm = meta::BatchedAlgorithm::meta_sgd;
-  CHECK_THROWS_WITH_AS(
-      meta::batched_meta_gradient(*w.mlp, init, meta::stack_tasks(w.sample(gen, 2), Device::cpu), o),
-      doctest::Contains("expected 12 meta-parameters"), Error);
+  CHECK_THROWS_WITH_AS(meta::batched_meta_gradient(*w.mlp, init, meta::stack_tasks(w.sample(gen, 2), Device::cpu), o),
+                       doctest::Contains("expected 12 meta-parameters"), Error);
 }
 
 TEST_CASE("make_batched_learner follows the per-task learner step for step (Adam, metrics, adapt)") {
@@ -296,8 +287,8 @@ TEST_CASE("make_batched_learner follows the per-task learner step for step (Adam
       Generator gen(w1 ? 61 : 62);
       const nn::ParameterList init = w.mlp->init(gen);
       meta::LearnerOptions options;
-      options.maml.inner_steps = options.meta_sgd.inner_steps = options.reptile.inner_steps =
-          options.anil.inner_steps = w1 ? 2 : 1;
+      options.maml.inner_steps = options.meta_sgd.inner_steps = options.reptile.inner_steps = options.anil.inner_steps =
+          w1 ? 2 : 1;
       options.maml.inner_lr = options.reptile.inner_lr = options.anil.inner_lr = 0.05;
       options.meta_sgd.alpha_init = 0.05;
       options.reptile.epsilon = 0.5;
@@ -307,8 +298,7 @@ TEST_CASE("make_batched_learner follows the per-task learner step for step (Adam
       auto reference = meta::make_learner(kind, w.mlp, init.clone(true), outer(), options);
       meta::BatchedOptions tape_only;
       tape_only.fused = !w1;  // W1: the tape path (metrics and adapt under NoGradGuard too)
-      auto batched =
-          meta::make_batched_learner(kind, w.mlp, init.clone(true), outer(), options, tape_only);
+      auto batched = meta::make_batched_learner(kind, w.mlp, init.clone(true), outer(), options, tape_only);
       CHECK(batched->name() == kind);
       REQUIRE(batched->meta_parameters().names() == reference->meta_parameters().names());
       for (int step = 0; step < 3; ++step) {
@@ -336,7 +326,6 @@ TEST_CASE("make_batched_learner follows the per-task learner step for step (Adam
   const Workload w = speed_test::w2(DType::f32);
   meta::LearnerOptions options;
   options.maml.multi_step_loss = true;
-  CHECK_THROWS_WITH_AS(meta::make_batched_learner("maml", w.mlp, w.mlp->init(gen),
-                                                  nn::make_adam({}), options),
+  CHECK_THROWS_WITH_AS(meta::make_batched_learner("maml", w.mlp, w.mlp->init(gen), nn::make_adam({}), options),
                        doctest::Contains("MAML++ options have no batched path"), Error);
 }

@@ -35,16 +35,14 @@ meta::StackedTasks to_device(const meta::StackedTasks& s, Device device) {
   return d;
 }
 
-nn::ParameterList meta_list(const std::string& kind, const Workload& w, const nn::ParameterList& init,
-                            Device device) {
+nn::ParameterList meta_list(const std::string& kind, const Workload& w, const nn::ParameterList& init, Device device) {
   nn::ParameterList meta;
   for (std::size_t i = 0; i < init.size(); ++i) {
     meta.add(init.name(i), init[i].to(device).requires_grad_());
   }
   if (kind == "meta-sgd") {
     for (std::size_t i = 0; i < init.size(); ++i) {
-      meta.add("alpha." + init.name(i),
-               Tensor::full(init[i].shape(), w.lr, init[i].dtype(), device).requires_grad_());
+      meta.add("alpha." + init.name(i), Tensor::full(init[i].shape(), w.lr, init[i].dtype(), device).requires_grad_());
     }
   }
   return meta;
@@ -71,15 +69,13 @@ TEST_CASE("GPU: fused_adapt kernel equals the CPU reference (W1 mb 32, W2 mb 25;
     for (const bool meta_sgd : {false, true}) {
       CAPTURE(meta_sgd);
       Tensor a_cpu = Tensor::empty(Shape{T, P}), q_cpu = Tensor::empty(Shape{T, m, out});
-      kernels::fused_adapt(c, flat.view(), meta_sgd ? rates.view() : kernels::View{},
-                           s.support_x.view(), s.support_y.view(), a_cpu.view(), s.query_x.view(),
-                           q_cpu.view());
+      kernels::fused_adapt(c, flat.view(), meta_sgd ? rates.view() : kernels::View{}, s.support_x.view(),
+                           s.support_y.view(), a_cpu.view(), s.query_x.view(), q_cpu.view());
       const Tensor flat_d = flat.to(Device::cuda), rates_d = rates.to(Device::cuda);
       Tensor a_gpu = Tensor::empty(Shape{T, P}, DType::f32, Device::cuda);
       Tensor q_gpu = Tensor::empty(Shape{T, m, out}, DType::f32, Device::cuda);
-      kernels::fused_adapt(c, flat_d.view(), meta_sgd ? rates_d.view() : kernels::View{},
-                           d.support_x.view(), d.support_y.view(), a_gpu.view(), d.query_x.view(),
-                           q_gpu.view());
+      kernels::fused_adapt(c, flat_d.view(), meta_sgd ? rates_d.view() : kernels::View{}, d.support_x.view(),
+                           d.support_y.view(), a_gpu.view(), d.query_x.view(), q_gpu.view());
       CHECK(speed_test::max_scaled_diff(a_gpu, a_cpu) <= 2e-5);
       CHECK(speed_test::max_scaled_diff(q_gpu, q_cpu) <= 2e-4);
       // The adaptation moved the parameters (the comparison is not of two copies of init).
@@ -98,9 +94,8 @@ TEST_CASE("GPU: fused_adapt reports an out-of-range label at the next synchronis
   labels.data<std::int64_t>()[3] = 9;
   const Tensor flat = meta::flatten_parameters(w.mlp->init(gen).tensors()).to(Device::cuda);
   Tensor adapted = Tensor::empty(Shape{2, flat.numel()}, DType::f32, Device::cuda);
-  kernels::fused_adapt(speed_test::fused_config(w), flat.view(), {},
-                       s.support_x.to(Device::cuda).view(), labels.to(Device::cuda).view(),
-                       adapted.view(), {}, {});
+  kernels::fused_adapt(speed_test::fused_config(w), flat.view(), {}, s.support_x.to(Device::cuda).view(),
+                       labels.to(Device::cuda).view(), adapted.view(), {}, {});
   CHECK_THROWS_AS(kernels::cuda::synchronize(), Error);
 #endif
 }
@@ -124,8 +119,7 @@ TEST_CASE("GPU: batched meta-gradient on CUDA equals the CPU (every algorithm, W
       for (const bool fused : {false, true}) {
         CAPTURE(fused);
         o.fused = fused;
-        const auto got =
-            meta::batched_meta_gradient(*w.mlp, meta_list(kind, w, init, Device::cuda), d, o);
+        const auto got = meta::batched_meta_gradient(*w.mlp, meta_list(kind, w, init, Device::cuda), d, o);
         REQUIRE(got.grads.size() == want.grads.size());
         for (std::size_t i = 0; i < got.grads.size(); ++i) {
           CAPTURE(i);
@@ -154,8 +148,7 @@ TEST_CASE("GPU: CUDA-graph replay of a MAML meta-step and of adapt equals eager 
   for (const Tensor& p : meta.tensors()) grads.push_back(Tensor::zeros(p.shape(), p.dtype(), Device::cuda));
   kernels::cuda::GraphCache cache;
   auto bindings = [&] {
-    std::vector<kernels::View> v{d.support_x.view(), d.support_y.view(), d.query_x.view(),
-                                 d.query_y.view()};
+    std::vector<kernels::View> v{d.support_x.view(), d.support_y.view(), d.query_x.view(), d.query_y.view()};
     for (const Tensor& p : meta.tensors()) v.push_back(p.view());
     for (const Tensor& g : grads) v.push_back(g.view());
     return v;
@@ -196,12 +189,11 @@ TEST_CASE("GPU: CUDA-graph replay of a MAML meta-step and of adapt equals eager 
   Tensor adapted = Tensor::empty(Shape{d.tasks(), flat.numel()}, DType::f32, Device::cuda);
   Tensor out = Tensor::empty(Shape{d.tasks(), d.query_x.dim(1), 3}, DType::f32, Device::cuda);
   auto adapt = [&] {
-    kernels::fused_adapt(c, flat.view(), {}, d.support_x.view(), d.support_y.view(), adapted.view(),
-                         d.query_x.view(), out.view());
+    kernels::fused_adapt(c, flat.view(), {}, d.support_x.view(), d.support_y.view(), adapted.view(), d.query_x.view(),
+                         out.view());
   };
-  cache.run("adapt w1", {flat.view(), d.support_x.view(), d.support_y.view(), adapted.view(),
-                         d.query_x.view(), out.view()},
-            adapt);
+  cache.run("adapt w1",
+            {flat.view(), d.support_x.view(), d.support_y.view(), adapted.view(), d.query_x.view(), out.view()}, adapt);
   const Tensor graph_out = out.copy();
   adapt();
   CHECK(speed_test::max_scaled_diff(graph_out, out) == 0.0);

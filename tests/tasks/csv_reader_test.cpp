@@ -45,8 +45,8 @@ TEST_CASE("csv reader: plain, quoted, embedded separators, doubled quotes, blank
   CHECK(records("\"\",\"\"\"\"") == R{{"", "\""}});
   CHECK(records("a,,c,") == R{{"a", "", "c", ""}});
   CHECK(records("  \"q\"  ,z") == R{{"q", "z"}});  // blanks around a quoted field are not data
-  CHECK(records("a\"b,c") == R{{"a\"b", "c"}});   // a quote inside an unquoted field is data
-  CHECK(records("\n\n").size() == 2);             // empty lines are records with one empty field
+  CHECK(records("a\"b,c") == R{{"a\"b", "c"}});    // a quote inside an unquoted field is data
+  CHECK(records("\n\n").size() == 2);              // empty lines are records with one empty field
 }
 
 TEST_CASE("csv reader: CRLF, CR, a line end inside quotes, the record's starting line") {

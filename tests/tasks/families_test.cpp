@@ -99,7 +99,8 @@ TEST_CASE("families: labels follow their documented definitions") {
   for (std::int64_t i = 0; i < 30; ++i) {
     const std::int64_t t = begin + i;
     double sq = 0;
-    for (std::int64_t k = t - 19; k <= t; ++k) sq += std::pow(std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]), 2);
+    for (std::int64_t k = t - 19; k <= t; ++k)
+      sq += std::pow(std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]), 2);
     const double thr = 0.5 * std::sqrt(sq / 20) * 2.0;
     const double fwd = std::log(s.close[static_cast<std::size_t>(t + h)] / s.close[static_cast<std::size_t>(t)]);
     CHECK(y[static_cast<std::size_t>(i)] == (fwd > thr ? 2 : fwd < -thr ? 0 : 1));
@@ -107,7 +108,8 @@ TEST_CASE("families: labels follow their documented definitions") {
   const Task risk = make_family("risk")->make_task(*m, q);
   const auto ry = risk.support_y.to_vector<float>();
   double fv = 0;
-  for (std::int64_t k = begin + 1; k <= begin + h; ++k) fv += std::pow(std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]), 2);
+  for (std::int64_t k = begin + 1; k <= begin + h; ++k)
+    fv += std::pow(std::log(s.close[static_cast<std::size_t>(k)] / s.close[static_cast<std::size_t>(k - 1)]), 2);
   CHECK(ry[0] == doctest::Approx(std::log(std::sqrt(fv / h))).epsilon(1e-5));
   // Portfolio: y = next-period simple returns per asset, the period = one day of 1h bars.
   const auto port = make_family("portfolio");
@@ -118,7 +120,10 @@ TEST_CASE("families: labels follow their documented definitions") {
   const Task p = port->make_task(*m, pq);
   CHECK(p.support_y.shape() == Shape{10, 3});
   const Series& a1 = m->market.series[static_cast<std::size_t>(pq.series[1])];
-  CHECK(p.support_y.at({1, 1}) == doctest::Approx(a1.close[static_cast<std::size_t>(begin + 48)] / a1.close[static_cast<std::size_t>(begin + 24)] - 1).epsilon(1e-5));
+  CHECK(p.support_y.at({1, 1}) ==
+        doctest::Approx(
+            a1.close[static_cast<std::size_t>(begin + 48)] / a1.close[static_cast<std::size_t>(begin + 24)] - 1)
+            .epsilon(1e-5));
   CHECK(p.query_begin_ms - p.support_end_ms >= 25 * m->market.interval_ms());
   // Arbitrage labels both classes on the simulated two-exchange market.
   TaskRequest aq = q;

@@ -12,18 +12,19 @@ using namespace metatape;
 using namespace metatape::tasks;
 
 TEST_CASE("family registry: names in order, lookups, text") {
-  const std::vector<std::string> expected = {"price_direction", "market_regime", "arbitrage",
-                                             "triangular_arbitrage", "portfolio", "risk"};
+  const std::vector<std::string> expected = {"price_direction",      "market_regime", "arbitrage",
+                                             "triangular_arbitrage", "portfolio",     "risk"};
   CHECK(family_names() == expected);
   CHECK(family_names_text() == "price_direction, market_regime, arbitrage, triangular_arbitrage, portfolio, risk");
   CHECK(family_names_text(" ") == "price_direction market_regime arbitrage triangular_arbitrage portfolio risk");
   CHECK(find_family("momentum") == nullptr);
   REQUIRE(find_family("risk") != nullptr);
   CHECK(&family_info("risk") == find_family("risk"));
-  CHECK_THROWS_WITH_AS(family_info("momentum"),
-                       "metatape: make_family: unknown family 'momentum' (known: price_direction, market_regime, arbitrage, "
-                       "triangular_arbitrage, portfolio, risk)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      family_info("momentum"),
+      "metatape: make_family: unknown family 'momentum' (known: price_direction, market_regime, arbitrage, "
+      "triangular_arbitrage, portfolio, risk)",
+      Error);
   CHECK_THROWS_WITH_AS(make_family("momentum"), doctest::Contains("known: price_direction"), Error);
 }
 

@@ -69,7 +69,8 @@ TEST_CASE("look-ahead guard: the real features pass, a label shifted one step in
   const Series s = sample_series(400);
   const FeatureConfig config;
   const std::vector<std::int64_t> rows = {config.warmup(), 150, 251, 398};
-  CHECK_NOTHROW(check_no_lookahead(s, [&](const Series& x) { return compute_features(x, config); }, rows));
+  CHECK_NOTHROW(check_no_lookahead(
+      s, [&](const Series& x) { return compute_features(x, config); }, rows));
 
   // A leaky feature set: the label (next bar's return) shifted one step back into row t.
   auto leaky = [&](const Series& x) {
@@ -86,7 +87,8 @@ TEST_CASE("look-ahead guard: the real features pass, a label shifted one step in
     }
     return out;
   };
-  CHECK_THROWS_WITH_AS(check_no_lookahead(s, leaky, rows), doctest::Contains("look-ahead: feature 'next_return'"), Error);
+  CHECK_THROWS_WITH_AS(check_no_lookahead(s, leaky, rows), doctest::Contains("look-ahead: feature 'next_return'"),
+                       Error);
 
   // A centred moving average (uses t+1) is caught too.
   auto centred = [&](const Series& x) {
@@ -96,8 +98,10 @@ TEST_CASE("look-ahead guard: the real features pass, a label shifted one step in
     f.names = {"centred_sma3"};
     f.values.assign(static_cast<std::size_t>(f.rows), 0.0);
     for (std::int64_t t = 1; t + 1 < f.rows; ++t)
-      f.values[static_cast<std::size_t>(t)] = (x.close[static_cast<std::size_t>(t - 1)] + x.close[static_cast<std::size_t>(t)] +
-                                               x.close[static_cast<std::size_t>(t + 1)]) / 3;
+      f.values[static_cast<std::size_t>(t)] =
+          (x.close[static_cast<std::size_t>(t - 1)] + x.close[static_cast<std::size_t>(t)] +
+           x.close[static_cast<std::size_t>(t + 1)]) /
+          3;
     return f;
   };
   CHECK_THROWS_AS(check_no_lookahead(s, centred, {200}), Error);

@@ -140,8 +140,8 @@ TEST_CASE("feed warnings: a wick 38,000x the close and a return far out of the d
   // One close 10x its neighbours: two returns (up and back) are out of the distribution.
   std::string jump = kHeader + clean(40, w);
   const double p = w.price;
-  jump += row(kT0 + 40 * kHour, p, p * 10, p, p * 10, 12);      // line 42
-  jump += row(kT0 + 41 * kHour, p * 10, p * 10, p, p, 12);      // line 43
+  jump += row(kT0 + 40 * kHour, p, p * 10, p, p * 10, 12);  // line 42
+  jump += row(kT0 + 41 * kHour, p * 10, p * 10, p, p, 12);  // line 43
   jump += clean(40, w, kT0 + 42 * kHour);
   const LoadResult j = parse_series(jump, "Binance_BTCUSDT_1h.csv");
   REQUIRE(j.report.count(Warning::outlier_return) == 2);

@@ -62,7 +62,8 @@ TEST_CASE("freqtrade json: broken JSON is refused naming the file, the line, the
 }
 
 TEST_CASE("freqtrade json: defective candles are row defects that name the candle, handled by the policy") {
-  const std::string text = "[" + c1 + ",\n[1609462800000,null,102,100,101,12],\n[1609466400000,101,[1],100.5,102,11],\n" +
+  const std::string text = "[" + c1 +
+                           ",\n[1609462800000,null,102,100,101,12],\n[1609466400000,101,[1],100.5,102,11],\n" +
                            "[1609470000000,101,103],\n[1609473600000,102,104,101,\"x\",9],\n" +
                            "[1609477200000,103,105,102,104,8],\n[1609480800000,104,106,103,105,8],\n" +
                            "[1609484400000,105,107,104,106,8],\n[1609488000000,106,108,105,107,8]]";
@@ -76,7 +77,6 @@ TEST_CASE("freqtrade json: defective candles are row defects that name the candl
   CHECK(r.report.count(Defect::missing_field) == 2);
   CHECK(r.report.count(Defect::malformed_line) == 2);
   bool named = false;
-  for (const LoadIssue& i : r.report.issues)
-    named = named || (i.line == 4 && i.detail == "candle 4: 3 fields, need 6");
+  for (const LoadIssue& i : r.report.issues) named = named || (i.line == 4 && i.detail == "candle 4: 3 fields, need 6");
   CHECK(named);
 }

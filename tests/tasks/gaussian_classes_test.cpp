@@ -25,9 +25,9 @@ TEST_CASE("gaussian classes: shapes, grouped labels, determinism and errors") {
   CHECK(t.support_y.to_vector<std::int64_t>() == std::vector<std::int64_t>{0, 0, 1, 1, 2, 2, 3, 3});
   const auto sx = t.support_x.to_vector<float>(), qx = t.query_x.to_vector<float>();
   for (int f = 0; f < 7; ++f) {
-    CHECK(sx[f] == sx[7 + f]);       // the two support rows of class 0 are its mean
-    CHECK(qx[f] == sx[f]);           // and so is every query row of class 0
-    CHECK(sx[f] != sx[2 * 7 + f]);   // class 1 has another mean
+    CHECK(sx[f] == sx[7 + f]);      // the two support rows of class 0 are its mean
+    CHECK(qx[f] == sx[f]);          // and so is every query row of class 0
+    CHECK(sx[f] != sx[2 * 7 + f]);  // class 1 has another mean
   }
   CHECK(tasks::sample_gaussian_classes(b, o).support_x.to_vector<float>() == sx);
   CHECK(tasks::sample_gaussian_classes_batch(a, 3, o).size() == 3);

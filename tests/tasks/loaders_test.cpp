@@ -59,8 +59,7 @@ std::map<std::string, Recorded> read_sources(const fs::path& sources) {
     if (line.rfind("  - ", 0) == 0 && !current.empty()) {
       Recorded& r = out[current];
       for (const char* key : {"duplicate timestamps", "timestamps not monotonic", "not OHLC",
-                              "missing/non-numeric price", "unix column is unreliable",
-                              "volume columns look swapped"})
+                              "missing/non-numeric price", "unix column is unreliable", "volume columns look swapped"})
         if (line.find(key) != std::string::npos) r.damaged = true, r.why += std::string(key) + "; ";
       if (line.find("not OHLC") != std::string::npos || line.find("Unrecoverable") != std::string::npos)
         r.unrecoverable = true;
@@ -132,7 +131,8 @@ TEST_CASE("real data: every real market file loads, or is refused / repaired as 
       if (r.report.issues.empty()) mismatches.push_back(rel + ": repaired without reporting an issue");
       ++repaired;
     } catch (const Error& e) {
-      if (!rec.unrecoverable) mismatches.push_back(rel + ": repair failed: " + e.what());
+      if (!rec.unrecoverable)
+        mismatches.push_back(rel + ": repair failed: " + e.what());
       else if (std::string(e.what()).find(p.filename().string()) == std::string::npos)
         mismatches.push_back(rel + ": unrecoverable refusal does not name the file: " + e.what());
     }
@@ -166,14 +166,17 @@ TEST_CASE("crafted bad files are each refused with a message naming file, line a
       {"high_low.csv", header + ok1 + "1609462800000,100.5,100.6,100,101,12\n" + ok3, "line 3: high_below_open_close"},
       {"low_high.csv", header + ok1 + "1609462800000,100.5,102,100.8,101,12\n" + ok3, "line 3: low_above_open_close"},
       {"duplicate.csv", header + ok1 + ok2 + ok2 + ok3, "line 4: duplicate_timestamp"},
-      {"backwards.csv", header + ok1 + ok3 + ok2 + "1609470000000,102,103,101,102,9\n" + "1609473600000,102,103,101,102,9\n",
+      {"backwards.csv",
+       header + ok1 + ok3 + ok2 + "1609470000000,102,103,101,102,9\n" + "1609473600000,102,103,101,102,9\n",
        "line 4: non_monotonic_timestamp"},
       {"units.csv", header + ok1 + "1609462800000000000000,100.5,102,100,101,12\n" + ok3, "line 3: wrong_units"},
       {"negative_volume.csv", header + ok1 + "1609462800000,100.5,102,100,101,-5\n" + ok3, "line 3: negative_volume"},
-      {"lossy.csv", "unix,date,symbol,open,high,low,close,Volume A,Volume USDT\n1.63875E+12,06-12-21,A/USDT,1,2,0.5,1.5,10,15\n",
+      {"lossy.csv",
+       "unix,date,symbol,open,high,low,close,Volume A,Volume USDT\n1.63875E+12,06-12-21,A/USDT,1,2,0.5,1.5,10,15\n",
        "line 2: wrong_units"},
       {"swapped_volume.csv",
-       "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD\n1609459200,2021-01-01 00:00:00,BTC/USD,100,101,99,100,1000,10\n",
+       "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD\n1609459200,2021-01-01 "
+       "00:00:00,BTC/USD,100,101,99,100,1000,10\n",
        "line 2: wrong_units"},
       {"funding.json", "[[1630396800007,0.00027795,0.0,0.0,0.0,0.0],\n[1630425600003,0.00023354,0.0,0.0,0.0,0.0]]",
        "line 1: not_ohlc"},
@@ -189,9 +192,11 @@ TEST_CASE("crafted bad files are each refused with a message naming file, line a
     if (err.find(c.expect) == std::string::npos) MESSAGE(err);
   }
   // JSON candles on one line are located by line and candle number.
-  const std::string one_line = "[[1609459200000,100,101,99,100.5,10],[1609462800000,100.5,102,100,101,12],"
-                               "[1609462800000,100.5,102,100,101,12]]";
-  CHECK(refusal(temp_file("one_line.json", one_line)).find("line 1: duplicate_timestamp: candle 3: time") != std::string::npos);
+  const std::string one_line =
+      "[[1609459200000,100,101,99,100.5,10],[1609462800000,100.5,102,100,101,12],"
+      "[1609462800000,100.5,102,100,101,12]]";
+  CHECK(refusal(temp_file("one_line.json", one_line)).find("line 1: duplicate_timestamp: candle 3: time") !=
+        std::string::npos);
   // Unrecognisable content.
   CHECK(refusal(temp_file("garbage.csv", "hello\nworld\n")).find("cannot recognise the format") != std::string::npos);
   CHECK(refusal(temp_file("only_header.csv", header)).find("no data rows") != std::string::npos);
@@ -219,7 +224,8 @@ TEST_CASE("policies: drop removes, repair fixes, gaps are reported and filled on
   CHECK(filled.series.filled[4] == 0);
   CHECK(filled.report.bars_filled == 1);
 
-  const std::string bad = header + "1609459200000,100,101,99,100,1\n1609462800000,100,99.5,99,100,1\n"
+  const std::string bad = header +
+                          "1609459200000,100,101,99,100,1\n1609462800000,100,99.5,99,100,1\n"
                           "1609466400000,100,101,99,100,1\n1609466400000,100,101,99,100,1\n"
                           "1609470000000,100,101,99,100,1\n";
   const std::string bad_path = temp_file("fixable.csv", bad);
@@ -239,7 +245,8 @@ TEST_CASE("policies: drop removes, repair fixes, gaps are reported and filled on
   fixed.series.check();
 
   // A file more than half defective is refused even by repair.
-  const std::string mostly_bad = header + "1609459200000,100,101,99,100,1\n1609462800000,0,0,0,0,1\n"
+  const std::string mostly_bad = header +
+                                 "1609459200000,100,101,99,100,1\n1609462800000,0,0,0,0,1\n"
                                  "1609466400000,0,0,0,0,1\n";
   CHECK_THROWS_WITH_AS(load_series(temp_file("mostly_bad.csv", mostly_bad), repair),
                        doctest::Contains("more than half"), Error);
@@ -258,10 +265,11 @@ TEST_CASE("formats: Binance klines (ms, µs, headerless), descending CDD with ba
   CHECK(k.series.interval_ms == 60000);
   CHECK(k.series.symbol == "BTC/USDT");
 
-  const std::string cdd = "https://www.CryptoDataDownload.com\n"
-                          "Unix Timestamp,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n"
-                          "1603522800.0,2020-10-24 07-AM,BTCUSD,12965.84,12965.84,12953.2,12953.2,1.0,12953.2\n"
-                          "1603519200000,2020-10-24 06-AM,BTCUSD,12979.28,12991.89,12961.03,12965.84,2.0,25931.6\n";
+  const std::string cdd =
+      "https://www.CryptoDataDownload.com\n"
+      "Unix Timestamp,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n"
+      "1603522800.0,2020-10-24 07-AM,BTCUSD,12965.84,12965.84,12953.2,12953.2,1.0,12953.2\n"
+      "1603519200000,2020-10-24 06-AM,BTCUSD,12979.28,12991.89,12961.03,12965.84,2.0,25931.6\n";
   const LoadResult c = load_series(temp_file("Coinbase_BTCUSD_1h.csv", cdd));
   CHECK(c.report.descending);
   CHECK(c.series.time_ms[0] == 1603519200000LL);  // seconds and ms mixed, both understood
@@ -270,13 +278,15 @@ TEST_CASE("formats: Binance klines (ms, µs, headerless), descending CDD with ba
   CHECK(c.series.symbol == "BTC/USD");
 
   // Date-only files: 12-hour clock, ISO with offset, US dates.
-  const std::string dated = "Date,Open,High,Low,Close,Volume\n2020-01-01 00:00:00+00:00,1,2,0.5,1.5,3\n"
-                            "2020-01-01 01:00:00+00:00,1.5,2,1,1.2,3\n";
+  const std::string dated =
+      "Date,Open,High,Low,Close,Volume\n2020-01-01 00:00:00+00:00,1,2,0.5,1.5,3\n"
+      "2020-01-01 01:00:00+00:00,1.5,2,1,1.2,3\n";
   const LoadResult d = load_series(temp_file("pandas.csv", dated));
   CHECK(d.series.time_ms[0] == 1577836800000LL);
-  const std::string ampm = "Date,Symbol,Open,High,Low,Close\n2019-12-15 12-PM,X,1,2,0.5,1.5\n2019-12-15 11-AM,X,1,2,0.5,1.5\n";
+  const std::string ampm =
+      "Date,Symbol,Open,High,Low,Close\n2019-12-15 12-PM,X,1,2,0.5,1.5\n2019-12-15 11-AM,X,1,2,0.5,1.5\n";
   const LoadResult a = load_series(temp_file("ampm.csv", ampm));
-  CHECK(a.series.time_ms[1] == 1576411200000LL);  // 2019-12-15 12:00 UTC
+  CHECK(a.series.time_ms[1] == 1576411200000LL);      // 2019-12-15 12:00 UTC
   CHECK(a.report.count(Defect::missing_field) == 1);  // no volume column: reported, volume 0
   const std::string bad_date = "Date,Open,High,Low,Close\n2021-02-30 10:00:00,1,2,0.5,1.5\n";
   CHECK(refusal(temp_file("feb30.csv", bad_date)).find("line 2: malformed_line") != std::string::npos);
@@ -312,8 +322,8 @@ TEST_CASE("regression (fuzz_csv): a huge timestamp gap is refused, not forward-f
   const std::string two_rows =
       "timestamp,open,high,low,close,volume\n1577836800000,1,1,1,1,1\n1577836860000,1,1,1,1,1\n"
       "1577836920000,1,1,1,1,1\n3155760000000,1,1,1,1,1\n";  // 1-minute bars, then a jump to 2070
-  CHECK_THROWS_WITH_AS(parse_series(two_rows, "gappy.csv", options),
-                       doctest::Contains("too long to forward-fill"), Error);
+  CHECK_THROWS_WITH_AS(parse_series(two_rows, "gappy.csv", options), doctest::Contains("too long to forward-fill"),
+                       Error);
 }
 
 namespace {
@@ -343,7 +353,8 @@ TEST_CASE("a gzip bomb is refused at the decompressed-bytes limit, naming the fi
   CHECK(fs::file_size(bomb) < (std::size_t{64} << 10));
   LoadOptions options;
   options.max_decompressed_bytes = std::int64_t{1} << 20;
-  const std::string want = "load: " + bomb + ": gzip data decompresses to more than 1048576 bytes, the limit on one "
+  const std::string want = "load: " + bomb +
+                           ": gzip data decompresses to more than 1048576 bytes, the limit on one "
                            "data file (LoadOptions::max_decompressed_bytes; raise it";
   CHECK_THROWS_WITH_AS(load_series(bomb, options), doctest::Contains(want.c_str()), Error);
   CHECK_THROWS_WITH_AS(read_file(bomb, std::int64_t{1} << 20), doctest::Contains(want.c_str()), Error);
@@ -359,7 +370,8 @@ TEST_CASE("a gzip bomb is refused at the decompressed-bytes limit, naming the fi
 
   // A plain file over the limit is refused before it is read.
   const std::string big = temp_file("big.csv", std::string(2000, 'x'));
-  CHECK_THROWS_WITH_AS(read_file(big, 1000), doctest::Contains(("load: " + big + ": the file has more than 1000 bytes").c_str()), Error);
+  CHECK_THROWS_WITH_AS(read_file(big, 1000),
+                       doctest::Contains(("load: " + big + ": the file has more than 1000 bytes").c_str()), Error);
   CHECK_THROWS_WITH_AS(read_file(big, 0), doctest::Contains("max_decompressed_bytes must be >= 1"), Error);
   // A truncated gzip is still reported as such.
   const std::string gz = gzip_bytes(std::string(5000, 'b'));
@@ -371,7 +383,8 @@ TEST_CASE("a directory, a device or a FIFO given as a data file is refused up fr
   const fs::path dir = fs::temp_directory_path() / "metatape_loader_test" / "a_dir.csv";
   fs::create_directories(dir);
   CHECK_THROWS_WITH_AS(load_series(dir.string()),
-                       doctest::Contains(("load: " + dir.string() + " is a directory, not a data file").c_str()), Error);
+                       doctest::Contains(("load: " + dir.string() + " is a directory, not a data file").c_str()),
+                       Error);
   CHECK_THROWS_WITH_AS(load_series("/dev/zero"),
                        doctest::Contains("load: /dev/zero is not a regular file (a device, FIFO or socket)"), Error);
   const fs::path fifo = fs::temp_directory_path() / "metatape_loader_test" / ("fifo_" + std::to_string(::getpid()));

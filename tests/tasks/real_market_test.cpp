@@ -20,11 +20,13 @@ TEST_CASE("real data: Binance spot vs Bybit perpetual daily candles make tasks i
   for (const char* sym : {"BTCUSDT", "ETHUSDT", "SOLUSDT"}) {
     LoadOptions binance;
     binance.exchange = "binance";
-    series.push_back(load_series((dir / "djienne-Hurst_Crypto" / (std::string(sym) + ".csv.gz")).string(), binance).series);
+    series.push_back(
+        load_series((dir / "djienne-Hurst_Crypto" / (std::string(sym) + ".csv.gz")).string(), binance).series);
     LoadOptions bybit;
     bybit.exchange = "bybit";
     bybit.policy = ValidationPolicy::repair;  // SOURCES.md: one duplicate timestamp per Bybit file
-    const LoadResult r = load_series((dir / "jumpotsa-Bybit_Cross_Momentum" / (std::string(sym) + ".csv.gz")).string(), bybit);
+    const LoadResult r =
+        load_series((dir / "jumpotsa-Bybit_Cross_Momentum" / (std::string(sym) + ".csv.gz")).string(), bybit);
     CHECK(r.report.count(Defect::duplicate_timestamp) == 1);
     series.push_back(r.series);
   }

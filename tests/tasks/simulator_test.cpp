@@ -107,11 +107,12 @@ TEST_CASE("simulator: regimes persist, volatility clusters, fat tails, correlate
   for (double v : r0) sq.push_back(v * v), absr.push_back(std::fabs(v));
   const double ac_sq = autocorr(sq, 1), ac_abs = autocorr(absr, 1), ac_raw = autocorr(r0, 1);
   const double kurt = excess_kurtosis(r0);
-  MESSAGE("acf(r^2,1) " << ac_sq << ", acf(|r|,1) " << ac_abs << ", acf(r,1) " << ac_raw << ", excess kurtosis " << kurt);
-  CHECK(ac_sq > 0.1);           // volatility clusters
+  MESSAGE("acf(r^2,1) " << ac_sq << ", acf(|r|,1) " << ac_abs << ", acf(r,1) " << ac_raw << ", excess kurtosis "
+                        << kurt);
+  CHECK(ac_sq > 0.1);  // volatility clusters
   CHECK(ac_abs > 0.15);
   CHECK(std::fabs(ac_raw) < 0.1);  // returns themselves nearly uncorrelated
-  CHECK(kurt > 1.0);            // fat tails (a normal has 0)
+  CHECK(kurt > 1.0);               // fat tails (a normal has 0)
 
   const auto r1 = log_returns(sim.market.series[2]);  // the other asset, same exchange
   const double rho = correlation(r0, r1);
@@ -120,7 +121,8 @@ TEST_CASE("simulator: regimes persist, volatility clusters, fat tails, correlate
   CHECK(rho < 0.7);
 
   std::vector<double> vol;
-  for (std::size_t t = 1; t < sim.market.series[0].volume.size(); ++t) vol.push_back(std::log(sim.market.series[0].volume[t]));
+  for (std::size_t t = 1; t < sim.market.series[0].volume.size(); ++t)
+    vol.push_back(std::log(sim.market.series[0].volume[t]));
   CHECK(correlation(vol, absr) > 0.2);  // volume tied to volatility
 
   // Exchanges differ by lead-lag and transient spreads: prices close but not equal.
@@ -156,7 +158,8 @@ TEST_CASE("simulator: writes CSV that the loader reads back") {
   CHECK(back.series.symbol == "SIM0/USD");
   CHECK(back.series.interval_ms == c.interval_ms);
   for (std::int64_t t = 0; t < 300; t += 37)
-    CHECK(back.series.close[static_cast<std::size_t>(t)] == doctest::Approx(sim.market.series[1].close[static_cast<std::size_t>(t)]).epsilon(1e-12));
+    CHECK(back.series.close[static_cast<std::size_t>(t)] ==
+          doctest::Approx(sim.market.series[1].close[static_cast<std::size_t>(t)]).epsilon(1e-12));
   const Market both = load_market(paths);
   CHECK(both.series.size() == 2);
   CHECK(both.rows() == 300);

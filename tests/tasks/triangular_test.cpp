@@ -56,7 +56,7 @@ TEST_CASE("triangular_arbitrage: candidates, labels by definition, features and 
   CHECK(fam->num_classes() == 2);
   const auto cands = fam->candidates(m->market);
   REQUIRE(cands.size() == 1);
-  CHECK(cands[0] == std::vector<int>{0, 2, 1});  // ETH/USDT, ETH/BTC, BTC/USDT
+  CHECK(cands[0] == std::vector<int>{0, 2, 1});                    // ETH/USDT, ETH/BTC, BTC/USDT
   CHECK(make_family("arbitrage")->candidates(m->market).empty());  // one exchange: no cross-exchange pair
 
   TaskRequest q;
@@ -75,7 +75,8 @@ TEST_CASE("triangular_arbitrage: candidates, labels by definition, features and 
   for (std::int64_t i = 0; i < q.support_size; ++i) {
     const std::int64_t row = q.begin + i;
     int want = 0;
-    for (std::int64_t u = row + 1; u <= row + q.horizon; ++u) want |= std::fabs(dev[static_cast<std::size_t>(u)]) > threshold;
+    for (std::int64_t u = row + 1; u <= row + q.horizon; ++u)
+      want |= std::fabs(dev[static_cast<std::size_t>(u)]) > threshold;
     CHECK_MESSAGE(y[static_cast<std::size_t>(i)] == want, "row ", row);
     ones += want;
   }
@@ -121,7 +122,10 @@ TEST_CASE("real data: triangular_arbitrage on real ETH/USDT, ETH/BTC, BTC/USDT 5
   std::vector<double> dev;
   const auto& s = m->market.series;
   for (std::int64_t u = 0; u < m->market.rows(); ++u) {
-    const auto c = [&](int k) { return std::log(s[static_cast<std::size_t>(cands[0][static_cast<std::size_t>(k)])].close[static_cast<std::size_t>(u)]); };
+    const auto c = [&](int k) {
+      return std::log(
+          s[static_cast<std::size_t>(cands[0][static_cast<std::size_t>(k)])].close[static_cast<std::size_t>(u)]);
+    };
     dev.push_back(std::fabs(c(0) - c(1) - c(2)));
   }
   std::sort(dev.begin(), dev.end());
