@@ -31,7 +31,9 @@
 
 namespace metatape::kernels {
 
-enum class FusedActivation : std::uint8_t { relu, tanh, none };
+// The activations of the fused kernels (f, f', f'': kernels/fused_activation.h). fused_adapt runs
+// relu, tanh and none; fused_meta_gradient runs all of them.
+enum class FusedActivation : std::uint8_t { relu, tanh, none, leaky_relu, elu, sigmoid, gelu };
 enum class FusedLoss : std::uint8_t { cross_entropy, mse };
 
 struct FusedAdaptConfig {

@@ -36,6 +36,10 @@ void check_config(const FusedAdaptConfig& c) {
     if (s <= 0) fail("fused_adapt: layer sizes must be positive, got " + std::to_string(s));
   }
   if (c.steps < 0) fail("fused_adapt: steps must be >= 0, got " + std::to_string(c.steps));
+  if (c.activation != FusedActivation::relu && c.activation != FusedActivation::tanh &&
+      c.activation != FusedActivation::none) {
+    fail("fused_adapt: runs relu, tanh or no activation (the tape path runs the others)");
+  }
 }
 
 Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates, const View& sx, const View& sy,
