@@ -2,11 +2,12 @@
 // ../shared/BENCHMARKS.md, per device, beside the per-task loop:
 //   W1 MAML meta-batch 8 and 32, W1 FOMAML 32, W2 MAML 25: meta_step (inner loops, outer
 //   gradient, Adam update; data resident on the device), variants
-//     loop     the per-task learner (meta::make_learner, meta_train_step)
+//     loop     the per-task learner on the tape (meta::make_learner, meta_train_step, fused off)
 //     batched  the task-batched tape path (meta/batched.h), fused off
-//     fused    FOMAML only: the inner loop as one kernels::fused_adapt call, then the batched outer
-//     threads2 CPU only: batched, tasks split over 2 threads
-//     graph    CUDA only: the batched (FOMAML: fused) gradient replayed as one CUDA graph
+//     fused    the fused meta-gradient (meta/fused.h: kernels::fused_meta_gradient, one call per
+//              meta-batch) through meta::batched_meta_gradient, then the Adam update
+//     threads2 CPU only: fused, the tasks split over 2 threads
+//     graph    CUDA only: the fused meta-gradient replayed as one CUDA graph
 //   W1 and W2 adapt, host to host (support rows from host memory in, query predictions back in
 //   host memory): loop (learner adapt + predict), fused (one kernel call), graph (CUDA: copies from
 //   and to pinned buffers and the kernel replayed as one graph).
@@ -157,7 +158,7 @@ void meta_step(benchmark::State& state, const std::string& wname, const std::str
   o.algorithm = meta::parse_batched_algorithm(kind);
   o.inner_steps = w.steps;
   o.inner_lr = w.lr;
-  o.fused = variant == "fused" || (variant == "graph" && kind == "fomaml");
+  o.fused = variant == "fused" || variant == "graph" || variant == "threads2";
   o.threads = variant == "threads2" ? 2 : 1;
 #ifdef METATAPE_WITH_CUDA
   kernels::cuda::GraphCache cache;
@@ -167,6 +168,7 @@ void meta_step(benchmark::State& state, const std::string& wname, const std::str
     meta::LearnerOptions options;
     options.maml.inner_steps = w.steps;
     options.maml.inner_lr = w.lr;
+    options.maml.fused = false;
     learner = meta::make_learner(kind, w.mlp, on_device(init, device), nn::make_adam(adam), options);
     batch = batch_on(host_batch, device);
     once = [&] {
@@ -245,6 +247,7 @@ void adapt(benchmark::State& state, const std::string& wname, Device device, con
     meta::LearnerOptions options;
     options.maml.inner_steps = w.steps;
     options.maml.inner_lr = w.lr;
+    options.maml.fused = false;
     learner = meta::make_learner("maml", w.mlp, on_device(init, device), nn::make_adam(o), options);
     once = [&] {
       tasks::Task t = task;
@@ -328,8 +331,7 @@ void register_all(Device device) {
   };
   for (const Step s :
        {Step{"W1", "maml", 8}, Step{"W1", "maml", 32}, Step{"W1", "fomaml", 32}, Step{"W2", "maml", 25}}) {
-    std::vector<std::string> variants{"loop", "batched"};
-    if (std::string(s.kind) == "fomaml") variants.push_back("fused");
+    std::vector<std::string> variants{"loop", "batched", "fused"};
     variants.push_back(cuda ? "graph" : "threads2");
     for (const std::string& v : variants) {
       const std::string name = std::string(s.w) + "/" + s.kind + "_mb" + std::to_string(s.mb) + "/" + dev + "/" + v;

@@ -15,6 +15,8 @@
 #include "kernels/error.h"
 #include "kernels/fused_adapt.h"
 #include "kernels/kernels.h"
+#include "meta/algorithm.h"
+#include "meta/fused.h"
 #include "meta/registry.h"
 
 namespace metatape::meta {
@@ -63,17 +65,33 @@ Tensor cut(const Tensor& x, int axis, std::int64_t begin, std::int64_t end) {
 // Sum over tasks of a per-task tensor, in theta's shape.
 Tensor sum_tasks_as(const Tensor& per_task, const Tensor& theta) { return reshape(sum(per_task, 0), theta.shape()); }
 
-std::optional<kernels::FusedActivation> fused_activation(nn::Activation a) {
-  switch (a) {
-    case nn::Activation::relu:
-      return kernels::FusedActivation::relu;
-    case nn::Activation::tanh:
-      return kernels::FusedActivation::tanh;
-    case nn::Activation::none:
-      return kernels::FusedActivation::none;
-    default:
-      return std::nullopt;
+// The batched options as the algorithm's one definition (meta/algorithm.h), for the fused executor.
+GradientAlgorithm algorithm_of(const BatchedOptions& o, const nn::Mlp& mlp) {
+  GradientAlgorithm a;
+  a.name = learner_info(o.algorithm).name;
+  a.inner_steps = o.inner_steps;
+  a.inner_lr = o.inner_lr;
+  a.fused = o.fused;
+  switch (o.algorithm) {
+    case BatchedAlgorithm::maml:
+      break;
+    case BatchedAlgorithm::fomaml:
+      a.first_order = true;
+      break;
+    case BatchedAlgorithm::meta_sgd:
+      a.rates = InnerRates::per_parameter;
+      a.alpha_l2 = o.alpha_l2;
+      a.first_order = o.first_order;
+      break;
+    case BatchedAlgorithm::anil:
+      a.head_first_layer = mlp.layers() - 1;
+      a.first_order = o.first_order;
+      break;
+    case BatchedAlgorithm::reptile:
+      a.fused = false;  // Reptile's pseudo-gradient has no outer loss to differentiate
+      break;
   }
+  return a;
 }
 
 void check_meta(const nn::Mlp& mlp, const nn::ParameterList& meta, const BatchedOptions& o) {
@@ -315,11 +333,10 @@ std::vector<Tensor> batched_adapt(const nn::Mlp& mlp, const std::vector<Tensor>&
   if (steps < 0) fail("batched_adapt: steps must be >= 0, got " + std::to_string(steps));
   const std::int64_t T = tasks.tasks();
   const Device device = tasks.support_x.device();
-  const auto activation = fused_activation(mlp.spec().activation);
-  if (fused && activation && (device == Device::cpu || tasks.support_x.dtype() == DType::f32)) {
+  if (fused && (device == Device::cpu || tasks.support_x.dtype() == DType::f32)) {
     kernels::FusedAdaptConfig c;
     c.sizes = mlp.spec().sizes;
-    c.activation = *activation;
+    c.activation = fused_activation_of(mlp.spec().activation);
     c.loss =
         tasks.kind == tasks::TaskKind::classification ? kernels::FusedLoss::cross_entropy : kernels::FusedLoss::mse;
     c.steps = steps;
@@ -364,6 +381,10 @@ BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& m
                                   const BatchedOptions& options) {
   check_meta(mlp, meta, options);
   if (options.chunk < 0) fail("batched: chunk must be >= 0, got " + std::to_string(options.chunk));
+  if (const GradientAlgorithm a = algorithm_of(options, mlp); fused_meta_gradient_supported(a, mlp, tasks)) {
+    FusedStep step = fused_meta_gradient(a, 0, mlp, meta, tasks, options.threads);
+    return BatchedStep{std::move(step.grads), step.query_loss};
+  }
   const std::int64_t T = tasks.tasks();
   const bool cpu = tasks.support_x.device() == Device::cpu;
   std::int64_t chunk = options.chunk;
@@ -464,11 +485,13 @@ class BatchedLearner final : public Learner {
         }
         batched_.inner_steps = lo.maml.inner_steps;
         batched_.inner_lr = lo.maml.inner_lr;
+        batched_.fused = batched_.fused && lo.maml.fused;
         break;
       case BatchedAlgorithm::meta_sgd:
         batched_.inner_steps = lo.meta_sgd.inner_steps;
         batched_.first_order = lo.meta_sgd.first_order;
         batched_.alpha_l2 = lo.meta_sgd.alpha_l2;
+        batched_.fused = batched_.fused && lo.meta_sgd.fused;
         break;
       case BatchedAlgorithm::reptile:
         if (lo.reptile.inner_adam) fail("batched reptile: inner Adam has no batched path; use make_learner");
@@ -480,6 +503,7 @@ class BatchedLearner final : public Learner {
         batched_.inner_steps = lo.anil.inner_steps;
         batched_.inner_lr = lo.anil.inner_lr;
         batched_.first_order = lo.anil.first_order;
+        batched_.fused = batched_.fused && lo.anil.fused;
         break;
     }
     if (init.size() != 2 * model_->layers()) {
@@ -516,25 +540,26 @@ class BatchedLearner final : public Learner {
         .dump();
   }
 
-  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) override {
-    if (batch.empty()) fail("batched " + kind_ + ": meta_train_step got an empty task batch");
+  MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
+    if (batch.empty()) fail("batched " + kind_ + ": meta_gradient got an empty task batch");
     const StackedTasks tasks = stack_tasks(batch, meta_[0].device());
-    const BatchedStep step = batched_meta_gradient(*model_, meta_, tasks, batched_);
-    StepMetrics m;
-    if (options.metrics) m = metrics(tasks, step);
-    if (batched_.algorithm == BatchedAlgorithm::reptile) {
-      double eps = options_.reptile.epsilon;
-      if (options_.reptile.decay_steps > 0) {
-        eps *=
-            std::max(0.0, 1.0 - static_cast<double>(meta_steps_) / static_cast<double>(options_.reptile.decay_steps));
-      }
-      optimizer_->set_lr(eps);
+    BatchedStep step = batched_meta_gradient(*model_, meta_, tasks, batched_);
+    MetaGradient out;
+    for (std::size_t i = 0; i < meta_.size(); ++i) {
+      if (!step.grads[i].defined()) step.grads[i] = Tensor::zeros(meta_[i].shape(), meta_[i].dtype(), meta_[i].device());
     }
-    optimizer_->step(meta_, step.grads);
-    ++meta_steps_;
-    m.step = meta_steps_;
-    if (options.metrics) m.grad_norm = optimizer_->last_grad_norm();
-    return m;
+    if (options.metrics) {
+      out.metrics = metrics(tasks, step);
+      NoGradGuard no_grad;
+      out.metrics.grad_norm = nn::global_norm(step.grads).item();
+    }
+    out.metrics.step = meta_steps_;
+    out.grads = std::move(step.grads);
+    return out;
+  }
+
+  void prepare_outer_step() override {
+    if (batched_.algorithm == BatchedAlgorithm::reptile) optimizer_->set_lr(reptile_epsilon(options_.reptile, meta_steps_));
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {

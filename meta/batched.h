@@ -14,9 +14,11 @@
 //   own loss gradient. The outer loss is the plain mean over tasks.
 //
 // Fast paths:
-// - fused (options.fused): where the inner loop needs no history (adapt, FOMAML, Reptile) and
-//   kernels::fused_adapt_supported() says yes, the whole inner loop is one kernels::fused_adapt call
-//   (one CUDA launch); otherwise the batched tape path.
+// - fused (options.fused): MAML, FOMAML, Meta-SGD and ANIL run on the fused meta-gradient
+//   (meta/fused.h: the whole meta-gradient in kernels::fused_meta_gradient calls, options.threads
+//   on the CPU) when meta::fused_meta_gradient_supported says yes; adapt and Reptile's inner loop run
+//   on kernels::fused_adapt (one CUDA launch) where kernels::fused_adapt_supported says yes;
+//   otherwise the batched tape path below.
 // - chunks and threads: the batch is cut into contiguous chunks of options.chunk tasks (CPU default
 //   from cpu_chunk_bytes: one chunk's per-task tensors fit in L2; a whole W1 meta-batch does not),
 //   run one after another; options.threads > 1 (CPU only) runs the chunks on that many threads,
@@ -47,7 +49,7 @@ struct BatchedOptions {
   bool first_order = false;         // meta-sgd and anil: the learners' first_order option
   double alpha_l2 = 0.0;            // meta-sgd: alpha_l2 * sum(alpha^2) added to the outer loss
   bool use_query_in_inner = false;  // reptile: the inner loop also trains on the query rows
-  bool fused = true;                // use kernels::fused_adapt where it applies
+  bool fused = true;                // use the fused kernels where they apply (above)
   int threads = 1;                  // CPU only; >= 1
   // Tasks per sequential chunk; 0 = automatic (CUDA: the whole batch; CPU: as many tasks as fit
   // cpu_chunk_bytes of per-task parameters and activations, so a chunk stays in the L2 cache).

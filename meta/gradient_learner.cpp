@@ -12,34 +12,24 @@
 #include "autograd/ops.h"
 #include "autograd/tape.h"
 #include "kernels/error.h"
+#include "meta/algorithm.h"
+#include "meta/batched.h"
+#include "meta/fused.h"
 #include "meta/learners.h"
 
 namespace metatape::meta {
 namespace {
 
-enum class LrMode { fixed, per_layer_step, per_parameter };
-
-struct GradientConfig {
-  std::string name;
-  int inner_steps = 1;
-  double inner_lr = 0.01;
-  bool first_order = false;
-  bool multi_step_loss = false;
-  std::int64_t msl_anneal_steps = 1000;
-  std::int64_t first_order_until = 0;
-  LrMode lr_mode = LrMode::fixed;
-  double alpha_init = 0.01;
-  double alpha_l2 = 0.0;
-  std::size_t head_first_layer = 0;  // ANIL: index of the first layer that adapts; 0 = all layers
-  bool recompute_inner = false;
-  nlohmann::json json;
-};
-
 class GradientLearner final : public Learner {
  public:
   GradientLearner(std::shared_ptr<const nn::Model> model, std::shared_ptr<const nn::Mlp> mlp, nn::ParameterList init,
-                  std::unique_ptr<nn::Optimizer> outer, GradientConfig config)
-      : model_(std::move(model)), mlp_(std::move(mlp)), optimizer_(std::move(outer)), config_(std::move(config)) {
+                  std::unique_ptr<nn::Optimizer> outer, GradientAlgorithm config, nlohmann::json json)
+      : model_(std::move(model)),
+        mlp_(std::move(mlp)),
+        optimizer_(std::move(outer)),
+        config_(std::move(config)),
+        json_(std::move(json)) {
+    if (!mlp_) mlp_ = std::dynamic_pointer_cast<const nn::Mlp>(model_);
     if (!model_) fail(config_.name + ": no model given");
     if (!optimizer_) fail(config_.name + ": no outer optimizer given");
     if (config_.inner_steps < 1) {
@@ -57,7 +47,7 @@ class GradientLearner final : public Learner {
     } else {
       for (std::size_t i = 0; i < model_count_; ++i) adapted_.push_back(i);
     }
-    if (config_.lr_mode == LrMode::per_layer_step) {
+    if (config_.rates == InnerRates::per_layer_step) {
       for (std::size_t i : adapted_) {
         for (int s = 0; s < config_.inner_steps; ++s) {
           Tensor lr = Tensor::scalar(config_.inner_lr, init[i].dtype(), init[i].device());
@@ -65,7 +55,7 @@ class GradientLearner final : public Learner {
           meta_.add("inner_lr." + init.name(i) + "." + std::to_string(s), lr);
         }
       }
-    } else if (config_.lr_mode == LrMode::per_parameter) {
+    } else if (config_.rates == InnerRates::per_parameter) {
       for (std::size_t i : adapted_) {
         Tensor a = Tensor::full(init[i].shape(), config_.alpha_init, init[i].dtype(), init[i].device());
         a.requires_grad_();
@@ -78,12 +68,13 @@ class GradientLearner final : public Learner {
   int default_adapt_steps() const override { return config_.inner_steps; }
   nn::ParameterList& meta_parameters() override { return meta_; }
   nn::Optimizer& optimizer() override { return *optimizer_; }
-  std::string config_json() const override { return config_.json.dump(); }
+  std::string config_json() const override { return json_.dump(); }
 
-  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) override {
-    if (batch.empty()) fail(config_.name + ": meta_train_step got an empty task batch");
-    const bool second = !config_.first_order && meta_steps_ >= config_.first_order_until;
-    const std::vector<double> weights = step_weights();
+  MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
+    if (batch.empty()) fail(config_.name + ": meta_gradient got an empty task batch");
+    if (mlp_ && fused_meta_gradient_supported(config_, *model_, batch)) return fused_gradient(batch, options);
+    const bool second = config_.second_order(meta_steps_);
+    const std::vector<double> weights = config_.query_weights(meta_steps_);
     std::vector<Tensor> total(meta_.size());
     Tensor query_sum, support_sum;
     double accuracy_sum = 0.0;
@@ -100,11 +91,14 @@ class GradientLearner final : public Learner {
     const double inv = 1.0 / static_cast<double>(batch.size());
     {
       NoGradGuard no_grad;
-      for (auto& t : total) t = affine(t, inv, 0.0);
+      for (std::size_t i = 0; i < total.size(); ++i) {
+        total[i] = total[i].defined() ? affine(total[i], inv, 0.0) : defined_or_zeros(total[i], meta_[i]);
+      }
     }
-    optimizer_->step(meta_, total);
-    ++meta_steps_;
-    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum, optimizer_->last_grad_norm());
+    MetaGradient out;
+    out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, total);
+    out.grads = std::move(total);
+    return out;
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {
@@ -329,7 +323,7 @@ class GradientLearner final : public Learner {
   // Meta-SGD's alpha_l2 * sum(alpha^2), added to every task's outer loss (the batch mean leaves it
   // counted once per meta-step); undefined when there is none. Recorded: call inside a scope.
   Tensor alpha_penalty() const {
-    if (config_.lr_mode != LrMode::per_parameter) return Tensor();
+    if (config_.rates != InnerRates::per_parameter) return Tensor();
     const std::vector<Tensor> alphas(meta_.tensors().begin() + static_cast<std::ptrdiff_t>(model_count_),
                                      meta_.tensors().end());
     return alpha_l2_penalty(alphas, config_.alpha_l2);
@@ -362,21 +356,31 @@ class GradientLearner final : public Learner {
     return loss.detach();
   }
 
-  // MAML++ multi-step loss weights for the current meta-step; (0, .., 0, 1) without it.
-  std::vector<double> step_weights() const {
-    const int n = config_.inner_steps;
-    std::vector<double> w(static_cast<std::size_t>(n), 0.0);
-    if (!config_.multi_step_loss) {
-      w.back() = 1.0;
-      return w;
+  // The fused executor (meta/fused.h) on the whole batch, stacked. The metrics' sums are over tasks
+  // (step_metrics takes means).
+  MetaGradient fused_gradient(const tasks::TaskBatch& batch, const StepOptions& options) {
+    const StackedTasks tasks = stack_tasks(batch, meta_[0].device());
+    FusedStep step = fused_meta_gradient(config_, meta_steps_, *mlp_, meta_, tasks);
+    MetaGradient out;
+    double accuracy_sum = 0.0;
+    Tensor query_sum, support_sum;
+    if (options.metrics) {
+      NoGradGuard no_grad;
+      const double t = static_cast<double>(batch.size());
+      query_sum = affine(step.query_loss, t, 0.0);
+      support_sum = affine(step.support_loss, t, 0.0);
+      if (tasks.kind == tasks::TaskKind::classification) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const auto k = static_cast<std::int64_t>(i);
+          const Tensor logits = reshape(slice(step.query_out, 0, k, k + 1),
+                                        Shape{step.query_out.dim(1), step.query_out.dim(2)});
+          accuracy_sum += accuracy(logits, batch[i].query_y);
+        }
+      }
     }
-    const double uniform = 1.0 / n;
-    const double decay = uniform / static_cast<double>(std::max<std::int64_t>(1, config_.msl_anneal_steps));
-    const double min_non_final = 0.03 / n;
-    const double t = static_cast<double>(meta_steps_);
-    for (int s = 0; s + 1 < n; ++s) w[static_cast<std::size_t>(s)] = std::max(uniform - t * decay, min_non_final);
-    w.back() = std::min(uniform + t * (n - 1) * decay, 1.0 - (n - 1) * min_non_final);
-    return w;
+    out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, step.grads);
+    out.grads = std::move(step.grads);
+    return out;
   }
 
   // ANIL: the body's output (computed once per task); otherwise the input itself.
@@ -393,17 +397,14 @@ class GradientLearner final : public Learner {
 
   // phi - lr * g for adapted parameter number k at inner step s. `lrs` supplies learned rates.
   Tensor inner_update(const Tensor& phi, const Tensor& g, std::size_t k, int s, const nn::ParameterList& lrs) const {
-    switch (config_.lr_mode) {
-      case LrMode::fixed:
+    switch (config_.rates) {
+      case InnerRates::fixed:
         return sub(phi, affine(g, config_.inner_lr, 0.0));
-      case LrMode::per_layer_step: {
-        const int step = std::min(s, config_.inner_steps - 1);
-        const std::size_t index =
-            model_count_ + k * static_cast<std::size_t>(config_.inner_steps) + static_cast<std::size_t>(step);
-        return sub(phi, mul(g, lrs[index]));
+      case InnerRates::per_layer_step: {
+        return sub(phi, mul(g, lrs[model_count_ + config_.rate_index(k, s)]));
       }
-      case LrMode::per_parameter:
-        return sub(phi, mul(g, lrs[model_count_ + k]));
+      case InnerRates::per_parameter:
+        return sub(phi, mul(g, lrs[model_count_ + config_.rate_index(k, s)]));
     }
     return phi;
   }
@@ -430,7 +431,8 @@ class GradientLearner final : public Learner {
   std::shared_ptr<const nn::Model> model_;
   std::shared_ptr<const nn::Mlp> mlp_;
   std::unique_ptr<nn::Optimizer> optimizer_;
-  GradientConfig config_;
+  GradientAlgorithm config_;
+  nlohmann::json json_;
   nn::ParameterList meta_;
   nn::ParameterList model_layout_;  // names and shapes of the model's parameters
   std::size_t model_count_ = 0;
@@ -439,59 +441,31 @@ class GradientLearner final : public Learner {
 
 }  // namespace
 
-Tensor alpha_l2_penalty(const std::vector<Tensor>& alphas, double alpha_l2) {
-  if (alpha_l2 <= 0.0) return Tensor();
-  Tensor total;
-  for (const Tensor& alpha : alphas) {
-    const Tensor term = affine(sum(square(alpha)), alpha_l2, 0.0);
-    total = total.defined() ? add(total, term) : term;
-  }
-  return total;
-}
-
 std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, MamlOptions options) {
-  GradientConfig c;
-  c.name = options.first_order                                                                     ? "fomaml"
-           : (options.multi_step_loss || options.learn_inner_lrs || options.first_order_until > 0) ? "maml++"
-                                                                                                   : "maml";
-  c.inner_steps = options.inner_steps;
-  c.inner_lr = options.inner_lr;
-  c.first_order = options.first_order;
-  c.multi_step_loss = options.multi_step_loss;
-  c.msl_anneal_steps = options.msl_anneal_steps;
-  c.first_order_until = options.first_order_until;
-  c.lr_mode = options.learn_inner_lrs ? LrMode::per_layer_step : LrMode::fixed;
-  c.recompute_inner = options.recompute_inner;
-  c.json = {{"inner_steps", options.inner_steps},
-            {"inner_lr", options.inner_lr},
-            {"first_order", options.first_order},
-            {"multi_step_loss", options.multi_step_loss},
-            {"msl_anneal_steps", options.msl_anneal_steps},
-            {"learn_inner_lrs", options.learn_inner_lrs},
-            {"first_order_until", options.first_order_until},
-            {"recompute_inner", options.recompute_inner},
-            {"model", model ? model->describe() : ""}};
-  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), c);
+  const nlohmann::json json = {{"inner_steps", options.inner_steps},
+                               {"inner_lr", options.inner_lr},
+                               {"first_order", options.first_order},
+                               {"multi_step_loss", options.multi_step_loss},
+                               {"msl_anneal_steps", options.msl_anneal_steps},
+                               {"learn_inner_lrs", options.learn_inner_lrs},
+                               {"first_order_until", options.first_order_until},
+                               {"recompute_inner", options.recompute_inner},
+                               {"model", model ? model->describe() : ""}};
+  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), maml_algorithm(options),
+                                           json);
 }
 
 std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                        std::unique_ptr<nn::Optimizer> outer, MetaSgdOptions options) {
-  GradientConfig c;
-  c.name = "meta-sgd";
-  c.inner_steps = options.inner_steps;
-  c.first_order = options.first_order;
-  c.lr_mode = LrMode::per_parameter;
-  c.alpha_init = options.alpha_init;
-  c.alpha_l2 = options.alpha_l2;
-  c.recompute_inner = options.recompute_inner;
-  c.json = {{"inner_steps", options.inner_steps},
-            {"alpha_init", options.alpha_init},
-            {"alpha_l2", options.alpha_l2},
-            {"first_order", options.first_order},
-            {"recompute_inner", options.recompute_inner},
-            {"model", model ? model->describe() : ""}};
-  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), c);
+  const nlohmann::json json = {{"inner_steps", options.inner_steps},
+                               {"alpha_init", options.alpha_init},
+                               {"alpha_l2", options.alpha_l2},
+                               {"first_order", options.first_order},
+                               {"recompute_inner", options.recompute_inner},
+                               {"model", model ? model->describe() : ""}};
+  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer),
+                                           meta_sgd_algorithm(options), json);
 }
 
 std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
@@ -502,19 +476,13 @@ std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::Par
     fail("anil: expected the MLP's " + std::to_string(2 * model->layers()) + " parameters, got " +
          std::to_string(init.size()));
   }
-  GradientConfig c;
-  c.name = "anil";
-  c.inner_steps = options.inner_steps;
-  c.inner_lr = options.inner_lr;
-  c.first_order = options.first_order;
-  c.head_first_layer = model->layers() - 1;
-  c.recompute_inner = options.recompute_inner;
-  c.json = {{"inner_steps", options.inner_steps},
-            {"inner_lr", options.inner_lr},
-            {"first_order", options.first_order},
-            {"recompute_inner", options.recompute_inner},
-            {"model", model->describe()}};
-  return std::make_unique<GradientLearner>(model, model, std::move(init), std::move(outer), c);
+  const nlohmann::json json = {{"inner_steps", options.inner_steps},
+                               {"inner_lr", options.inner_lr},
+                               {"first_order", options.first_order},
+                               {"recompute_inner", options.recompute_inner},
+                               {"model", model->describe()}};
+  return std::make_unique<GradientLearner>(model, model, std::move(init), std::move(outer),
+                                           anil_algorithm(options, model->layers()), json);
 }
 
 }  // namespace metatape::meta

@@ -8,15 +8,31 @@
 #include "meta/learners.h"
 #include "meta/registry.h"
 #include "nn/checkpoint.h"
+#include "nn/optimizer.h"
 #include "nn/losses.h"
 
 namespace metatape::meta {
 
+StepMetrics Learner::meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) {
+  MetaGradient g = meta_gradient(batch, options);
+  prepare_outer_step();
+  optimizer().step(meta_parameters(), g.grads);
+  ++meta_steps_;
+  g.metrics.step = meta_steps_;
+  return g.metrics;
+}
+
 StepMetrics Learner::step_metrics(const StepOptions& options, const tasks::TaskBatch& batch, const Tensor& query_sum,
-                                  const Tensor& support_sum, double accuracy_sum, double grad_norm) const {
+                                  const Tensor& support_sum, double accuracy_sum,
+                                  const std::vector<Tensor>& grads) const {
   StepMetrics m;
   m.step = meta_steps_;
   if (!options.metrics) return m;
+  double grad_norm = 0.0;
+  {
+    NoGradGuard no_grad;
+    grad_norm = nn::global_norm(grads).item();  // the optimizer's definition (last_grad_norm)
+  }
   const double inv = 1.0 / static_cast<double>(batch.size());
   m.computed = true;
   m.query_loss = query_sum.item() * inv;

@@ -1,10 +1,12 @@
 // The one interface every meta-learner implements (MAML and its variants, Meta-SGD, Reptile, ANIL,
 // Prototypical Networks, Matching Networks; see meta/learners.h for their options and factories).
 //
-// - meta_train_step: one outer update from a batch of tasks (support and query sets). The learner
-//   owns its meta-parameters and its outer optimizer (any nn::Optimizer). Each task's inner-loop tape
-//   is released once its contribution to the outer gradient has been accumulated. No value is read
-//   back to the host inside a step unless options.metrics is set.
+// - meta_gradient: the outer gradient of one meta-step from a batch of tasks (support and query
+//   sets), not applied: what researchers compare against other implementations. Each task's
+//   inner-loop tape is released once its contribution has been accumulated. No value is read back
+//   to the host unless options.metrics is set.
+// - meta_train_step: one outer update: meta_gradient, then the outer optimizer (any nn::Optimizer;
+//   the learner owns it and its meta-parameters) applies it, then the step is counted.
 // - adapt: the few-shot adaptation a user calls: a support set in, an adapted model out. The adapted
 //   model is a ParameterList with no autograd history: for gradient-based learners, the adapted
 //   network parameters (same names and shapes as the initial ones); for ProtoNets, the embedding
@@ -42,6 +44,15 @@ struct StepMetrics {
   std::int64_t step = 0;                 // meta-steps completed, this one included
 };
 
+// One meta-step's outer gradient, not applied (Learner::meta_gradient).
+struct MetaGradient {
+  // One per meta_parameters() entry, same order, shapes and dtypes, all defined: d(outer loss) /
+  // d(meta-parameter), averaged over the batch (Reptile: its pseudo-gradient theta - mean(phi)).
+  std::vector<Tensor> grads;
+  // As meta_train_step reports them; step = meta_steps() (this gradient's step is not counted yet).
+  StepMetrics metrics;
+};
+
 struct Evaluation {
   int steps = 0;                   // inner steps used for adaptation
   double loss = 0.0;               // query loss after adaptation
@@ -60,7 +71,12 @@ class Learner {
   // "maml", "fomaml", "maml++", "meta-sgd", "reptile", "anil", "protonet", "matching".
   virtual std::string name() const = 0;
 
-  virtual StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options = {}) = 0;
+  // The meta-gradient of one step at the current meta-parameters and meta_steps() (MAML++'s
+  // schedules depend on it). Changes nothing in the learner.
+  virtual MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options = {}) = 0;
+  // meta_gradient, then optimizer().step(meta_parameters(), grads) (after prepare_outer_step), then
+  // meta_steps() + 1. The metrics' step is the new count.
+  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options = {});
   // steps < 0: the learner's default (its training inner steps). Metric learners ignore steps.
   virtual nn::ParameterList adapt(const tasks::Task& task, int steps = -1) = 0;
   virtual Tensor predict(const nn::ParameterList& adapted, const Tensor& x) = 0;
@@ -85,11 +101,15 @@ class Learner {
   void set_meta_steps(std::int64_t steps) { meta_steps_ = steps; }  // when resuming
 
  protected:
-  // The metrics of a step that has just been counted in meta_steps_: means over the batch of the
-  // summed query and support losses (read back to the host here, only when options.metrics is set)
-  // and of the summed accuracy (classification batches only).
+  // Called by meta_train_step just before the outer optimizer applies a gradient (Reptile sets its
+  // epsilon schedule's learning rate here).
+  virtual void prepare_outer_step() {}
+
+  // The metrics of the step meta_steps_ + 1 (not yet counted): means over the batch of the summed
+  // query and support losses (read back to the host here, only when options.metrics is set), of the
+  // summed accuracy (classification batches only), and the global L2 norm of `grads`.
   StepMetrics step_metrics(const StepOptions& options, const tasks::TaskBatch& batch, const Tensor& query_sum,
-                           const Tensor& support_sum, double accuracy_sum, double grad_norm) const;
+                           const Tensor& support_sum, double accuracy_sum, const std::vector<Tensor>& grads) const;
 
   std::int64_t meta_steps_ = 0;
 };

@@ -50,6 +50,10 @@ struct MamlOptions {
   // second order (unless first_order is set, which means first order throughout).
   std::int64_t first_order_until = 0;
   bool recompute_inner = false;
+  // Run meta_gradient on the fused kernel (kernels/fused_meta_gradient.h, meta/fused.h) when the
+  // model, the options and the batch are supported (else, and when false, on the tape; the result is
+  // the same up to rounding). meta::fused_meta_gradient_supported says why a batch is not.
+  bool fused = true;
 };
 
 // Meta-SGD (Li et al. 2017): theta_{s+1} = theta_s - alpha (.) grad with a learnable alpha of the
@@ -61,11 +65,13 @@ struct MetaSgdOptions {
   double alpha_l2 = 0.0;
   bool first_order = false;
   bool recompute_inner = false;  // as MamlOptions::recompute_inner
+  bool fused = true;             // as MamlOptions::fused
 };
 
-// Meta-SGD's alpha_l2 penalty, the one definition (the per-task learner and the batched path both add
-// it to the outer loss): alpha_l2 * sum(alpha^2) summed over `alphas`, a recorded scalar (call inside a
-// scope); an undefined Tensor when alpha_l2 <= 0 or there are no alphas.
+// Meta-SGD's alpha_l2 penalty, the one definition (every executor adds it to the outer loss; the
+// fused one adds its gradient 2 alpha_l2 alpha, meta/fused.cpp): alpha_l2 * sum(alpha^2) summed over
+// `alphas`, a recorded scalar (call inside a scope); an undefined Tensor when alpha_l2 <= 0 or there
+// are no alphas.
 Tensor alpha_l2_penalty(const std::vector<Tensor>& alphas, double alpha_l2);
 
 // Reptile (Nichol et al. 2018): per task, k inner steps of SGD (or Adam, with inner_lr as its lr and
@@ -90,6 +96,7 @@ struct AnilOptions {
   double inner_lr = 0.01;
   bool first_order = false;
   bool recompute_inner = false;  // as MamlOptions::recompute_inner
+  bool fused = true;             // as MamlOptions::fused
 };
 
 // Prototypical Networks (Snell et al. 2017): the model embeds rows; a class prototype is the mean

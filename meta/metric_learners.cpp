@@ -51,8 +51,8 @@ class MetricLearner : public Learner {
   nn::ParameterList& meta_parameters() override { return meta_; }
   nn::Optimizer& optimizer() override { return *optimizer_; }
 
-  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) override {
-    if (batch.empty()) fail(name() + ": meta_train_step got an empty task batch");
+  MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
+    if (batch.empty()) fail(name() + ": meta_gradient got an empty task batch");
     std::vector<Tensor> total(meta_.size());
     Tensor loss_sum;
     double accuracy_sum = 0.0;
@@ -75,10 +75,11 @@ class MetricLearner : public Learner {
       NoGradGuard no_grad;
       for (auto& t : total) t = affine(t, inv, 0.0);
     }
-    optimizer_->step(meta_, total);
-    ++meta_steps_;
     // No inner loop: the support loss reported is the query loss (no separate pre-adaptation loss).
-    return step_metrics(options, batch, loss_sum, loss_sum, accuracy_sum, optimizer_->last_grad_norm());
+    MetaGradient out;
+    out.metrics = step_metrics(options, batch, loss_sum, loss_sum, accuracy_sum, total);
+    out.grads = std::move(total);
+    return out;
   }
 
   nn::ParameterList adapt(const tasks::Task& task, int) override {

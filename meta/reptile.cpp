@@ -5,6 +5,7 @@
 #include "autograd/ops.h"
 #include "autograd/tape.h"
 #include "kernels/error.h"
+#include "meta/algorithm.h"
 #include "meta/learners.h"
 
 namespace metatape::meta {
@@ -35,8 +36,8 @@ class Reptile final : public Learner {
         .dump();
   }
 
-  StepMetrics meta_train_step(const tasks::TaskBatch& batch, const StepOptions& options) override {
-    if (batch.empty()) fail("reptile: meta_train_step got an empty task batch");
+  MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
+    if (batch.empty()) fail("reptile: meta_gradient got an empty task batch");
     std::vector<Tensor> phi_sum(meta_.size());
     Tensor query_sum, support_sum;
     double accuracy_sum = 0.0;
@@ -72,15 +73,13 @@ class Reptile final : public Learner {
         pseudo[i] = sub(meta_[i].detach(), affine(phi_sum[i], inv, 0.0));
       }
     }
-    double eps = options_.epsilon;
-    if (options_.decay_steps > 0) {
-      eps *= std::max(0.0, 1.0 - static_cast<double>(meta_steps_) / static_cast<double>(options_.decay_steps));
-    }
-    optimizer_->set_lr(eps);
-    optimizer_->step(meta_, pseudo);
-    ++meta_steps_;
-    return step_metrics(options, batch, query_sum, support_sum, accuracy_sum, optimizer_->last_grad_norm());
+    MetaGradient out;
+    out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, pseudo);
+    out.grads = std::move(pseudo);
+    return out;
   }
+
+  void prepare_outer_step() override { optimizer_->set_lr(reptile_epsilon(options_, meta_steps_)); }
 
   nn::ParameterList adapt(const tasks::Task& task, int steps) override {
     return run_inner(task, steps < 0 ? options_.inner_steps : steps);
