@@ -1,0 +1,475 @@
+// The fused meta-gradient (kernels/fused_meta_gradient.h, CPU reference) equals the tape: per task,
+// dF/dtheta_0, dF/d(rates), dF/d(inputs), the losses and the query outputs against a tape reference
+// written here with autograd ops exactly as meta/gradient_learner.cpp's task_gradient_taped runs it
+// (nn::Mlp forward, grad with create_graph = second order, the learner's inner update), for every
+// rates mode (scalar = MAML, per_tensor_step with multi-step weights = MAML++, per_parameter =
+// Meta-SGD) x second / first order x every activation x both losses x 2, 3 and 4 layers x 1, 2 and 5
+// steps x meta-batch 1 and 3. f64 within 1e-11 (normwise relative, per output tensor), a subset in
+// f32 within 1e-4 (against the same f64 tape: the kernel's own f32 error). The deliberately broken
+// variants (Fault) must fail the same comparison, and the learners themselves (meta_train_step with
+// outer SGD at lr 1) must agree with the kernel's task mean.
+//
+// Caveats: relu and leaky_relu have a kink at z = 0 where the tape and the kernel both take the
+// derivative of the z <= 0 side; random inputs put no pre-activation there (measure zero), but in
+// f32 a pre-activation within rounding of 0 could take the other side than the f64 reference, so the
+// f32 rows use inputs whose pre-activations are not near 0 with overwhelming probability (smooth
+// random data), and the tolerance 1e-4 covers the f32 rounding of K second-order steps.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "autograd/tape.h"
+#include "kernels/fused_meta_gradient.h"
+#include "meta/learners.h"
+#include "nn/losses.h"
+#include "nn/mlp.h"
+#include "nn/optimizer.h"
+
+using namespace metatape;
+using kernels::FusedActivation;
+using kernels::FusedLoss;
+using kernels::FusedMetaGradientConfig;
+using kernels::FusedRates;
+using Fault = FusedMetaGradientConfig::Fault;
+
+namespace {
+
+nn::Activation nn_activation(FusedActivation a) {
+  switch (a) {
+    case FusedActivation::relu:
+      return nn::Activation::relu;
+    case FusedActivation::tanh:
+      return nn::Activation::tanh;
+    case FusedActivation::none:
+      return nn::Activation::none;
+    case FusedActivation::leaky_relu:
+      return nn::Activation::leaky_relu;
+    case FusedActivation::elu:
+      return nn::Activation::elu;
+    case FusedActivation::sigmoid:
+      return nn::Activation::sigmoid;
+    case FusedActivation::gelu:
+      return nn::Activation::gelu;
+  }
+  return nn::Activation::none;
+}
+
+std::string activation_name(FusedActivation a) { return nn::activation_name(nn_activation(a)); }
+
+// One problem: the data of `tasks` tasks as f64 values already rounded to f32 (so the f32 kernel
+// sees exactly the inputs of the f64 reference).
+struct Problem {
+  FusedMetaGradientConfig config;
+  std::int64_t tasks = 1, n = 5, m = 7, P = 0, R = 0;
+  bool shared_init = true;
+  std::vector<double> init;   // P or tasks * P
+  std::vector<double> rates;  // R (empty for scalar)
+  std::vector<double> sx, qx, sy, qy;
+  std::vector<std::int64_t> sl, ql;  // labels (cross-entropy)
+};
+
+double f32_round(double v) { return static_cast<double>(static_cast<float>(v)); }
+
+std::vector<double> random_values(std::size_t count, double lo, double hi, Generator& gen, bool normal = false) {
+  const Tensor t = normal ? Tensor::normal(Shape{static_cast<std::int64_t>(count)}, 0.0, 1.0, gen, DType::f64)
+                          : Tensor::uniform(Shape{static_cast<std::int64_t>(count)}, lo, hi, gen, DType::f64);
+  std::vector<double> v = t.to_vector<double>();
+  for (double& x : v) x = f32_round(x);
+  return v;
+}
+
+Problem make_problem(const FusedMetaGradientConfig& config, std::int64_t tasks, bool shared_init, Generator& gen) {
+  Problem p;
+  p.config = config;
+  p.tasks = tasks;
+  p.shared_init = shared_init;
+  p.P = kernels::fused_param_count(config.sizes);
+  const std::int64_t L = static_cast<std::int64_t>(config.sizes.size()) - 1;
+  p.R = config.rates == FusedRates::scalar          ? 0
+        : config.rates == FusedRates::per_tensor_step ? 2 * L * config.steps
+                                                      : p.P;
+  const nn::Mlp mlp(nn::MlpSpec{config.sizes, nn_activation(config.activation), nn::Init::uniform_fan_in, DType::f64});
+  const nn::ParameterList init = mlp.init(gen);
+  std::vector<double> base;
+  for (const Tensor& t : init.tensors()) {
+    for (double x : t.to_vector<double>()) base.push_back(f32_round(x));
+  }
+  if (shared_init) {
+    p.init = base;
+  } else {
+    for (std::int64_t t = 0; t < tasks; ++t) {
+      const std::vector<double> noise = random_values(base.size(), -0.1, 0.1, gen);
+      for (std::size_t i = 0; i < base.size(); ++i) p.init.push_back(f32_round(base[i] + noise[i]));
+    }
+  }
+  p.rates = random_values(static_cast<std::size_t>(p.R), 0.1, 0.3, gen);
+  const std::int64_t in = config.sizes.front(), out = config.sizes.back();
+  p.sx = random_values(static_cast<std::size_t>(tasks * p.n * in), 0, 0, gen, true);
+  p.qx = random_values(static_cast<std::size_t>(tasks * p.m * in), 0, 0, gen, true);
+  if (config.loss == FusedLoss::cross_entropy) {
+    for (double u : random_values(static_cast<std::size_t>(tasks * p.n), 0.0, 1.0, gen)) {
+      p.sl.push_back(std::min<std::int64_t>(out - 1, static_cast<std::int64_t>(u * static_cast<double>(out))));
+    }
+    for (double u : random_values(static_cast<std::size_t>(tasks * p.m), 0.0, 1.0, gen)) {
+      p.ql.push_back(std::min<std::int64_t>(out - 1, static_cast<std::int64_t>(u * static_cast<double>(out))));
+    }
+  } else {
+    p.sy = random_values(static_cast<std::size_t>(tasks * p.n * out), 0, 0, gen, true);
+    p.qy = random_values(static_cast<std::size_t>(tasks * p.m * out), 0, 0, gen, true);
+  }
+  return p;
+}
+
+// Per-task results, as f64, in the kernel's layouts.
+struct Result {
+  std::vector<double> grad_init, grad_rates, grad_sx, grad_qx, losses, query_out;
+};
+
+std::vector<double> part(const std::vector<double>& v, std::int64_t t, std::int64_t per) {
+  return {v.begin() + t * per, v.begin() + (t + 1) * per};
+}
+
+// The tape reference for task t (meta/gradient_learner.cpp's task_gradient_taped, one task).
+Result tape_reference(const Problem& p, std::int64_t t) {
+  const FusedMetaGradientConfig& c = p.config;
+  const nn::Mlp mlp(nn::MlpSpec{c.sizes, nn_activation(c.activation), nn::Init::uniform_fan_in, DType::f64});
+  const std::size_t L = c.sizes.size() - 1;
+  const std::int64_t in = c.sizes.front(), out = c.sizes.back();
+  const int K = c.steps;
+  TapeScope scope;
+  const std::vector<double> theta = p.shared_init ? p.init : part(p.init, t, p.P);
+  std::vector<Tensor> leaves, rate_leaves;
+  std::vector<std::string> names;
+  std::int64_t at = 0;
+  for (std::size_t l = 0; l < L; ++l) {
+    const std::int64_t i = c.sizes[l], o = c.sizes[l + 1];
+    for (const Shape& shape : {Shape{o, i}, Shape{o}}) {
+      const std::vector<double> values(theta.begin() + at, theta.begin() + at + shape.numel());
+      leaves.push_back(Tensor::from_vector(values, shape, DType::f64).requires_grad_());
+      if (c.rates == FusedRates::per_parameter) {
+        const std::vector<double> r(p.rates.begin() + at, p.rates.begin() + at + shape.numel());
+        rate_leaves.push_back(Tensor::from_vector(r, shape, DType::f64).requires_grad_());
+      }
+      at += shape.numel();
+    }
+    names.push_back(nn::Mlp::weight_name(l));
+    names.push_back(nn::Mlp::bias_name(l));
+  }
+  if (c.rates == FusedRates::per_tensor_step) {
+    for (double r : p.rates) rate_leaves.push_back(Tensor::scalar(r, DType::f64).requires_grad_());
+  }
+  Tensor sx = Tensor::from_vector(part(p.sx, t, p.n * in), Shape{p.n, in}, DType::f64);
+  Tensor qx = Tensor::from_vector(part(p.qx, t, p.m * in), Shape{p.m, in}, DType::f64);
+  if (c.input_grads) {
+    sx.requires_grad_();
+    qx.requires_grad_();
+  }
+  const bool ce = c.loss == FusedLoss::cross_entropy;
+  const Tensor sy = ce ? Tensor::indices(std::vector<std::int64_t>(p.sl.begin() + t * p.n, p.sl.begin() + (t + 1) * p.n))
+                       : Tensor::from_vector(part(p.sy, t, p.n * out), Shape{p.n, out}, DType::f64);
+  const Tensor qy = ce ? Tensor::indices(std::vector<std::int64_t>(p.ql.begin() + t * p.m, p.ql.begin() + (t + 1) * p.m))
+                       : Tensor::from_vector(part(p.qy, t, p.m * out), Shape{p.m, out}, DType::f64);
+  auto model = [&](const std::vector<Tensor>& phi, const Tensor& x) {
+    nn::ParameterList list;
+    for (std::size_t k = 0; k < phi.size(); ++k) list.add(names[k], phi[k]);
+    return mlp.forward(list, x);
+  };
+  auto loss_of = [&](const Tensor& output, const Tensor& y) {
+    return ce ? nn::cross_entropy_loss(output, y) : nn::mse_loss(output, y);
+  };
+  auto weight = [&](int s) {  // w_s, s = 1..K
+    if (c.query_weights.empty()) return s == K ? 1.0 : 0.0;
+    return c.query_weights[static_cast<std::size_t>(s - 1)];
+  };
+  Result r;
+  std::vector<Tensor> phi = leaves;
+  Tensor outer;
+  GradOptions inner;
+  inner.create_graph = c.second_order;
+  inner.retain_graph = true;
+  for (int s = 0; s < K; ++s) {
+    const Tensor loss = loss_of(model(phi, sx), sy);
+    if (s == 0) r.losses.push_back(loss.item());
+    const std::vector<Tensor> g = grad({loss}, phi, inner);
+    for (std::size_t k = 0; k < phi.size(); ++k) {
+      const Tensor gk = c.second_order ? g[k] : g[k].detach();
+      switch (c.rates) {
+        case FusedRates::scalar:
+          phi[k] = sub(phi[k], affine(gk, c.lr, 0.0));
+          break;
+        case FusedRates::per_tensor_step:
+          phi[k] = sub(phi[k], mul(gk, rate_leaves[k * static_cast<std::size_t>(K) + static_cast<std::size_t>(s)]));
+          break;
+        case FusedRates::per_parameter:
+          phi[k] = sub(phi[k], mul(gk, rate_leaves[k]));
+          break;
+      }
+    }
+    const double w = weight(s + 1);
+    if (w != 0.0 || s == K - 1) {
+      const Tensor output = model(phi, qx);
+      const Tensor q = loss_of(output, qy);
+      if (s == K - 1) {
+        r.losses.push_back(q.item());
+        r.query_out = output.to_vector<double>();
+      }
+      if (w != 0.0) {
+        const Tensor term = w == 1.0 ? q : affine(q, w, 0.0);
+        outer = outer.defined() ? add(outer, term) : term;
+      }
+    }
+  }
+  std::vector<Tensor> inputs = leaves;
+  inputs.insert(inputs.end(), rate_leaves.begin(), rate_leaves.end());
+  if (c.input_grads) {
+    inputs.push_back(sx);
+    inputs.push_back(qx);
+  }
+  GradOptions options;
+  options.allow_unused = true;
+  const std::vector<Tensor> g = grad({outer}, inputs, options);
+  for (std::size_t k = 0; k < leaves.size(); ++k) {
+    for (double x : g[k].to_vector<double>()) r.grad_init.push_back(x);
+  }
+  for (std::size_t k = 0; k < rate_leaves.size(); ++k) {
+    for (double x : g[leaves.size() + k].to_vector<double>()) r.grad_rates.push_back(x);
+  }
+  if (c.input_grads) {
+    r.grad_sx = g[g.size() - 2].to_vector<double>();
+    r.grad_qx = g[g.size() - 1].to_vector<double>();
+  }
+  return r;
+}
+
+// The kernel on the problem in `dtype`; one Result per task.
+std::vector<Result> run_kernel(const Problem& p, DType dtype, const FusedMetaGradientConfig& config) {
+  const std::int64_t T = p.tasks, in = config.sizes.front(), out = config.sizes.back();
+  const bool ce = config.loss == FusedLoss::cross_entropy;
+  auto tensor = [&](const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape, dtype); };
+  const Tensor init = p.shared_init ? tensor(p.init, Shape{p.P}) : tensor(p.init, Shape{T, p.P});
+  const Tensor rates = p.R ? tensor(p.rates, Shape{p.R}) : Tensor();
+  const Tensor sx = tensor(p.sx, Shape{T, p.n, in}), qx = tensor(p.qx, Shape{T, p.m, in});
+  const Tensor sy = ce ? reshape(Tensor::indices(p.sl), Shape{T, p.n}) : tensor(p.sy, Shape{T, p.n, out});
+  const Tensor qy = ce ? reshape(Tensor::indices(p.ql), Shape{T, p.m}) : tensor(p.qy, Shape{T, p.m, out});
+  Tensor grad_init = Tensor::empty(Shape{T, p.P}, dtype);
+  Tensor grad_rates = p.R ? Tensor::empty(Shape{T, p.R}, dtype) : Tensor();
+  Tensor gsx = config.input_grads ? Tensor::empty(Shape{T, p.n, in}, dtype) : Tensor();
+  Tensor gqx = config.input_grads ? Tensor::empty(Shape{T, p.m, in}, dtype) : Tensor();
+  Tensor losses = Tensor::empty(Shape{T, 2}, dtype);
+  Tensor query_out = Tensor::empty(Shape{T, p.m, out}, dtype);
+  kernels::FusedMetaGradientViews v;
+  v.init = init.view();
+  if (p.R) v.rates = rates.view();
+  v.support_x = sx.view();
+  v.support_y = sy.view();
+  v.query_x = qx.view();
+  v.query_y = qy.view();
+  v.grad_init = grad_init.view();
+  if (p.R) v.grad_rates = grad_rates.view();
+  if (config.input_grads) {
+    v.grad_support_x = gsx.view();
+    v.grad_query_x = gqx.view();
+  }
+  v.losses = losses.view();
+  v.query_out = query_out.view();
+  kernels::fused_meta_gradient(config, v);
+  auto values = [](const Tensor& x) { return x.to(DType::f64).to_vector<double>(); };
+  std::vector<Result> results(static_cast<std::size_t>(T));
+  for (std::int64_t t = 0; t < T; ++t) {
+    Result& r = results[static_cast<std::size_t>(t)];
+    r.grad_init = part(values(grad_init), t, p.P);
+    if (p.R) r.grad_rates = part(values(grad_rates), t, p.R);
+    if (config.input_grads) {
+      r.grad_sx = part(values(gsx), t, p.n * in);
+      r.grad_qx = part(values(gqx), t, p.m * in);
+    }
+    r.losses = part(values(losses), t, 2);
+    r.query_out = part(values(query_out), t, p.m * out);
+  }
+  return results;
+}
+
+// ||a - b|| / ||b|| (||a - b|| when b is zero).
+double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0.0, norm = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += b[i] * b[i];
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+// The largest relative error over the output tensors of one task.
+struct Errors {
+  double init = 0, rates = 0, inputs = 0, losses = 0, query_out = 0;
+  double worst() const { return std::max({init, rates, inputs, losses, query_out}); }
+};
+
+Errors compare(const Result& got, const Result& want, bool input_grads) {
+  Errors e;
+  e.init = rel_err(got.grad_init, want.grad_init);
+  e.rates = rel_err(got.grad_rates, want.grad_rates);
+  if (input_grads) e.inputs = std::max(rel_err(got.grad_sx, want.grad_sx), rel_err(got.grad_qx, want.grad_qx));
+  e.losses = rel_err(got.losses, want.losses);
+  e.query_out = rel_err(got.query_out, want.query_out);
+  return e;
+}
+
+const std::vector<FusedActivation> all_activations = {
+    FusedActivation::relu, FusedActivation::leaky_relu, FusedActivation::elu, FusedActivation::tanh,
+    FusedActivation::sigmoid, FusedActivation::gelu, FusedActivation::none};
+const std::vector<std::vector<std::int64_t>> all_sizes = {{3, 5, 4}, {3, 6, 5, 4}, {3, 5, 6, 4, 3}};
+
+// MAML++'s multi-step weights for K steps (any positive, non-uniform weights summing to 1).
+std::vector<double> multi_step_weights(int K) {
+  std::vector<double> w;
+  double total = 0.0;
+  for (int s = 1; s <= K; ++s) total += s;
+  for (int s = 1; s <= K; ++s) w.push_back(s / total);
+  return w;
+}
+
+FusedMetaGradientConfig make_config(FusedRates rates, bool second, FusedActivation act, FusedLoss loss,
+                                    const std::vector<std::int64_t>& sizes, int steps) {
+  FusedMetaGradientConfig c;
+  c.sizes = sizes;
+  c.activation = act;
+  c.loss = loss;
+  c.steps = steps;
+  c.second_order = second;
+  c.rates = rates;
+  c.lr = 0.2;
+  if (rates == FusedRates::per_tensor_step) c.query_weights = multi_step_weights(steps);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x loss x depth x steps x meta-batch") {
+  Generator gen(1301);
+  int row = 0, f32_rows = 0;
+  for (const FusedRates rates : {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter}) {
+    for (const bool second : {true, false}) {
+      for (const FusedActivation act : all_activations) {
+        for (const FusedLoss loss : {FusedLoss::cross_entropy, FusedLoss::mse}) {
+          for (const auto& sizes : all_sizes) {
+            for (const int steps : {1, 2, 5}) {
+              for (const std::int64_t tasks : {1, 3}) {
+                ++row;
+                FusedMetaGradientConfig c = make_config(rates, second, act, loss, sizes, steps);
+                c.input_grads = row % 2 == 0;
+                const bool shared = tasks == 1 || row % 4 != 1;
+                CAPTURE(row);
+                CAPTURE(static_cast<int>(rates));
+                CAPTURE(second);
+                const std::string act_name = activation_name(act);
+                CAPTURE(act_name);
+                CAPTURE(loss == FusedLoss::mse);
+                CAPTURE(sizes.size());
+                CAPTURE(steps);
+                CAPTURE(tasks);
+                CAPTURE(shared);
+                CAPTURE(c.input_grads);
+                const Problem p = make_problem(c, tasks, shared, gen);
+                std::vector<Result> want;
+                for (std::int64_t t = 0; t < tasks; ++t) want.push_back(tape_reference(p, t));
+                const std::vector<Result> got = run_kernel(p, DType::f64, c);
+                for (std::int64_t t = 0; t < tasks; ++t) {
+                  CAPTURE(t);
+                  const Errors e = compare(got[static_cast<std::size_t>(t)], want[static_cast<std::size_t>(t)],
+                                           c.input_grads);
+                  CAPTURE(e.init);
+                  CAPTURE(e.rates);
+                  CAPTURE(e.inputs);
+                  CAPTURE(e.losses);
+                  CAPTURE(e.query_out);
+                  CHECK(e.worst() <= 1e-11);
+                }
+                // Checkpointing replays the same operations: equal to keeping every step.
+                if (steps > 1 && row % 3 == 0) {
+                  for (const int every : {2, 3}) {
+                    CAPTURE(every);
+                    FusedMetaGradientConfig cc = c;
+                    cc.checkpoint_every = every;
+                    const std::vector<Result> again = run_kernel(p, DType::f64, cc);
+                    for (std::int64_t t = 0; t < tasks; ++t) {
+                      const auto ti = static_cast<std::size_t>(t);
+                      CHECK(compare(again[ti], got[ti], c.input_grads).worst() <= 1e-14);
+                    }
+                  }
+                }
+                // f32: one row in five, against the same f64 reference.
+                if (row % 5 == 0) {
+                  ++f32_rows;
+                  const std::vector<Result> single = run_kernel(p, DType::f32, c);
+                  for (std::int64_t t = 0; t < tasks; ++t) {
+                    CAPTURE(t);
+                    const auto ti = static_cast<std::size_t>(t);
+                    const Errors e = compare(single[ti], want[ti], c.input_grads);
+                    CAPTURE(e.init);
+                    CAPTURE(e.rates);
+                    CAPTURE(e.inputs);
+                    CHECK(e.worst() <= 1e-4);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(row == 3 * 2 * 7 * 2 * 3 * 3 * 2);
+  CHECK(f32_rows > 200);
+}
+
+TEST_CASE("fused meta-gradient: the broken variants fail the comparison") {
+  Generator gen(1302);
+  int row = 0;
+  for (const FusedActivation act : all_activations) {
+    for (const FusedLoss loss : {FusedLoss::cross_entropy, FusedLoss::mse}) {
+      for (const auto& sizes : {all_sizes[0], all_sizes[1]}) {
+        for (const int steps : {1, 2}) {
+          ++row;
+          const std::string act_name = activation_name(act);
+          CAPTURE(act_name);
+          CAPTURE(loss == FusedLoss::mse);
+          CAPTURE(sizes.size());
+          CAPTURE(steps);
+          // A dropped Hessian term (second order, every rates mode).
+          for (const FusedRates rates : {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter}) {
+            CAPTURE(static_cast<int>(rates));
+            FusedMetaGradientConfig c = make_config(rates, true, act, loss, sizes, steps);
+            c.input_grads = row % 2 == 0;
+            const Problem p = make_problem(c, 1, true, gen);
+            const Result want = tape_reference(p, 0);
+            CHECK(compare(run_kernel(p, DType::f64, c)[0], want, c.input_grads).worst() <= 1e-11);
+            c.fault = Fault::drop_hessian_term;
+            const Errors broken = compare(run_kernel(p, DType::f64, c)[0], want, c.input_grads);
+            CAPTURE(broken.init);
+            CHECK(broken.init > 1e-3);
+            if (rates != FusedRates::scalar) {
+              // A dropped rate gradient (second and first order).
+              for (const bool second : {true, false}) {
+                CAPTURE(second);
+                FusedMetaGradientConfig r = make_config(rates, second, act, loss, sizes, steps);
+                const Problem q = make_problem(r, 1, true, gen);
+                const Result rw = tape_reference(q, 0);
+                CHECK(compare(run_kernel(q, DType::f64, r)[0], rw, false).worst() <= 1e-11);
+                r.fault = Fault::drop_rate_gradient;
+                const Errors e = compare(run_kernel(q, DType::f64, r)[0], rw, false);
+                CHECK(e.rates > 1e-3);
+                CHECK(e.init <= 1e-11);  // only the rate gradient is broken
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
