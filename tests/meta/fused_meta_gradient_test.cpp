@@ -19,6 +19,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -28,6 +29,7 @@
 #include "nn/losses.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
+#include "tasks/task.h"
 
 using namespace metatape;
 using kernels::FusedActivation;
@@ -472,4 +474,330 @@ TEST_CASE("fused meta-gradient: the broken variants fail the comparison") {
       }
     }
   }
+}
+
+TEST_CASE("fused meta-gradient: checkpointed replay over long inner loops, and its sub-linear workspace") {
+  Generator gen(1303);
+  for (const FusedActivation act : {FusedActivation::tanh, FusedActivation::relu}) {
+    FusedMetaGradientConfig c = make_config(FusedRates::per_tensor_step, true, act, FusedLoss::cross_entropy,
+                                            all_sizes[1], 16);
+    c.lr = 0.05;
+    c.input_grads = true;
+    for (double& r : c.query_weights) r = f32_round(r);
+    const Problem p = make_problem(c, 2, false, gen);
+    const std::vector<Result> kept = run_kernel(p, DType::f64, c);
+    for (std::int64_t t = 0; t < 2; ++t) {
+      CHECK(compare(kept[static_cast<std::size_t>(t)], tape_reference(p, t), true).worst() <= 1e-11);
+    }
+    for (const int every : {2, 4, 5, 15, 16, 40}) {  // even and uneven segments, one segment, longer than K
+      CAPTURE(every);
+      FusedMetaGradientConfig cc = c;
+      cc.checkpoint_every = every;
+      const std::vector<Result> again = run_kernel(p, DType::f64, cc);
+      for (std::size_t t = 0; t < 2; ++t) CHECK(compare(again[t], kept[t], true).worst() <= 1e-14);
+    }
+  }
+  // Workspace: every step kept grows by a step's state per step; ceil(sqrt(K)) grows like sqrt(K).
+  FusedMetaGradientConfig c = make_config(FusedRates::scalar, true, FusedActivation::tanh, FusedLoss::mse,
+                                          {50, 128, 128, 3}, 16);
+  auto ws = [&](int steps, int every) {
+    FusedMetaGradientConfig x = c;
+    x.steps = steps;
+    x.checkpoint_every = every;
+    return kernels::fused_meta_gradient_workspace(x, 15, 45, Device::cpu);
+  };
+  // With every = c: theta at ceil(K / c) - 1 checkpoints, c - 1 more steps of the segment and theta_K
+  // ((K / c + c) P), and c steps' slots; every = 1 keeps every step (c = K, one segment).
+  const std::int64_t P = kernels::fused_param_count(c.sizes);
+  const std::int64_t step = ws(17, 1) - ws(16, 1), slot = step - P;
+  CHECK(slot > 0);
+  CHECK(ws(64, 1) - ws(16, 1) == 48 * step);
+  CHECK(ws(16, 16) == ws(16, 1));
+  CHECK(ws(16, 4) == ws(16, 1) - (16 - 7) * P - (16 - 4) * slot);
+  CHECK(ws(16, 5) == ws(16, 1) - (16 - 8) * P - (16 - 5) * slot);
+  CHECK(ws(64, 8) == ws(64, 1) - (64 - 15) * P - (64 - 8) * slot);
+  CHECK(ws(64, 8) - ws(16, 4) < (ws(64, 1) - ws(16, 1)) / 4);  // 4x the steps: 8 more P, 48 more without
+  // First order keeps no f'' and needs no R buffers; learned rates keep g_s per step.
+  FusedMetaGradientConfig first = c;
+  first.second_order = false;
+  CHECK(kernels::fused_meta_gradient_workspace(first, 15, 45, Device::cpu) < ws(16, 1));
+  FusedMetaGradientConfig learned = c;
+  learned.rates = FusedRates::per_parameter;
+  CHECK(kernels::fused_meta_gradient_workspace(learned, 15, 45, Device::cpu) -
+            ws(16, 1) ==
+        16 * kernels::fused_param_count(c.sizes) - kernels::fused_param_count(c.sizes));
+}
+
+TEST_CASE("fused meta-gradient: deterministic, thread-safe, and in f32 beside f64 on a W1-shaped task") {
+  Generator gen(1304);
+  FusedMetaGradientConfig c = make_config(FusedRates::scalar, true, FusedActivation::relu, FusedLoss::cross_entropy,
+                                          {50, 32, 32, 3}, 5);
+  c.lr = 0.05;
+  const Problem p = make_problem(c, 4, true, gen);
+  const std::vector<Result> first = run_kernel(p, DType::f32, c);
+  std::vector<std::vector<Result>> threaded(2);
+  {
+    std::vector<std::thread> pool;
+    for (std::size_t k = 0; k < 2; ++k) {
+      pool.emplace_back([&, k] { threaded[k] = run_kernel(p, DType::f32, c); });
+    }
+    for (auto& th : pool) th.join();
+  }
+  for (std::size_t k = 0; k < 2; ++k) {
+    for (std::size_t t = 0; t < 4; ++t) CHECK(threaded[k][t].grad_init == first[t].grad_init);
+  }
+  const std::vector<Result> wide = run_kernel(p, DType::f64, c);
+  for (std::size_t t = 0; t < 4; ++t) {
+    CHECK(compare(wide[t], tape_reference(p, static_cast<std::int64_t>(t)), false).worst() <= 1e-11);
+    CHECK(compare(first[t], wide[t], false).worst() <= 1e-4);
+  }
+}
+
+namespace {
+
+tasks::TaskBatch tasks_of(const Problem& p) {
+  const std::int64_t in = p.config.sizes.front(), out = p.config.sizes.back();
+  const bool ce = p.config.loss == FusedLoss::cross_entropy;
+  tasks::TaskBatch batch;
+  for (std::int64_t t = 0; t < p.tasks; ++t) {
+    tasks::Task task;
+    task.kind = ce ? tasks::TaskKind::classification : tasks::TaskKind::regression;
+    task.num_classes = ce ? out : 0;
+    task.support_x = Tensor::from_vector(part(p.sx, t, p.n * in), Shape{p.n, in}, DType::f64);
+    task.query_x = Tensor::from_vector(part(p.qx, t, p.m * in), Shape{p.m, in}, DType::f64);
+    if (ce) {
+      task.support_y = Tensor::indices(std::vector<std::int64_t>(p.sl.begin() + t * p.n, p.sl.begin() + (t + 1) * p.n));
+      task.query_y = Tensor::indices(std::vector<std::int64_t>(p.ql.begin() + t * p.m, p.ql.begin() + (t + 1) * p.m));
+    } else {
+      task.support_y = Tensor::from_vector(part(p.sy, t, p.n * out), Shape{p.n, out}, DType::f64);
+      task.query_y = Tensor::from_vector(part(p.qy, t, p.m * out), Shape{p.m, out}, DType::f64);
+    }
+    batch.push_back(task);
+  }
+  return batch;
+}
+
+nn::ParameterList parameters_of(const nn::Mlp& mlp, const std::vector<double>& flat) {
+  nn::ParameterList list;
+  std::int64_t at = 0;
+  for (std::size_t l = 0; l < mlp.layers(); ++l) {
+    const std::int64_t i = mlp.spec().sizes[l], o = mlp.spec().sizes[l + 1];
+    for (const Shape& shape : {Shape{o, i}, Shape{o}}) {
+      list.add(shape.rank == 2 ? nn::Mlp::weight_name(l) : nn::Mlp::bias_name(l),
+               Tensor::from_vector(std::vector<double>(flat.begin() + at, flat.begin() + at + shape.numel()), shape,
+                                   DType::f64));
+      at += shape.numel();
+    }
+  }
+  return list;
+}
+
+// The learner's meta-gradient: one meta_train_step with outer SGD at lr 1, flattened.
+std::vector<double> learner_gradient(meta::Learner& learner, const tasks::TaskBatch& batch) {
+  const nn::ParameterList before = learner.meta_parameters().clone();
+  learner.meta_train_step(batch, {false});
+  std::vector<double> g;
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    const auto b = before[i].to_vector<double>(), a = learner.meta_parameters()[i].to_vector<double>();
+    for (std::size_t k = 0; k < a.size(); ++k) g.push_back(b[k] - a[k]);
+  }
+  return g;
+}
+
+std::vector<double> task_mean(const std::vector<Result>& r, std::vector<double> Result::*field) {
+  std::vector<double> mean((r[0].*field).size(), 0.0);
+  for (const Result& x : r) {
+    for (std::size_t i = 0; i < mean.size(); ++i) mean[i] += (x.*field)[i] / static_cast<double>(r.size());
+  }
+  return mean;
+}
+
+std::vector<double> joined(std::vector<double> a, const std::vector<double>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("fused meta-gradient: the task mean equals the learners' own meta-gradient (MAML, FOMAML, MAML++, "
+          "Meta-SGD, ANIL)") {
+  Generator gen(1305);
+  const std::vector<std::int64_t> sizes = {3, 6, 5, 4};
+  for (const FusedLoss loss : {FusedLoss::cross_entropy, FusedLoss::mse}) {
+    CAPTURE(loss == FusedLoss::mse);
+    const auto mlp = std::make_shared<nn::Mlp>(nn::MlpSpec{sizes, nn::Activation::tanh, nn::Init::uniform_fan_in,
+                                                           DType::f64});
+    nn::OptimizerOptions sgd;
+    sgd.lr = 1.0;
+    const int K = 3;
+    const double lr = 0.125;  // exact in f32 and f64: the learners hold it in the rates' dtype
+    for (const std::string kind : {"maml", "fomaml", "maml++", "meta-sgd"}) {
+      CAPTURE(kind);
+      const bool second = kind != "fomaml";
+      const FusedRates rates = kind == "maml++"     ? FusedRates::per_tensor_step
+                               : kind == "meta-sgd" ? FusedRates::per_parameter
+                                                    : FusedRates::scalar;
+      FusedMetaGradientConfig c = make_config(rates, second, FusedActivation::tanh, loss, sizes, K);
+      c.lr = lr;
+      c.query_weights = kind == "maml++" ? std::vector<double>(K, 1.0 / K) : std::vector<double>{};
+      Problem p = make_problem(c, 3, true, gen);
+      std::fill(p.rates.begin(), p.rates.end(), lr);  // the learners start every rate at inner_lr / alpha_init
+      meta::MamlOptions maml;
+      maml.inner_steps = K;
+      maml.inner_lr = lr;
+      maml.first_order = !second;
+      maml.multi_step_loss = maml.learn_inner_lrs = kind == "maml++";
+      meta::MetaSgdOptions msgd;
+      msgd.inner_steps = K;
+      msgd.alpha_init = lr;
+      const nn::ParameterList init = parameters_of(*mlp, p.init).clone(true);
+      auto learner = kind == "meta-sgd" ? meta::make_meta_sgd(mlp, init, nn::make_sgd(sgd), msgd)
+                                        : meta::make_maml(mlp, init, nn::make_sgd(sgd), maml);
+      const std::vector<double> want = learner_gradient(*learner, tasks_of(p));
+      const std::vector<Result> got = run_kernel(p, DType::f64, c);
+      CHECK(rel_err(joined(task_mean(got, &Result::grad_init), task_mean(got, &Result::grad_rates)), want) <= 1e-11);
+    }
+    // ANIL: the kernel adapts the head on the body's features; the body gets the features' gradients.
+    FusedMetaGradientConfig c = make_config(FusedRates::scalar, true, FusedActivation::tanh, loss, {5, 4}, K);
+    c.lr = lr;
+    c.input_grads = true;
+    Problem whole = make_problem(make_config(FusedRates::scalar, true, FusedActivation::tanh, loss, sizes, K), 3,
+                                 true, gen);
+    const nn::ParameterList init = parameters_of(*mlp, whole.init);
+    const std::int64_t body = kernels::fused_param_count({3, 6, 5});
+    Problem head = whole;
+    head.config = c;
+    head.P = kernels::fused_param_count(c.sizes);
+    head.init.assign(whole.init.begin() + body, whole.init.end());
+    head.sx.clear();
+    head.qx.clear();
+    const tasks::TaskBatch batch = tasks_of(whole);
+    std::vector<Tensor> fs, fq;
+    for (const tasks::Task& task : batch) {
+      NoGradGuard no_grad;
+      fs.push_back(mlp->forward_layers(init, task.support_x, 0, 2));
+      fq.push_back(mlp->forward_layers(init, task.query_x, 0, 2));
+      for (double x : fs.back().to_vector<double>()) head.sx.push_back(x);
+      for (double x : fq.back().to_vector<double>()) head.qx.push_back(x);
+    }
+    const std::vector<Result> got = run_kernel(head, DType::f64, c);
+    std::vector<double> body_grad(static_cast<std::size_t>(body), 0.0);
+    for (std::size_t t = 0; t < batch.size(); ++t) {
+      TapeScope scope;
+      nn::ParameterList leaves = init.clone(true);
+      const std::vector<Tensor> body_params(leaves.tensors().begin(), leaves.tensors().begin() + 4);
+      const Tensor s = mlp->forward_layers(leaves, batch[t].support_x, 0, 2);
+      const Tensor q = mlp->forward_layers(leaves, batch[t].query_x, 0, 2);
+      const std::vector<Tensor> g =
+          grad({s, q}, body_params, {},
+               {Tensor::from_vector(got[t].grad_sx, s.shape(), DType::f64),
+                Tensor::from_vector(got[t].grad_qx, q.shape(), DType::f64)});
+      std::size_t at = 0;
+      for (const Tensor& x : g) {
+        for (double v : x.to_vector<double>()) body_grad[at++] += v / static_cast<double>(batch.size());
+      }
+    }
+    meta::AnilOptions anil;
+    anil.inner_steps = K;
+    anil.inner_lr = lr;
+    auto learner = meta::make_anil(mlp, init.clone(true), nn::make_sgd(sgd), anil);
+    const std::vector<double> want = learner_gradient(*learner, batch);
+    CHECK(rel_err(joined(body_grad, task_mean(got, &Result::grad_init)), want) <= 1e-11);
+  }
+}
+
+TEST_CASE("fused meta-gradient: bad input is refused naming the view or option and the fix") {
+  Generator gen(1306);
+  FusedMetaGradientConfig c = make_config(FusedRates::scalar, true, FusedActivation::relu, FusedLoss::cross_entropy,
+                                          {3, 5, 4}, 2);
+  const Problem p = make_problem(c, 2, true, gen);
+  const std::int64_t P = p.P;
+  const Tensor init = Tensor::from_vector(p.init, Shape{P}, DType::f64);
+  const Tensor sx = Tensor::from_vector(p.sx, Shape{2, p.n, 3}, DType::f64);
+  const Tensor qx = Tensor::from_vector(p.qx, Shape{2, p.m, 3}, DType::f64);
+  Tensor sy = reshape(Tensor::indices(p.sl), Shape{2, p.n});
+  const Tensor qy = reshape(Tensor::indices(p.ql), Shape{2, p.m});
+  Tensor grad_init = Tensor::empty(Shape{2, P}, DType::f64), losses = Tensor::empty(Shape{2, 2}, DType::f64);
+  kernels::FusedMetaGradientViews v;
+  v.init = init.view();
+  v.support_x = sx.view();
+  v.support_y = sy.view();
+  v.query_x = qx.view();
+  v.query_y = qy.view();
+  v.grad_init = grad_init.view();
+  v.losses = losses.view();
+  kernels::fused_meta_gradient(c, v);  // valid
+
+  auto refused = [&](const FusedMetaGradientConfig& config, const kernels::FusedMetaGradientViews& views,
+                     const std::string& what) {
+    CAPTURE(what);
+    CHECK_THROWS_WITH_AS(kernels::fused_meta_gradient(config, views), doctest::Contains(what.c_str()), Error);
+  };
+  {
+    kernels::FusedMetaGradientViews x = v;
+    const Tensor wrong = Tensor::empty(Shape{3, P}, DType::f64);
+    x.grad_init = wrong.view();
+    refused(c, x, "grad_init must be (2, " + std::to_string(P) + ")");
+    const Tensor single = Tensor::empty(Shape{2, P}, DType::f32);
+    x.grad_init = single.view();
+    refused(c, x, "grad_init is (2, " + std::to_string(P) + ") f32, support_x is f64 (use one float dtype)");
+  }
+  {
+    FusedMetaGradientConfig x = c;
+    x.query_weights = {1.0};
+    refused(x, v, "query_weights holds 1 weights for 2 steps");
+    x = c;
+    x.checkpoint_every = 0;
+    refused(x, v, "checkpoint_every must be >= 1, got 0");
+    x = c;
+    x.steps = 0;
+    refused(x, v, "steps must be >= 1");
+    x = c;
+    x.rates = FusedRates::per_parameter;
+    refused(x, v, "rates is missing (data == nullptr) with FusedRates::per_parameter");
+    x.input_grads = true;
+    const Tensor rates = Tensor::full(Shape{P - 1}, 0.1, DType::f64);
+    kernels::FusedMetaGradientViews y = v;
+    y.rates = rates.view();
+    refused(x, y, "rates must be (" + std::to_string(P) + "), one rate per parameter");
+  }
+  {
+    kernels::FusedMetaGradientViews x = v;
+    x.rates = init.view();
+    refused(c, x, "rates must be empty (data == nullptr) with FusedRates::scalar");
+    FusedMetaGradientConfig y = c;
+    y.input_grads = true;
+    refused(y, v, "grad_support_x is missing");
+    x = v;
+    x.grad_support_x = sx.view();
+    refused(c, x, "only with config.input_grads");
+  }
+  {  // Out-of-range labels name the task and row; nothing is written.
+    Tensor labels = sy.copy();
+    labels.data<std::int64_t>()[p.n + 3] = 4;
+    kernels::FusedMetaGradientViews x = v;
+    x.support_y = labels.view();
+    refused(c, x, "support label 4 of task 1 row 3 is outside [0, 4)");
+    kernels::FusedMetaGradientViews y = v;
+    y.support_y = qy.view();
+    refused(c, y, "cross-entropy support_y must be i64 labels (2, 5)");
+  }
+  std::string why;
+  CHECK(kernels::fused_meta_gradient_supported(c, p.n, p.m, Device::cpu, &why));
+  FusedMetaGradientConfig deep = c;
+  deep.sizes.assign(9, 3);
+  CHECK_FALSE(kernels::fused_meta_gradient_supported(deep, p.n, p.m, Device::cpu, &why));
+  CHECK(why.find("fused_meta_gradient: needs 2..8 layer sizes") == 0);
+#ifndef METATAPE_WITH_CUDA
+  CHECK_FALSE(kernels::fused_meta_gradient_supported(c, p.n, p.m, Device::cuda, &why));
+  CHECK(why.find("no CUDA backend") != std::string::npos);
+  kernels::FusedMetaGradientViews gpu = v;
+  for (kernels::View* view : {&gpu.init, &gpu.support_x, &gpu.support_y, &gpu.query_x, &gpu.query_y, &gpu.grad_init,
+                              &gpu.losses}) {
+    view->device = Device::cuda;
+  }
+  refused(c, gpu, "got CUDA views but this build has no CUDA backend");
+  CHECK_THROWS_WITH_AS(kernels::fused_meta_gradient_workspace(c, p.n, p.m, Device::cuda),
+                       doctest::Contains("no CUDA backend"), Error);
+#endif
 }
