@@ -15,7 +15,6 @@
 //                                e_l (.) f''(z_{l-1}) (activations with f'' != 0 only); per layer
 //                                delta_l; the softmax p (cross-entropy)
 //   u            P               eta_s (.) v_{s+1}
-//   grad         P               g_s when it is not kept in a slot (scalar rates)
 //   sink         P               Fault::drop_hessian_term only: where H_s u_s goes instead of v
 //   rz, ra       n (A - in), n (A - in - out)   R{z_l} (l = 0..L-1, then R{delta_l} in place), R{a_l}
 //   re           n x (widest hidden)            R{e_l}
@@ -229,7 +228,7 @@ struct Plan {
   int seg = 1, segments = 1;
   bool keep_g = false, with_q = false, with_p = false;
   std::int64_t slot = 0;  // floats of one step's slot
-  std::int64_t checkpoints = 0, seg_theta = 0, cur = 0, slots = 0, u = 0, grad = 0, sink = 0, rz = 0, ra = 0,
+  std::int64_t checkpoints = 0, seg_theta = 0, cur = 0, slots = 0, u = 0, sink = 0, rz = 0, ra = 0,
                re = 0, query = 0, total = 0;
 };
 
@@ -272,7 +271,6 @@ Plan plan(const FusedMetaGradientConfig& c, std::int64_t n, std::int64_t m) {
   p.cur = take(p.P);
   p.slots = take(p.seg * p.slot);
   p.u = take(r_pass ? p.P : 0);
-  p.grad = take(p.keep_g ? 0 : p.P);
   p.sink = take(r_pass && c.fault == FusedMetaGradientConfig::Fault::drop_hessian_term ? p.P : 0);
   p.rz = take(r_pass ? n * (hidden + c.sizes.back()) : 0);
   p.ra = take(r_pass ? n * hidden : 0);
@@ -383,6 +381,123 @@ struct Net {
   const T* b(const T* theta, std::int64_t l) const { return theta + offset[l] + out(l) * in(l); }
 };
 
+// The products of the passes, on row-major operands, "=", "+=" or "-=" into C. Eigen's GEMM
+// everywhere except where the output width or the depth is tiny (a classifier's last layer, a
+// 1-input regression layer): there its packing and 48 x 4 tiles waste most of the work, and plain
+// loops are several times faster. The loops are written so their rounding does not depend on the
+// operands' addresses (Eigen's own coefficient-based products and dot products start their vector
+// lanes at the first aligned element, which would make a result depend on where a thread's buffer
+// or the caller's views happen to lie); GEMM packs its operands and is address-independent. "="
+// through GEMM zeroes C first, so the callers prefer "+=" onto a bias already in place.
+enum class Acc { assign, add, sub };
+constexpr std::int64_t tiny_width = 4;
+
+// x . y in a fixed order: 16 interleaved partial sums, then the tail.
+template <class T>
+T dot(const T* x, const T* y, std::int64_t n, std::int64_t y_stride = 1) {
+  constexpr int lanes = 16;
+  T acc[lanes] = {};
+  std::int64_t k = 0;
+  if (y_stride == 1) {
+    for (; k + lanes <= n; k += lanes) {
+      for (int j = 0; j < lanes; ++j) acc[j] += x[k + j] * y[k + j];
+    }
+  }
+  T tail = 0;
+  for (; k < n; ++k) tail += x[k] * y[k * y_stride];
+  T sum = 0;
+  for (int j = 0; j < lanes; ++j) sum += acc[j];
+  return sum + tail;
+}
+
+template <class T>
+void combine(Acc acc, T& c, T v) {
+  c = acc == Acc::assign ? v : acc == Acc::add ? c + v : c - v;
+}
+
+// out op= scale * (the column sums of A (rows x cols)), each summed over the rows in order.
+template <class T>
+void column_sums(Acc acc, T* out, const T* A, std::int64_t rows, std::int64_t cols, T scale = T(1)) {
+  for (std::int64_t j = 0; j < cols; ++j) {
+    T sum = 0;
+    for (std::int64_t r = 0; r < rows; ++r) sum += A[r * cols + j];
+    combine(acc, out[j], scale == T(1) ? sum : scale * sum);
+  }
+}
+
+// C (rows x cols) op= A (rows x depth) B^T, B (cols x depth).
+template <class T>
+void product_nt(Acc acc, T* C, const T* A, const T* B, std::int64_t rows, std::int64_t cols, std::int64_t depth) {
+  if (depth <= tiny_width) {  // each element summed over the depth in order
+    for (std::int64_t r = 0; r < rows; ++r) {
+      T* c = C + r * cols;
+      const T* a = A + r * depth;
+      if (acc == Acc::assign) std::fill(c, c + cols, T(0));
+      for (std::int64_t k = 0; k < depth; ++k) {
+        const T w = acc == Acc::sub ? -a[k] : a[k];
+        for (std::int64_t j = 0; j < cols; ++j) c[j] += w * B[j * depth + k];
+      }
+    }
+    return;
+  }
+  if (cols <= tiny_width) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t j = 0; j < cols; ++j) combine(acc, C[r * cols + j], dot(A + r * depth, B + j * depth, depth));
+    }
+    return;
+  }
+  Map<T> c(C, rows, cols);
+  const MapC<T> a(A, rows, depth), b(B, cols, depth);
+  switch (acc) {
+    case Acc::assign:
+      c.noalias() = a * b.transpose();
+      return;
+    case Acc::add:
+      c.noalias() += a * b.transpose();
+      return;
+    case Acc::sub:
+      c.noalias() -= a * b.transpose();
+      return;
+  }
+}
+
+// C (rows x cols) op= A (rows x depth) B, B (depth x cols).
+template <class T>
+void product_nn(Acc acc, T* C, const T* A, const T* B, std::int64_t rows, std::int64_t depth, std::int64_t cols) {
+  if (depth <= tiny_width) {  // rows of C as sums of rows of B, in order
+    for (std::int64_t r = 0; r < rows; ++r) {
+      T* c = C + r * cols;
+      const T* a = A + r * depth;
+      if (acc == Acc::assign) std::fill(c, c + cols, T(0));
+      for (std::int64_t j = 0; j < depth; ++j) {
+        const T w = acc == Acc::sub ? -a[j] : a[j];
+        const T* b = B + j * cols;
+        for (std::int64_t k = 0; k < cols; ++k) c[k] += w * b[k];
+      }
+    }
+    return;
+  }
+  if (cols <= tiny_width) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t k = 0; k < cols; ++k) combine(acc, C[r * cols + k], dot(A + r * depth, B + k, depth, cols));
+    }
+    return;
+  }
+  Map<T> c(C, rows, cols);
+  const MapC<T> a(A, rows, depth), b(B, depth, cols);
+  switch (acc) {
+    case Acc::assign:
+      c.noalias() = a * b;
+      return;
+    case Acc::add:
+      c.noalias() += a * b;
+      return;
+    case Acc::sub:
+      c.noalias() -= a * b;
+      return;
+  }
+}
+
 // Forward on `rows` rows at theta: act, d1 and (when st.q) f''(z) into q; the output o into delta[L-1].
 template <class T>
 void forward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, const State<T>& st) {
@@ -392,8 +507,8 @@ void forward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, c
     const bool hidden = l + 1 < net.L;
     T* z = hidden ? st.act[l + 1] : st.delta[l];
     Map<T> zm(z, rows, o);
-    zm.noalias() = MapC<T>(a, rows, i) * MapC<T>(net.W(theta, l), o, i).transpose();
-    zm.rowwise() += RowC<T>(net.b(theta, l), o);
+    zm.rowwise() = RowC<T>(net.b(theta, l), o);
+    product_nt(Acc::add, z, a, net.W(theta, l), rows, o, i);
     if (hidden) {
       activate(net.c->activation, z, st.d1[l + 1], st.q[l + 1], rows * o);
       a = z;
@@ -440,34 +555,50 @@ double loss_and_delta(FusedLoss loss, T* o, T* p, std::int64_t rows, std::int64_
   return total / static_cast<double>(count);
 }
 
-// Backward from delta[L-1]: the gradient into `grad` ("=", or "+=" when accumulate; skipped when
-// null), delta[l] for l < L-1, q[l] *= e_l, and (when given) input_grad += e_0.
+// Where backward() puts the gradient: "=" or "+=" into `grad`, or, for a plain SGD step with a
+// scalar rate, "-= lr *" into `grad` already holding theta_s (it becomes theta_{s+1} without a
+// gradient buffer or a pass over it). Null: no gradient (only the deltas).
 template <class T>
-void backward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, const State<T>& st, T* grad,
-              bool accumulate, T* input_grad) {
+struct GradSink {
+  T* grad = nullptr;
+  Acc acc = Acc::assign;
+  T lr = 1;  // Acc::sub only
+};
+
+// Backward from delta[L-1]: the gradient into the sink, delta[l] for l < L-1, q[l] *= e_l, and
+// (when given) input_grad += e_0.
+template <class T>
+void backward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, const State<T>& st,
+              const GradSink<T>& sink, T* input_grad) {
   for (std::int64_t l = net.L - 1; l >= 0; --l) {
     const std::int64_t i = net.in(l), o = net.out(l);
     const MapC<T> delta(st.delta[l], rows, o);
-    const MapC<T> W(net.W(theta, l), o, i);
-    if (grad) {
-      Map<T> gW(grad + net.offset[l], o, i);
-      Row<T> gb(grad + net.offset[l] + o * i, o);
+    if (sink.grad) {
+      Map<T> gW(sink.grad + net.offset[l], o, i);
+      T* gb = sink.grad + net.offset[l] + o * i;
       const MapC<T> a(l ? st.act[l] : x, rows, i);
-      if (accumulate) {
-        gW.noalias() += delta.transpose() * a;
-        gb += delta.colwise().sum();
-      } else {
-        gW.noalias() = delta.transpose() * a;
-        gb = delta.colwise().sum();
+      switch (sink.acc) {
+        case Acc::assign:
+          gW.noalias() = delta.transpose() * a;
+          column_sums(Acc::assign, gb, st.delta[l], rows, o);
+          break;
+        case Acc::add:
+          gW.noalias() += delta.transpose() * a;
+          column_sums(Acc::add, gb, st.delta[l], rows, o);
+          break;
+        case Acc::sub:  // theta - lr * g, rounded as the tape's sub(theta, affine(g, lr, 0))
+          gW.noalias() -= sink.lr * (delta.transpose() * a);
+          column_sums(Acc::sub, gb, st.delta[l], rows, o, sink.lr);
+          break;
       }
     }
     if (l > 0) {
       Map<T> e(st.delta[l - 1], rows, i);  // e_l, then delta_{l-1} in place
-      e.noalias() = delta * W;
+      product_nn(Acc::assign, e.data(), st.delta[l], net.W(theta, l), rows, o, i);
       if (st.q[l]) Map<T>(st.q[l], rows, i).array() *= e.array();
       e.array() *= MapC<T>(st.d1[l], rows, i).array();
     } else if (input_grad) {
-      Map<T>(input_grad, rows, i).noalias() += delta * W;
+      product_nn(Acc::add, input_grad, st.delta[l], net.W(theta, l), rows, o, i);
     }
   }
 }
@@ -491,9 +622,9 @@ void subtract_hvp(const Net<T>& net, FusedLoss loss, const T* theta, const T* u,
   for (std::int64_t l = 0; l < net.L; ++l) {
     const std::int64_t i = net.in(l), o = net.out(l);
     Map<T> z(rz[l], n, o);
-    z.noalias() = MapC<T>(l ? st.act[l] : x, n, i) * MapC<T>(u + net.offset[l], o, i).transpose();
-    if (l > 0) z.noalias() += MapC<T>(ra[l], n, i) * MapC<T>(net.W(theta, l), o, i).transpose();
-    z.rowwise() += RowC<T>(u + net.offset[l] + o * i, o);
+    z.rowwise() = RowC<T>(u + net.offset[l] + o * i, o);
+    product_nt(Acc::add, rz[l], l ? st.act[l] : x, u + net.offset[l], n, o, i);
+    if (l > 0) product_nt(Acc::add, rz[l], ra[l], net.W(theta, l), n, o, i);
     if (l + 1 < net.L) {
       Map<T>(ra[l + 1], n, o).array() = MapC<T>(st.d1[l + 1], n, o).array() * z.array();
     }
@@ -522,12 +653,11 @@ void subtract_hvp(const Net<T>& net, FusedLoss loss, const T* theta, const T* u,
     Map<T> hW(hv + net.offset[l], o, i);
     hW.noalias() -= rd.transpose() * MapC<T>(l ? st.act[l] : x, n, i);
     if (l > 0) hW.noalias() -= delta.transpose() * MapC<T>(ra[l], n, i);
-    Row<T>(hv + net.offset[l] + o * i, o) -= rd.colwise().sum();
-    const MapC<T> W(net.W(theta, l), o, i), U(u + net.offset[l], o, i);
+    column_sums(Acc::sub, hv + net.offset[l] + o * i, rz[l], n, o);
     if (l > 0) {
-      Map<T> e(re, n, i);
-      e.noalias() = rd * W;
-      e.noalias() += delta * U;
+      const MapC<T> e(re, n, i);
+      product_nn(Acc::assign, re, rz[l], net.W(theta, l), n, o, i);
+      product_nn(Acc::add, re, st.delta[l], u + net.offset[l], n, o, i);
       Map<T> prev(rz[l - 1], n, i);  // R{z_{l-1}} becomes R{delta_{l-1}}
       if (st.q[l]) {
         prev.array() = e.array() * MapC<T>(st.d1[l], n, i).array() + MapC<T>(st.q[l], n, i).array() * prev.array();
@@ -535,9 +665,8 @@ void subtract_hvp(const Net<T>& net, FusedLoss loss, const T* theta, const T* u,
         prev.array() = e.array() * MapC<T>(st.d1[l], n, i).array();
       }
     } else if (input_grad) {
-      Map<T> gx(input_grad, n, i);
-      gx.noalias() -= rd * W;
-      gx.noalias() -= delta * U;
+      product_nn(Acc::sub, input_grad, rz[l], net.W(theta, l), n, o, i);
+      product_nn(Acc::sub, input_grad, st.delta[l], u + net.offset[l], n, o, i);
     }
   }
 }
@@ -596,7 +725,6 @@ void run(const FusedMetaGradientConfig& c, const Dims& d, const FusedMetaGradien
   T* seg_theta = ws + pl.seg_theta;
   T* cur = ws + pl.cur;
   T* u = ws + pl.u;
-  T* grad_buf = ws + pl.grad;
   auto slot_base = [&](std::int64_t s) { return ws + pl.slots + (s % seg) * pl.slot; };
   auto slot_state = [&](std::int64_t s) {
     return state_at<T>(slot_base(s) + (pl.keep_g ? P : 0), c.sizes, n, pl.with_q, pl.with_p);
@@ -632,12 +760,20 @@ void run(const FusedMetaGradientConfig& c, const Dims& d, const FusedMetaGradien
       forward(net, theta, sx, n, st);
       const double loss = loss_and_delta(c.loss, st.delta[net.L - 1], st.p, n, out, sl, sy, T(1));
       if (s == 0) losses[0] = static_cast<T>(loss);
-      T* g = pl.keep_g ? slot_base(s) : (update ? grad_buf : nullptr);
-      backward(net, theta, sx, n, st, g, false, static_cast<T*>(nullptr));
-      if (update) {
+      if (pl.keep_g) {
+        T* g = slot_base(s);
+        backward(net, theta, sx, n, st, GradSink<T>{g, Acc::assign}, static_cast<T*>(nullptr));
+        if (update) {
+          T* next = theta_at(s + 1);
+          times_eta(static_cast<int>(s), g, next);
+          Vec<T>(next, P) = VecC<T>(theta, P) - VecC<T>(next, P);
+        }
+      } else if (update) {  // scalar rate: theta_{s+1} = theta_s - lr g_s accumulated in place
         T* next = theta_at(s + 1);
-        times_eta(static_cast<int>(s), g, next);
-        Vec<T>(next, P) = VecC<T>(theta, P) - VecC<T>(next, P);
+        std::copy(theta, theta + P, next);
+        backward(net, theta, sx, n, st, GradSink<T>{next, Acc::sub, lr}, static_cast<T*>(nullptr));
+      } else {
+        backward(net, theta, sx, n, st, GradSink<T>{}, static_cast<T*>(nullptr));
       }
     };
     // v += w dL_Q/dtheta at theta (accumulate) or v = (first call), and grad_query_x += w e_0.
@@ -648,7 +784,7 @@ void run(const FusedMetaGradientConfig& c, const Dims& d, const FusedMetaGradien
       }
       const double loss = loss_and_delta(c.loss, qst.delta[net.L - 1], static_cast<T*>(nullptr), m, out, ql, qy,
                                          static_cast<T>(w));
-      backward(net, theta, qx, m, qst, vg, accumulate, gqx);
+      backward(net, theta, qx, m, qst, GradSink<T>{vg, accumulate ? Acc::add : Acc::assign}, gqx);
       return loss;
     };
 
@@ -674,7 +810,7 @@ void run(const FusedMetaGradientConfig& c, const Dims& d, const FusedMetaGradien
           } else {
             for (std::int64_t k = 0; k < tensors; ++k) {
               const std::int64_t b = tensor_begin[k], len = tensor_begin[k + 1] - b;
-              grates[k * K + s] = -VecC<T>(g + b, len).dot(VecC<T>(vg + b, len));
+              grates[k * K + s] = -dot(g + b, vg + b, len);
             }
           }
         }

@@ -247,50 +247,76 @@ Result tape_reference(const Problem& p, std::int64_t t) {
   return r;
 }
 
+// A float view `shift` elements into its own storage (shift 1: misaligned for every vector width).
+struct Buffer {
+  Tensor storage;
+  kernels::View view;
+  std::vector<double> values() const {
+    const Tensor t = slice(storage, 0, storage.numel() - view.numel(), storage.numel());
+    return t.to(DType::f64).to_vector<double>();
+  }
+};
+
+Buffer buffer(const std::vector<double>& v, const Shape& shape, DType dtype, int shift) {
+  std::vector<double> padded(static_cast<std::size_t>(shift), 0.0);
+  padded.insert(padded.end(), v.begin(), v.end());
+  padded.resize(static_cast<std::size_t>(shape.numel() + shift), 0.0);
+  Buffer b;
+  b.storage = Tensor::from_vector(padded, Shape{shape.numel() + shift}, dtype);
+  b.view = b.storage.view();
+  b.view.data = static_cast<char*>(b.view.data) + shift * kernels::dtype_size(dtype);
+  b.view.shape = shape;
+  return b;
+}
+
 // The kernel on the problem in `dtype`; one Result per task.
-std::vector<Result> run_kernel(const Problem& p, DType dtype, const FusedMetaGradientConfig& config) {
+std::vector<Result> run_kernel(const Problem& p, DType dtype, const FusedMetaGradientConfig& config, int shift = 0) {
   const std::int64_t T = p.tasks, in = config.sizes.front(), out = config.sizes.back();
   const bool ce = config.loss == FusedLoss::cross_entropy;
-  auto tensor = [&](const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape, dtype); };
-  const Tensor init = p.shared_init ? tensor(p.init, Shape{p.P}) : tensor(p.init, Shape{T, p.P});
-  const Tensor rates = p.R ? tensor(p.rates, Shape{p.R}) : Tensor();
-  const Tensor sx = tensor(p.sx, Shape{T, p.n, in}), qx = tensor(p.qx, Shape{T, p.m, in});
-  const Tensor sy = ce ? reshape(Tensor::indices(p.sl), Shape{T, p.n}) : tensor(p.sy, Shape{T, p.n, out});
-  const Tensor qy = ce ? reshape(Tensor::indices(p.ql), Shape{T, p.m}) : tensor(p.qy, Shape{T, p.m, out});
-  Tensor grad_init = Tensor::empty(Shape{T, p.P}, dtype);
-  Tensor grad_rates = p.R ? Tensor::empty(Shape{T, p.R}, dtype) : Tensor();
-  Tensor gsx = config.input_grads ? Tensor::empty(Shape{T, p.n, in}, dtype) : Tensor();
-  Tensor gqx = config.input_grads ? Tensor::empty(Shape{T, p.m, in}, dtype) : Tensor();
-  Tensor losses = Tensor::empty(Shape{T, 2}, dtype);
-  Tensor query_out = Tensor::empty(Shape{T, p.m, out}, dtype);
+  auto in_buffer = [&](const std::vector<double>& v, const Shape& shape) { return buffer(v, shape, dtype, shift); };
+  auto out_buffer = [&](const Shape& shape) { return buffer({}, shape, dtype, shift); };
+  const Buffer init = p.shared_init ? in_buffer(p.init, Shape{p.P}) : in_buffer(p.init, Shape{T, p.P});
+  const Buffer sx = in_buffer(p.sx, Shape{T, p.n, in}), qx = in_buffer(p.qx, Shape{T, p.m, in});
+  const Tensor sl = ce ? reshape(Tensor::indices(p.sl), Shape{T, p.n}) : Tensor();
+  const Tensor ql = ce ? reshape(Tensor::indices(p.ql), Shape{T, p.m}) : Tensor();
+  const Buffer sy = ce ? Buffer{sl, sl.view()} : in_buffer(p.sy, Shape{T, p.n, out});
+  const Buffer qy = ce ? Buffer{ql, ql.view()} : in_buffer(p.qy, Shape{T, p.m, out});
+  const Buffer grad_init = out_buffer(Shape{T, p.P}), losses = out_buffer(Shape{T, 2});
+  const Buffer query_out = out_buffer(Shape{T, p.m, out});
+  Buffer rates, grad_rates, gsx, gqx;
   kernels::FusedMetaGradientViews v;
-  v.init = init.view();
-  if (p.R) v.rates = rates.view();
-  v.support_x = sx.view();
-  v.support_y = sy.view();
-  v.query_x = qx.view();
-  v.query_y = qy.view();
-  v.grad_init = grad_init.view();
-  if (p.R) v.grad_rates = grad_rates.view();
-  if (config.input_grads) {
-    v.grad_support_x = gsx.view();
-    v.grad_query_x = gqx.view();
+  if (p.R) {
+    rates = in_buffer(p.rates, Shape{p.R});
+    grad_rates = out_buffer(Shape{T, p.R});
+    v.rates = rates.view;
+    v.grad_rates = grad_rates.view;
   }
-  v.losses = losses.view();
-  v.query_out = query_out.view();
+  if (config.input_grads) {
+    gsx = out_buffer(Shape{T, p.n, in});
+    gqx = out_buffer(Shape{T, p.m, in});
+    v.grad_support_x = gsx.view;
+    v.grad_query_x = gqx.view;
+  }
+  v.init = init.view;
+  v.support_x = sx.view;
+  v.support_y = sy.view;
+  v.query_x = qx.view;
+  v.query_y = qy.view;
+  v.grad_init = grad_init.view;
+  v.losses = losses.view;
+  v.query_out = query_out.view;
   kernels::fused_meta_gradient(config, v);
-  auto values = [](const Tensor& x) { return x.to(DType::f64).to_vector<double>(); };
   std::vector<Result> results(static_cast<std::size_t>(T));
   for (std::int64_t t = 0; t < T; ++t) {
     Result& r = results[static_cast<std::size_t>(t)];
-    r.grad_init = part(values(grad_init), t, p.P);
-    if (p.R) r.grad_rates = part(values(grad_rates), t, p.R);
+    r.grad_init = part(grad_init.values(), t, p.P);
+    if (p.R) r.grad_rates = part(grad_rates.values(), t, p.R);
     if (config.input_grads) {
-      r.grad_sx = part(values(gsx), t, p.n * in);
-      r.grad_qx = part(values(gqx), t, p.m * in);
+      r.grad_sx = part(gsx.values(), t, p.n * in);
+      r.grad_qx = part(gqx.values(), t, p.m * in);
     }
-    r.losses = part(values(losses), t, 2);
-    r.query_out = part(values(query_out), t, p.m * out);
+    r.losses = part(losses.values(), t, 2);
+    r.query_out = part(query_out.values(), t, p.m * out);
   }
   return results;
 }
@@ -523,33 +549,53 @@ TEST_CASE("fused meta-gradient: checkpointed replay over long inner loops, and i
   CHECK(kernels::fused_meta_gradient_workspace(first, 15, 45, Device::cpu) < ws(16, 1));
   FusedMetaGradientConfig learned = c;
   learned.rates = FusedRates::per_parameter;
-  CHECK(kernels::fused_meta_gradient_workspace(learned, 15, 45, Device::cpu) -
-            ws(16, 1) ==
-        16 * kernels::fused_param_count(c.sizes) - kernels::fused_param_count(c.sizes));
+  CHECK(kernels::fused_meta_gradient_workspace(learned, 15, 45, Device::cpu) - ws(16, 1) == 16 * P);
 }
 
-TEST_CASE("fused meta-gradient: deterministic, thread-safe, and in f32 beside f64 on a W1-shaped task") {
+bool identical(const Result& a, const Result& b) {
+  return a.grad_init == b.grad_init && a.grad_rates == b.grad_rates && a.grad_sx == b.grad_sx &&
+         a.grad_qx == b.grad_qx && a.losses == b.losses && a.query_out == b.query_out;
+}
+
+TEST_CASE("fused meta-gradient: bit-identical across threads and view addresses, f32 beside f64") {
   Generator gen(1304);
-  FusedMetaGradientConfig c = make_config(FusedRates::scalar, true, FusedActivation::relu, FusedLoss::cross_entropy,
-                                          {50, 32, 32, 3}, 5);
-  c.lr = 0.05;
-  const Problem p = make_problem(c, 4, true, gen);
-  const std::vector<Result> first = run_kernel(p, DType::f32, c);
-  std::vector<std::vector<Result>> threaded(2);
-  {
-    std::vector<std::thread> pool;
-    for (std::size_t k = 0; k < 2; ++k) {
-      pool.emplace_back([&, k] { threaded[k] = run_kernel(p, DType::f32, c); });
+  struct Row {
+    std::vector<std::int64_t> sizes;
+    FusedLoss loss;
+    FusedRates rates;
+  };
+  // W1- and W2-shaped (a 3-wide output layer, a 1-wide input layer: the loop products).
+  for (const Row& row : {Row{{50, 32, 32, 3}, FusedLoss::cross_entropy, FusedRates::scalar},
+                         Row{{50, 32, 32, 3}, FusedLoss::cross_entropy, FusedRates::per_tensor_step},
+                         Row{{1, 40, 40, 1}, FusedLoss::mse, FusedRates::per_parameter}}) {
+    CAPTURE(row.sizes[0]);
+    CAPTURE(static_cast<int>(row.rates));
+    FusedMetaGradientConfig c = make_config(row.rates, true, FusedActivation::relu, row.loss, row.sizes, 5);
+    c.lr = 0.05;
+    c.input_grads = true;
+    Problem p = make_problem(c, 4, true, gen);
+    for (double& r : p.rates) r = f32_round(r / 4);
+    for (const DType dtype : {DType::f32, DType::f64}) {
+      const std::string dtype_name = kernels::dtype_name(dtype);
+      CAPTURE(dtype_name);
+      const std::vector<Result> first = run_kernel(p, dtype, c);
+      std::vector<std::vector<Result>> threaded(2);
+      {
+        std::vector<std::thread> pool;
+        for (std::size_t k = 0; k < 2; ++k) {
+          pool.emplace_back([&, k] { threaded[k] = run_kernel(p, dtype, c, static_cast<int>(k)); });
+        }
+        for (auto& th : pool) th.join();
+      }
+      const std::vector<Result> shifted = run_kernel(p, dtype, c, 3);
+      for (std::size_t t = 0; t < 4; ++t) {
+        CHECK(identical(threaded[0][t], first[t]));
+        CHECK(identical(threaded[1][t], first[t]));
+        CHECK(identical(shifted[t], first[t]));
+        const Result want = tape_reference(p, static_cast<std::int64_t>(t));
+        CHECK(compare(first[t], want, true).worst() <= (dtype == DType::f64 ? 1e-11 : 1e-4));
+      }
     }
-    for (auto& th : pool) th.join();
-  }
-  for (std::size_t k = 0; k < 2; ++k) {
-    for (std::size_t t = 0; t < 4; ++t) CHECK(threaded[k][t].grad_init == first[t].grad_init);
-  }
-  const std::vector<Result> wide = run_kernel(p, DType::f64, c);
-  for (std::size_t t = 0; t < 4; ++t) {
-    CHECK(compare(wide[t], tape_reference(p, static_cast<std::int64_t>(t)), false).worst() <= 1e-11);
-    CHECK(compare(first[t], wide[t], false).worst() <= 1e-4);
   }
 }
 
