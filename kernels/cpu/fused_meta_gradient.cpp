@@ -1,8 +1,10 @@
 // fused_meta_gradient: argument checks, workspace size, support and device dispatch
 // (kernels/fused_meta_gradient.h), and the CPU reference: one task after another, every layer
-// product one Eigen matrix product, the Hessian-vector products written out as the tangent of the
-// forward and of the backward pass (docs/fused-meta-gradient.md), no tape. All working memory is one
-// thread_local buffer per float type, grown on first use and reused by every later call on the thread.
+// product one Eigen matrix product (or a fixed-order loop where a width is tiny), the
+// Hessian-vector products written out as the tangent of the forward and of the backward pass
+// (docs/fused-meta-gradient.md), no tape. All working memory is one thread_local buffer per float
+// type, grown on first use and reused by every later call on the thread. Results are bit-identical
+// whichever thread runs them and wherever the views lie (no address-dependent reduction order).
 //
 // Per-thread buffer (floats of T; plan() computes the offsets, fused_meta_gradient_workspace()
 // returns plan().total for the CPU). With seg = K when checkpoint_every == 1, else min(c, K), and
@@ -12,16 +14,19 @@
 //   cur          P               theta_K
 //   slots        seg x slot      per step of the segment: g_s (P, learned rates only), then on the n
 //                                support rows, per hidden layer l = 1..L-1: a_l, f'(z_{l-1}),
-//                                e_l (.) f''(z_{l-1}) (activations with f'' != 0 only); per layer
-//                                delta_l; the softmax p (cross-entropy)
-//   u            P               eta_s (.) v_{s+1}
-//   sink         P               Fault::drop_hessian_term only: where H_s u_s goes instead of v
-//   rz, ra       n (A - in), n (A - in - out)   R{z_l} (l = 0..L-1, then R{delta_l} in place), R{a_l}
-//   re           n x (widest hidden)            R{e_l}
+//                                e_l (.) f''(z_{l-1}) (second order, activations with f'' != 0);
+//                                per layer delta_l; the softmax p (cross-entropy)
+//   u            P               eta_s (.) v_{s+1}                               (second order)
+//   sink         P               Fault::drop_hessian_term: H_s u_s goes here, not into v
+//   rz, ra       n (A - in), n (A - in - out)   R{z_l} (then R{delta_l} in place), R{a_l} (second order)
+//   re           n x (widest hidden)            R{e_l}                           (second order)
 //   query        m x (2 hidden + every layer output)   a_l, f'(z_{l-1}), delta_l on the query rows
-// A = sum of sizes. v_s itself accumulates in the task's grad_init row ("=" at v_K, then += / -=).
+// A = sum of sizes. v_s accumulates in place in the task's grad_init row ("=" at v_K, then += / -=).
+// The last segment's states are still in the slots when the reverse sweep starts: only the other
+// segments are replayed.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -213,6 +218,37 @@ Dims check_views(const FusedMetaGradientConfig& c, const FusedMetaGradientViews&
     bad("grad_support_x and grad_query_x are written only with config.input_grads (set it, or pass empty views)");
   }
   if (v.query_out.data != nullptr) need(v.query_out, "query_out", Shape{d.tasks, d.m, out});
+  // The outputs are written while the inputs are still read (theta_0 until the last reverse step):
+  // no output may overlap an input or another output.
+  struct Named {
+    const View* view;
+    const char* name;
+  };
+  const Named inputs[] = {{&v.init, "init"},       {&v.rates, "rates"},     {&v.support_x, "support_x"},
+                          {&v.support_y, "support_y"}, {&v.query_x, "query_x"}, {&v.query_y, "query_y"}};
+  const Named outputs[] = {{&v.grad_init, "grad_init"},   {&v.grad_rates, "grad_rates"},
+                           {&v.grad_support_x, "grad_support_x"}, {&v.grad_query_x, "grad_query_x"},
+                           {&v.losses, "losses"},         {&v.query_out, "query_out"}};
+  auto overlap = [](const View& a, const View& b) {
+    if (a.data == nullptr || b.data == nullptr) return false;
+    const char* a0 = static_cast<const char*>(a.data);
+    const char* b0 = static_cast<const char*>(b.data);
+    return a0 < b0 + b.numel() * static_cast<std::int64_t>(dtype_size(b.dtype)) &&
+           b0 < a0 + a.numel() * static_cast<std::int64_t>(dtype_size(a.dtype));
+  };
+  for (std::size_t o = 0; o < std::size(outputs); ++o) {
+    for (const Named& i : inputs) {
+      if (overlap(*outputs[o].view, *i.view)) {
+        bad(std::string(outputs[o].name) + " overlaps the input " + i.name + " (give every output its own memory)");
+      }
+    }
+    for (std::size_t p = 0; p < o; ++p) {
+      if (overlap(*outputs[o].view, *outputs[p].view)) {
+        bad(std::string(outputs[o].name) + " overlaps the output " + outputs[p].name +
+            " (give every output its own memory)");
+      }
+    }
+  }
   if (sx.device == Device::cuda) {
 #ifdef METATAPE_WITH_CUDA
     need(v.workspace, "workspace", Shape{d.tasks, cuda::fused_meta_gradient_workspace(c, d.n, d.m)});
@@ -752,8 +788,8 @@ void run(const FusedMetaGradientConfig& c, const Dims& d, const FusedMetaGradien
     T* gqx = c.input_grads ? v.grad_query_x.as<T>() + t * m * in : nullptr;
     T* losses = v.losses.as<T>() + t * 2;
 
-    // One inner step s on the support rows: saves its state in its slot, g_s (in the slot or
-    // grad_buf) and, when `update`, writes theta_{s+1}.
+    // One inner step s on the support rows: saves its state in its slot, g_s (in the slot, when the
+    // rates are learned) and, when `update`, writes theta_{s+1}.
     auto inner_step = [&](std::int64_t s, bool update) {
       const T* theta = theta_of(s);
       const State<T> st = slot_state(s);

@@ -818,6 +818,21 @@ TEST_CASE("fused meta-gradient: bad input is refused naming the view or option a
     x.grad_support_x = sx.view();
     refused(c, x, "only with config.input_grads");
   }
+  {  // An output on top of an input or of another output.
+    kernels::FusedMetaGradientViews x = v;
+    const Tensor both = Tensor::empty(Shape{2, P}, DType::f64);
+    kernels::View first = both.view();
+    first.shape = Shape{P};
+    x.init = first;
+    x.grad_init = both.view();
+    refused(c, x, "grad_init overlaps the input init (give every output its own memory)");
+    x = v;
+    kernels::View tail = grad_init.view();
+    tail.data = grad_init.data<double>() + P;
+    tail.shape = Shape{2, 2};
+    x.losses = tail;
+    refused(c, x, "losses overlaps the output grad_init");
+  }
   {  // Out-of-range labels name the task and row; nothing is written.
     Tensor labels = sy.copy();
     labels.data<std::int64_t>()[p.n + 3] = 4;
