@@ -29,11 +29,13 @@
 // backends) after every layer but the last.
 //
 // Memory (CPU, per thread, reused across calls; no allocation once warm): with checkpoint_every = 1
-// every inner step's state (theta_s and the support activations and deltas) is kept: (K + 1) P +
-// K * n * A floats, A = the sum of the layer widths; with checkpoint_every = c > 1 only theta at
+// every inner step's state (theta_s and the support activations and deltas) is kept: about
+// K (P + n A) floats, A = the floats kept per support row and step (at most 4x the sum of the layer
+// widths; learned rates also keep g_s, P more per step); with checkpoint_every = c > 1 only theta at
 // every c-th step is kept and each segment of c steps is replayed once in the reverse pass (about
 // one more forward and backward per inner step): (K / c + c) P + c n A floats; c = ceil(sqrt(K))
-// is sub-linear in K. fused_meta_gradient_workspace() gives the exact count.
+// is sub-linear in K. Plus, independent of K, a few P and the query rows' buffers.
+// fused_meta_gradient_workspace() gives the exact count (layout: kernels/cpu/fused_meta_gradient.cpp).
 #pragma once
 
 #include <cstdint>
@@ -58,7 +60,9 @@ struct FusedMetaGradientConfig {
   std::vector<double> query_weights;  // K entries; empty means (0, .., 0, 1)
   int checkpoint_every = 1;           // >= 1, see "Memory" above
   bool input_grads = false;
-  // Tests only: a deliberately wrong variant, to prove the parity tests can fail.
+  // Tests only: a deliberately wrong variant, to prove the parity tests can fail. drop_hessian_term:
+  // v_s = v_{s+1} + w_s grad L_Q(theta_s), H_s u_s left out (every activation; the support input
+  // gradients are still computed); drop_rate_gradient: grad_rates comes back zero.
   enum class Fault : std::uint8_t { none, drop_hessian_term, drop_rate_gradient } fault = Fault::none;
 };
 
@@ -68,7 +72,8 @@ std::int64_t fused_meta_gradient_workspace(const FusedMetaGradientConfig& config
                                            Device device);
 
 // Whether fused_meta_gradient runs this config on `device`; when not, `why` says which limit or
-// option failed and what to do.
+// option failed and what to do (without the "metatape: " prefix, so fail(why) reads as usual). The
+// dtype is not part of the config: the CUDA kernel runs f32 only, which the dispatcher checks.
 bool fused_meta_gradient_supported(const FusedMetaGradientConfig& config, std::int64_t n, std::int64_t m,
                                    Device device, std::string* why = nullptr);
 
