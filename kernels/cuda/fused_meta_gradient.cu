@@ -122,8 +122,14 @@ void fused_meta_gradient(const FusedMetaGradientConfig& config, const FusedMetaG
   if (!limit.empty()) fail(limit);
   if (tasks > int32_limit) fail("fused_meta_gradient (CUDA): more than 2^31 - 1 tasks in one launch");
   if (tasks == 0) return;
-  const fmg::Layout layout =
-      fmg::make_layout(config, n, m, views.init.shape.rank == 1, views.query_out.data != nullptr);
+  fmg::Layout layout = fmg::make_layout(config, n, m, views.init.shape.rank == 1, views.query_out.data != nullptr);
+  if (views.workspace.shape.rank != 2 || views.workspace.shape[0] != tasks ||
+      views.workspace.shape[1] < layout.workspace_floats) {
+    fail("fused_meta_gradient (CUDA): workspace must be (" + std::to_string(tasks) + ", " +
+         std::to_string(layout.workspace_floats) + ") f32 (fused_meta_gradient_workspace), got " +
+         views.workspace.shape.str());
+  }
+  layout.workspace_stride = views.workspace.shape[1];
 
   const bool ce = config.loss == FusedLoss::cross_entropy;
   fmg::Pointers<float> g;

@@ -20,7 +20,10 @@
 //     A_l  (R, ld(h))       a_l = f(z_{l-1})
 //     E_l  (R, ld(h))       e_l = dL/da_l
 //     RA_l (R, ld(h))       R{a_l} = f'(z_{l-1}) (.) R{z_{l-1}}
-// The parameters stay in global memory (workspace slots; L2- and L1-resident at these sizes).
+//   S1, S2 (stage_k, ld(widest output))  32-column chunks of W_l^T and U_l^T (block_gemm_nt)
+// The parameters stay in global memory (workspace slots; L2- and L1-resident at these sizes); the
+// products with W^T or U^T stage them through S1, S2 so that their global reads are coalesced, the
+// products with W or U read rows of them directly (coalesced as they are).
 //
 // Workspace row of a task (elements of T, Layout::workspace_floats):
 //   U        P              u_s = eta_s (.) v_{s+1}
@@ -64,6 +67,7 @@ namespace metatape::kernels::fmg {
 
 constexpr int max_layers = fused_max_sizes - 1;
 constexpr int max_steps = 64;  // query weights travel in the kernel's parameters
+constexpr int stage_k = 32;    // columns of a weight matrix staged per chunk (block_gemm_nt)
 
 struct Layout {
   int layers = 0;
@@ -82,11 +86,13 @@ struct Layout {
   int act_off[max_layers] = {};  // A_l; act_off[0] is X
   int e_off[max_layers] = {}, ra_off[max_layers] = {};  // l = 1..L-1
   int z_off[max_layers] = {}, d_off[max_layers] = {}, rz_off[max_layers] = {}, rd_off[max_layers] = {};
+  int stage_off = 0, stage_ld = 0;  // two (stage_k, stage_ld) staging buffers, stage_ld = widest output | 1
   long long shared_floats = 0;
   // Workspace (element offsets within a task's row).
   long long u_off = 0, scratch_off = 0, ckpt_off = 0, seg_th_off = 0, seg_st_off = 0, state_floats = 0;
   long long sz_off[max_layers] = {}, sd_off[max_layers] = {}, se_off[max_layers] = {};  // within a state
   long long workspace_floats = 0;
+  long long workspace_stride = 0;  // elements between task rows (>= workspace_floats)
 };
 
 // Empty when the config is one the kernel's layout can describe, else what is wrong (before any limit
@@ -179,6 +185,11 @@ inline Layout make_layout(const FusedMetaGradientConfig& c, std::int64_t n, std:
     p.ra_off[l] = static_cast<int>(at);
     at += R * h;
   }
+  int widest = 0;
+  for (int l = 0; l < L; ++l) widest = p.sizes[l + 1] > widest ? p.sizes[l + 1] : widest;
+  p.stage_ld = widest | 1;
+  p.stage_off = static_cast<int>(at);
+  at += 2LL * stage_k * p.stage_ld;
   p.shared_floats = at;
   // Workspace.
   std::int64_t st = 0;
@@ -205,6 +216,7 @@ inline Layout make_layout(const FusedMetaGradientConfig& c, std::int64_t n, std:
   p.seg_st_off = w;
   w += static_cast<std::int64_t>(p.seg) * st;
   p.workspace_floats = w;
+  p.workspace_stride = w;
   return p;
 }
 
@@ -301,6 +313,89 @@ METATAPE_FMG_FN void block_gemm(Ctx& ctx, int M, int N, int K, A a, B b, Epi epi
   block_gemm2<TM, TN, T>(ctx, M, N, K, a, b, 0, a, b, epi);
 }
 
+// C (M x N) = sum_k a1[m lda + k] b1[n K + k] (when a1) + sum_k a2[m lda + k] b2[n K + k] (when a2),
+// handed to epi(m, n, value): A in shared memory, B an (N, K) row-major matrix in global memory (a
+// weight: C = A B^T). B is staged through shared memory (s1, s2: stage_k rows of stride ldb >= N | 1,
+// transposed) in chunks of stage_k columns, read coalesced; the inner loop reads shared memory only.
+// Tiles as block_gemm2, the k order fixed (deterministic). Every thread of the block must call it:
+// it has barriers inside, and ends after one (s1, s2 may be reused at once).
+template <int TM, int TN, class T, class Ctx, class Epi>
+METATAPE_FMG_FN void block_gemm_nt(Ctx& ctx, int M, int N, int K, const T* a1, const T* b1, const T* a2,
+                                   const T* b2, int lda, T* s1, T* s2, int ldb, Epi epi) {
+  if (M <= 0 || N <= 0) return;
+  const int mq = (M + TM - 1) / TM, nq = (N + TN - 1) / TN;
+  const int tiles = mq * nq;
+  const int rounds = (tiles + ctx.threads() - 1) / ctx.threads();
+  for (int round = 0; round < rounds; ++round) {
+    const int tile = round * ctx.threads() + ctx.tid();
+    const bool active = tile < tiles;
+    const int tm = active ? tile / nq : 0, tn = active ? tile % nq : 0;
+    int ms[TM], ns[TN];
+    METATAPE_FMG_UNROLL
+    for (int i = 0; i < TM; ++i) ms[i] = fmg_min(tm + i * mq, M - 1);
+    METATAPE_FMG_UNROLL
+    for (int j = 0; j < TN; ++j) ns[j] = fmg_min(tn + j * nq, N - 1);
+    T acc[TM][TN];
+    METATAPE_FMG_UNROLL
+    for (int i = 0; i < TM; ++i) {
+      METATAPE_FMG_UNROLL
+      for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    }
+    for (int k0 = 0; k0 < K; k0 += stage_k) {
+      const int kc = fmg_min(stage_k, K - k0);
+      ctx.sync();  // the previous chunk (or the caller's last use of s1, s2) is done
+      for (int idx = ctx.tid(); idx < N * kc; idx += ctx.threads()) {
+        const int n = idx / kc, kk = idx % kc;
+        if (a1) s1[kk * ldb + n] = b1[n * K + k0 + kk];
+        if (a2) s2[kk * ldb + n] = b2[n * K + k0 + kk];
+      }
+      ctx.sync();
+      if (!active) continue;
+      if (a1) {
+        for (int kk = 0; kk < kc; ++kk) {
+          T av[TM], bv[TN];
+          METATAPE_FMG_UNROLL
+          for (int i = 0; i < TM; ++i) av[i] = a1[ms[i] * lda + k0 + kk];
+          METATAPE_FMG_UNROLL
+          for (int j = 0; j < TN; ++j) bv[j] = s1[kk * ldb + ns[j]];
+          METATAPE_FMG_UNROLL
+          for (int i = 0; i < TM; ++i) {
+            METATAPE_FMG_UNROLL
+            for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+          }
+        }
+      }
+      if (a2) {
+        for (int kk = 0; kk < kc; ++kk) {
+          T av[TM], bv[TN];
+          METATAPE_FMG_UNROLL
+          for (int i = 0; i < TM; ++i) av[i] = a2[ms[i] * lda + k0 + kk];
+          METATAPE_FMG_UNROLL
+          for (int j = 0; j < TN; ++j) bv[j] = s2[kk * ldb + ns[j]];
+          METATAPE_FMG_UNROLL
+          for (int i = 0; i < TM; ++i) {
+            METATAPE_FMG_UNROLL
+            for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+          }
+        }
+      }
+    }
+    if (active) {
+      METATAPE_FMG_UNROLL
+      for (int i = 0; i < TM; ++i) {
+        const int m = tm + i * mq;
+        if (m >= M) continue;
+        METATAPE_FMG_UNROLL
+        for (int j = 0; j < TN; ++j) {
+          const int n = tn + j * nq;
+          if (n < N) epi(m, n, acc[i][j]);
+        }
+      }
+    }
+  }
+  ctx.sync();
+}
+
 // epi(j, sum over r < rows of a(r, j)) for j < N, each column summed in row order by one thread.
 template <class T, class Ctx, class A, class Epi>
 METATAPE_FMG_FN void block_colsum(Ctx& ctx, int rows, int N, A a, Epi epi) {
@@ -319,7 +414,7 @@ class TaskRun {
     const long long P = p_.params, n = p_.n, m = p_.m, in = p_.sizes[0], out = p_.sizes[p_.layers];
     theta0_ = g_.init + (p_.shared_init ? 0 : task * P);
     v_ = g_.grad_init + task * P;
-    ws_ = g_.workspace + task * p_.workspace_floats;
+    ws_ = g_.workspace + task * p_.workspace_stride;
     gr_ = g_.grad_rates ? g_.grad_rates + task * p_.rate_count : nullptr;
     sx_ = g_.support_x + task * n * in;
     qx_ = g_.query_x + task * m * in;
@@ -413,6 +508,7 @@ class TaskRun {
   }
   METATAPE_FMG_FN T* scratch(int i) const { return ws_ + p_.scratch_off + static_cast<long long>(i) * p_.params; }
   METATAPE_FMG_FN T* u() const { return ws_ + p_.u_off; }
+  METATAPE_FMG_FN T* stage(int i) const { return sm_ + p_.stage_off + i * stage_k * p_.stage_ld; }
 
   METATAPE_FMG_FN void fill(T* dst, int count, T value) {
     for (int i = ctx_.tid(); i < count; i += ctx_.threads()) dst[i] = value;
@@ -439,7 +535,7 @@ class TaskRun {
     for (int i = ctx_.tid(); i < count * in; i += ctx_.threads()) x[(i / in) * ld + i % in] = src[i];
   }
 
-  // Z_l and A_{l+1} for `count` rows of X at parameters th. Ends with a barrier after every layer.
+  // Z_l and A_{l+1} for `count` rows of X at parameters th. A barrier after every layer.
   METATAPE_FMG_FN void forward(const T* th, int count) {
     for (int l = 0; l < p_.layers; ++l) {
       const int in = p_.sizes[l], out = p_.sizes[l + 1], lda = p_.ld[l], ldz = p_.ld[l + 1];
@@ -449,15 +545,12 @@ class TaskRun {
       T* z = sm_ + p_.z_off[l];
       T* an = l + 1 < p_.layers ? sm_ + p_.act_off[l + 1] : nullptr;
       const auto fa = static_cast<FusedActivation>(p_.activation);
-      block_gemm<4, 2, T>(
-          ctx_, count, out, in, [=](int r, int k) { return a[r * lda + k]; },
-          [=](int k, int j) { return w[j * in + k]; },
-          [=](int r, int j, T v) {
-            const T zz = v + bias[j];
-            z[r * ldz + j] = zz;
-            if (an) an[r * ldz + j] = activation_values<T>(fa, zz).f;
-          });
-      ctx_.sync();
+      block_gemm_nt<4, 2, T>(ctx_, count, out, in, a, w, nullptr, nullptr, lda, stage(0), stage(1), p_.stage_ld,
+                             [=](int r, int j, T v) {
+                               const T zz = v + bias[j];
+                               z[r * ldz + j] = zz;
+                               if (an) an[r * ldz + j] = activation_values<T>(fa, zz).f;
+                             });
     }
   }
 
@@ -686,16 +779,12 @@ class TaskRun {
       const T* z = sm_ + p_.z_off[l];
       T* rz = sm_ + p_.rz_off[l];
       T* ran = l + 1 < L ? sm_ + p_.ra_off[l + 1] : nullptr;
-      block_gemm2<4, 2, T>(
-          ctx_, n, out, l > 0 ? in : 0, [=](int r, int k) { return ra[r * lda + k]; },
-          [=](int k, int j) { return w[j * in + k]; }, in, [=](int r, int k) { return a[r * lda + k]; },
-          [=](int k, int j) { return ul[j * in + k]; },
-          [=](int r, int j, T val) {
-            const T rzz = val + ub[j];
-            rz[r * ldz + j] = rzz;
-            if (ran) ran[r * ldz + j] = activation_values<T>(fa, z[r * ldz + j]).d1 * rzz;
-          });
-      ctx_.sync();
+      block_gemm_nt<4, 2, T>(ctx_, n, out, in, ra, w, a, ul, lda, stage(0), stage(1), p_.stage_ld,
+                             [=](int r, int j, T val) {
+                               const T rzz = val + ub[j];
+                               rz[r * ldz + j] = rzz;
+                               if (ran) ran[r * ldz + j] = activation_values<T>(fa, z[r * ldz + j]).d1 * rzz;
+                             });
     }
     // R at the loss.
     {

@@ -513,7 +513,7 @@ std::uint64_t seed_of(std::size_t i) { return 20261202 + 97 * i; }
 
 // METATAPE_FMG_CASES=a,b keeps the GPU table's cases whose name contains one of the comma-separated
 // parts (scripts/gpu-check.sh keeps the racecheck run short with it).
-bool selected(const std::string& name) {
+[[maybe_unused]] bool selected(const std::string& name) {
   const char* env = std::getenv("METATAPE_FMG_CASES");
   if (env == nullptr || *env == 0) return true;
   const std::string list = env;
