@@ -488,6 +488,26 @@ std::vector<Case> table() {
   }
   {
     Case k;
+    k.config = config({5, 3}, FusedActivation::none, FusedLoss::cross_entropy, 3, true, FusedRates::per_parameter);
+    k.config.checkpoint_every = 2;  // segments [0, 2) and [2, 3)
+    k.config.input_grads = true;
+    k.n = 6;
+    k.m = 3;  // fewer query rows than support rows
+    k.tasks = 2;
+    k.name = "linear model (no hidden layer), m < n, checkpoint_every 2 of 3 steps";
+    t.push_back(k);
+  }
+  {
+    Case k;
+    k.config = config({3, 10, 4}, FusedActivation::sigmoid, FusedLoss::mse, 5, true, FusedRates::per_tensor_step);
+    k.config.checkpoint_every = 7;  // more than the steps: one segment, nothing replayed
+    k.config.query_weights = {0.2, 0.2, 0.2, 0.2, 0.2};
+    k.config.input_grads = true;
+    k.name = "checkpoint_every beyond the steps, uniform multi-step weights";
+    t.push_back(k);
+  }
+  {
+    Case k;
     k.config = config({1, 40, 40, 1}, FusedActivation::relu, FusedLoss::mse, 1, true, FusedRates::scalar);
     k.config.lr = 0.01;
     k.tasks = 5;
@@ -564,6 +584,13 @@ TEST_CASE("fused meta-gradient kernel body: a dropped Hessian term or rate gradi
     CHECK(normwise(f == Fault::drop_hessian_term ? got.grad_init : got.grad_rates,
                    f == Fault::drop_hessian_term ? want.grad_init : want.grad_rates) > 1e-3);
   }
+  // The GPU's fault case: the W1 row of the table.
+  const std::vector<Case> cases = table();
+  Case w1 = cases.back();
+  const Data d1 = make_data(w1, seed_of(cases.size() - 1));
+  const Outputs want1 = tape_reference(w1, d1);
+  w1.config.fault = Fault::drop_hessian_term;
+  CHECK(normwise(emulate<float>(w1, d1, 8).grad_init, want1.grad_init) > 1e-3);
 }
 
 TEST_CASE("fused meta-gradient kernel body: an out-of-range label is reported and NaNs that task only") {
