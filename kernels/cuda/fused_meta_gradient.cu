@@ -86,8 +86,7 @@ std::string layout_limit(const FusedMetaGradientConfig& config, std::int64_t n, 
   const std::int64_t P = fused_param_count(config.sizes);
   std::int64_t widest = 0;
   for (auto s : config.sizes) widest = s > widest ? s : widest;
-  if (P > int32_limit || n * widest > int32_limit || m * widest > int32_limit || n > int32_limit ||
-      m > int32_limit) {
+  if (P > int32_limit || n * widest > int32_limit || m * widest > int32_limit || n > int32_limit || m > int32_limit) {
     return op + "a parameter row (" + std::to_string(P) + ") or a row block (" + std::to_string(std::max(n, m)) +
            " rows x " + std::to_string(widest) + ") is over the kernel's int32 index limit";
   }

@@ -83,7 +83,7 @@ struct Layout {
   double lr = 0.0;
   double query_weights[max_steps] = {};  // w_s at [s - 1]
   // Shared memory (element offsets).
-  int act_off[max_layers] = {};  // A_l; act_off[0] is X
+  int act_off[max_layers] = {};                         // A_l; act_off[0] is X
   int e_off[max_layers] = {}, ra_off[max_layers] = {};  // l = 1..L-1
   int z_off[max_layers] = {}, d_off[max_layers] = {}, rz_off[max_layers] = {}, rd_off[max_layers] = {};
   int stage_off = 0, stage_ld = 0;  // two (stage_k, stage_ld) staging buffers, stage_ld = widest output | 1
@@ -115,8 +115,7 @@ inline std::string config_problem(const FusedMetaGradientConfig& c, std::int64_t
            std::to_string(c.steps) + " (give one weight per inner step, or none)";
   }
   if (n < 1 || m < 1) {
-    return op + "needs at least one support and one query row, got " + std::to_string(n) + " and " +
-           std::to_string(m);
+    return op + "needs at least one support and one query row, got " + std::to_string(n) + " and " + std::to_string(m);
   }
   return {};
 }
@@ -155,10 +154,10 @@ inline Layout make_layout(const FusedMetaGradientConfig& c, std::int64_t n, std:
   p.lr = c.lr;
   p.rate_count = c.rates == FusedRates::per_tensor_step ? 2 * L * c.steps
                  : c.rates == FusedRates::per_parameter ? p.params
-                                                         : 0;
+                                                        : 0;
   for (int s = 0; s < c.steps && s < max_steps; ++s) {
-    p.query_weights[s] = c.query_weights.empty() ? (s + 1 == c.steps ? 1.0 : 0.0)
-                                                 : c.query_weights[static_cast<std::size_t>(s)];
+    p.query_weights[s] =
+        c.query_weights.empty() ? (s + 1 == c.steps ? 1.0 : 0.0) : c.query_weights[static_cast<std::size_t>(s)];
   }
   // Shared memory.
   const std::int64_t R = p.rows;
@@ -320,8 +319,8 @@ METATAPE_FMG_FN void block_gemm(Ctx& ctx, int M, int N, int K, A a, B b, Epi epi
 // Tiles as block_gemm2, the k order fixed (deterministic). Every thread of the block must call it:
 // it has barriers inside, and ends after one (s1, s2 may be reused at once).
 template <int TM, int TN, class T, class Ctx, class Epi>
-METATAPE_FMG_FN void block_gemm_nt(Ctx& ctx, int M, int N, int K, const T* a1, const T* b1, const T* a2,
-                                   const T* b2, int lda, T* s1, T* s2, int ldb, Epi epi) {
+METATAPE_FMG_FN void block_gemm_nt(Ctx& ctx, int M, int N, int K, const T* a1, const T* b1, const T* a2, const T* b2,
+                                   int lda, T* s1, T* s2, int ldb, Epi epi) {
   if (M <= 0 || N <= 0) return;
   const int mq = (M + TM - 1) / TM, nq = (N + TN - 1) / TN;
   const int tiles = mq * nq;
@@ -500,9 +499,7 @@ class TaskRun {
   bool bad_ = false;  // this thread saw an out-of-range label
 
   METATAPE_FMG_FN T* ckpt(int j) const { return ws_ + p_.ckpt_off + static_cast<long long>(j) * p_.params; }
-  METATAPE_FMG_FN T* seg_theta(int i) const {
-    return ws_ + p_.seg_th_off + static_cast<long long>(i) * p_.params;
-  }
+  METATAPE_FMG_FN T* seg_theta(int i) const { return ws_ + p_.seg_th_off + static_cast<long long>(i) * p_.params; }
   METATAPE_FMG_FN T* seg_state(int i) const {
     return ws_ + p_.seg_st_off + static_cast<long long>(i) * p_.state_floats;
   }
@@ -748,7 +745,8 @@ class TaskRun {
     }
     ctx_.sync();
     // dF/deta_s = -g_s (.) v_{s+1}: per parameter summed over steps, per tensor summed over the tensor.
-    const bool rate_grads = gr_ != nullptr && p_.fault != static_cast<int>(FusedMetaGradientConfig::Fault::drop_rate_gradient);
+    const bool rate_grads =
+        gr_ != nullptr && p_.fault != static_cast<int>(FusedMetaGradientConfig::Fault::drop_rate_gradient);
     if (rate_grads && p_.rates == static_cast<int>(FusedRates::per_parameter)) {
       T* gr = gr_;
       for (int l = 0; l < L; ++l) layer_grad(l, n, [&](int idx, int, T g) { gr[idx] -= g * v[idx]; });

@@ -435,7 +435,7 @@ const char* activation_name(FusedActivation a) {
 // and 3 (a ragged last segment); MAML++ multi-step weights; W1 and W2 shapes.
 std::vector<Case> table() {
   std::vector<Case> t;
-  const FusedActivation acts[] = {FusedActivation::relu,    FusedActivation::tanh, FusedActivation::none,
+  const FusedActivation acts[] = {FusedActivation::relu,       FusedActivation::tanh, FusedActivation::none,
                                   FusedActivation::leaky_relu, FusedActivation::elu,  FusedActivation::sigmoid,
                                   FusedActivation::gelu};
   const FusedRates rates[] = {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter};
@@ -475,8 +475,8 @@ std::vector<Case> table() {
   }
   {
     Case k;
-    k.config = config({4, 8, 8, 3}, FusedActivation::elu, FusedLoss::cross_entropy, 5, true,
-                      FusedRates::per_tensor_step);
+    k.config =
+        config({4, 8, 8, 3}, FusedActivation::elu, FusedLoss::cross_entropy, 5, true, FusedRates::per_tensor_step);
     k.config.query_weights = {0.1, 0.2, 0.0, 0.3, 1.0};
     k.config.checkpoint_every = 3;
     k.config.input_grads = true;
@@ -518,8 +518,7 @@ std::vector<Case> table() {
   }
   {
     Case k;
-    k.config = config({50, 128, 128, 3}, FusedActivation::relu, FusedLoss::cross_entropy, 5, true,
-                      FusedRates::scalar);
+    k.config = config({50, 128, 128, 3}, FusedActivation::relu, FusedLoss::cross_entropy, 5, true, FusedRates::scalar);
     k.config.lr = 0.1;
     k.n = 15;
     k.m = 45;
@@ -570,8 +569,8 @@ TEST_CASE("fused meta-gradient kernel body emulated on host threads equals the t
 
 TEST_CASE("fused meta-gradient kernel body: a dropped Hessian term or rate gradient fails the comparison") {
   Case k;
-  k.config = config({5, 7, 6, 3}, FusedActivation::tanh, FusedLoss::cross_entropy, 2, true,
-                    FusedRates::per_tensor_step);
+  k.config =
+      config({5, 7, 6, 3}, FusedActivation::tanh, FusedLoss::cross_entropy, 2, true, FusedRates::per_tensor_step);
   k.name = "fault";
   const Data d = make_data(k, 7);
   const Outputs want = tape_reference(k, d);
@@ -682,7 +681,9 @@ DeviceRun device_run(const Case& k, const Data& d) {
   return r;
 }
 
-std::vector<double> host(const Tensor& t) { return t.defined() ? t.to(Device::cpu).to_vector<double>() : std::vector<double>{}; }
+std::vector<double> host(const Tensor& t) {
+  return t.defined() ? t.to(Device::cpu).to_vector<double>() : std::vector<double>{};
+}
 
 Outputs outputs_of(const DeviceRun& r) {
   Outputs o;
@@ -700,8 +701,8 @@ bool bit_identical(const Outputs& a, const Outputs& b) {
     return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0);
   };
   return same(a.grad_init, b.grad_init) && same(a.grad_rates, b.grad_rates) &&
-         same(a.grad_support_x, b.grad_support_x) && same(a.grad_query_x, b.grad_query_x) &&
-         same(a.losses, b.losses) && same(a.query_out, b.query_out);
+         same(a.grad_support_x, b.grad_support_x) && same(a.grad_query_x, b.grad_query_x) && same(a.losses, b.losses) &&
+         same(a.query_out, b.query_out);
 }
 
 struct PoisonGuard {
@@ -822,8 +823,8 @@ TEST_CASE("GPU: fused meta-gradient kernel reports an out-of-range label and NaN
 TEST_CASE("GPU: fused meta-gradient limits name the failing limit with its numbers") {
   if (!gpu_available()) return;
 #ifdef METATAPE_WITH_CUDA
-  FusedMetaGradientConfig c = config({50, 128, 128, 3}, FusedActivation::relu, FusedLoss::cross_entropy, 5, true,
-                                     FusedRates::scalar);
+  FusedMetaGradientConfig c =
+      config({50, 128, 128, 3}, FusedActivation::relu, FusedLoss::cross_entropy, 5, true, FusedRates::scalar);
   CHECK(kernels::cuda::fused_meta_gradient_limit(c, 15, 45).empty());
   c.sizes = {50, 2048, 2048, 3};
   const std::string wide = kernels::cuda::fused_meta_gradient_limit(c, 15, 45);
