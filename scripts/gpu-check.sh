@@ -86,6 +86,14 @@ if [ -x "$TEST_CUDA" ]; then
   run_step racecheck 120 env METATAPE_PARITY_OPS=transpose,softmax,cross_entropy,sum,mean \
     "$SANITIZER" --tool racecheck --error-exitcode 86 "$TEST_CUDA" \
     -tc="cuda parity*,cuda determinism*,cuda long reductions*"
+  # The fused meta-gradient kernel (one block per task, every phase a block barrier apart): racecheck
+  # and synccheck over its small table cases and its bad-label run.
+  run_step racecheck_fused 120 env METATAPE_FMG_CASES="depth 2,W2" \
+    "$SANITIZER" --tool racecheck --error-exitcode 86 "$TEST_CUDA" \
+    -tc="GPU: fused meta-gradient kernel equals*,GPU: fused meta-gradient kernel reports*"
+  run_step synccheck_fused 120 env METATAPE_FMG_CASES="depth 2,W2" \
+    "$SANITIZER" --tool synccheck --error-exitcode 86 "$TEST_CUDA" \
+    -tc="GPU: fused meta-gradient kernel equals*,GPU: fused meta-gradient kernel reports*"
 else
   FAILED=1
   STEP_NAMES+=("test_cuda"); STEP_STATUS+=("NOT BUILT"); STEP_SECONDS+=("0")
@@ -141,7 +149,7 @@ TABLE="$LOG_DIR/summary.md"
     echo
     echo "test_cuda: $(grep -E '^\[doctest\] (test cases|assertions)' "$LOG_DIR/test_cuda.log" | tr '\n' ' ')"
   fi
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck racecheck_fused synccheck_fused; do
     [ -f "$LOG_DIR/$tool.log" ] && echo "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG_DIR/$tool.log" | tail -n 1)"
   done
   if [ -s "$BENCH_JSON" ] && command -v python3 >/dev/null 2>&1; then
