@@ -106,6 +106,15 @@ void compare_learners(const Case& c, const std::vector<std::int64_t>& sizes, nn:
   auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{sizes, activation, nn::Init::uniform_fan_in, dtype});
   const nn::ParameterList init = model->init(gen);
   const tasks::TaskBatch batch = random_batch(gen, tasks, classification, sizes.front(), sizes.back(), 6, 7, dtype);
+  {  // the fused side must really run fused (else the comparison would be the tape against itself)
+    const meta::LearnerOptions o = options_for(c, steps, true);
+    meta::GradientAlgorithm a = c.kind == "meta-sgd" ? meta::meta_sgd_algorithm(o.meta_sgd)
+                                : c.kind == "anil"   ? meta::anil_algorithm(o.anil, model->layers())
+                                                     : meta::maml_algorithm(o.maml);
+    std::string why;
+    INFO(why);
+    CHECK(meta::fused_meta_gradient_supported(a, *model, batch, &why));
+  }
   auto fused = learner_for(c, model, init, steps, true, batched);
   auto tape = learner_for(c, model, init, steps, false, batched);
   const meta::MetaGradient gf = fused->meta_gradient(batch, {true});

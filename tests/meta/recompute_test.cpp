@@ -28,6 +28,9 @@ struct Case {
 void set_steps(meta::LearnerOptions& o, int steps, bool recompute) {
   o.maml.inner_steps = o.meta_sgd.inner_steps = o.anil.inner_steps = steps;
   o.maml.recompute_inner = o.meta_sgd.recompute_inner = o.anil.recompute_inner = recompute;
+  // This file tests the tape's recompute path; the fused kernel's checkpointing has its own tests
+  // (tests/meta/fused_meta_gradient_test.cpp).
+  o.maml.fused = o.meta_sgd.fused = o.anil.fused = false;
 }
 
 std::unique_ptr<meta::Learner> build(const Case& c, bool recompute) {
