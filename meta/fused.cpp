@@ -77,7 +77,7 @@ kernels::View view_or_null(const Tensor& t) { return t.defined() ? t.view() : ke
 
 // The mean over tasks of a (T, N) tensor, cut into the shapes of `like` (their numels sum to N).
 std::vector<Tensor> mean_split(const Tensor& per_task, const std::vector<Tensor>& like) {
-  const Tensor mean_row = affine(sum(per_task, 0), 1.0 / static_cast<double>(per_task.dim(0)), 0.0);
+  const Tensor mean_row = mean(per_task, 0);  // one reduction, in a fixed order (deterministic)
   std::vector<Tensor> out;
   std::int64_t at = 0;
   for (const Tensor& l : like) {
@@ -244,16 +244,19 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
       const std::vector<Tensor> g_rates = mean_split(grad_rates, rates);
       for (std::size_t i = 0; i < g_rates.size(); ++i) out.grads[count + i] = g_rates[i];
     }
-    const double inv = 1.0 / static_cast<double>(T);
-    out.support_loss = affine(sum(slice(losses, 1, 0, 1)), inv, 0.0);
-    out.query_loss = affine(sum(slice(losses, 1, 1, 2)), inv, 0.0);
+    const std::vector<Tensor> loss_means = mean_split(losses, {Tensor::scalar(0.0), Tensor::scalar(0.0)});
+    out.support_loss = loss_means[0];
+    out.query_loss = loss_means[1];
     out.query_out = query_out;
   }
   if (body > 0) {  // the features' gradients, through the body (the tape)
-    NoGradGuard no_grad;
-    const double inv = 1.0 / static_cast<double>(T);
-    const Tensor seed_s = affine(grad_fs, inv, 0.0), seed_q = affine(grad_fq, inv, 0.0);
-    GradModeGuard on(true);
+    Tensor seed_s, seed_q;
+    {
+      NoGradGuard no_grad;
+      const double inv = 1.0 / static_cast<double>(T);
+      seed_s = affine(grad_fs, inv, 0.0);
+      seed_q = affine(grad_fq, inv, 0.0);
+    }
     GradOptions options;
     options.allow_unused = true;
     const std::vector<Tensor> g = grad({fs, fq}, body_leaves, options, {seed_s, seed_q});
