@@ -244,3 +244,51 @@ TEST_CASE("tape: gradient sums are accumulated in place only into buffers the wa
   const auto hx = grad({sum(gx[0])}, {x});
   CHECK(hx[0].to_vector<double>() == std::vector<double>{6, 6, 6});
 }
+
+// linear starts its output at the broadcast bias and lets the GEMM accumulate into it (beta 1); the
+// CPU broadcast copies contiguous blocks. Both checked against sums written out here, for a shared
+// bias over rows, a per-task bias (T, 1, out) over rows and tasks, and widths below and above the
+// block fast path's minimum of 8.
+TEST_CASE("linear with a bias and expand over blocks equal the written-out sums") {
+  PoolOn on;  // reused, dirty buffers underneath: a missed element would show old values
+  for (int round = 0; round < 2; ++round) {
+    { Tensor dirty = Tensor::full(Shape{4096}, 1e6, DType::f64); }
+    Generator gen(11);
+    for (const std::int64_t out_f : {3, 8, 13}) {
+      const std::int64_t T = 3, n = 5, in = 7;
+      const Tensor x = Tensor::normal(Shape{T, n, in}, 0.0, 1.0, gen, DType::f64);
+      const Tensor w = Tensor::normal(Shape{T, out_f, in}, 0.0, 1.0, gen, DType::f64);
+      const Tensor b_task = Tensor::normal(Shape{T, 1, out_f}, 0.0, 1.0, gen, DType::f64);
+      const Tensor b_shared = Tensor::normal(Shape{out_f}, 0.0, 1.0, gen, DType::f64);
+      const auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
+      const auto btv = b_task.to_vector<double>(), bsv = b_shared.to_vector<double>();
+      const auto y_task = linear(x, w, b_task).to_vector<double>();
+      const auto y_shared = linear(x, w, b_shared).to_vector<double>();
+      const auto y_none = linear(x, w, Tensor()).to_vector<double>();
+      for (std::int64_t t = 0; t < T; ++t) {
+        for (std::int64_t r = 0; r < n; ++r) {
+          for (std::int64_t o = 0; o < out_f; ++o) {
+            double acc = 0.0;
+            for (std::int64_t i = 0; i < in; ++i) acc += xv[(t * n + r) * in + i] * wv[(t * out_f + o) * in + i];
+            const std::size_t at = static_cast<std::size_t>((t * n + r) * out_f + o);
+            CHECK(y_none[at] == doctest::Approx(acc).epsilon(1e-12));
+            CHECK(y_task[at] == doctest::Approx(acc + btv[t * out_f + o]).epsilon(1e-12));
+            CHECK(y_shared[at] == doctest::Approx(acc + bsv[o]).epsilon(1e-12));
+          }
+        }
+      }
+      // expand: (T, 1, out) over rows, and (out) over tasks and rows.
+      const auto e_task = expand(b_task, Shape{T, n, out_f}).to_vector<double>();
+      const auto e_shared = expand(b_shared, Shape{T, n, out_f}).to_vector<double>();
+      for (std::int64_t t = 0; t < T; ++t) {
+        for (std::int64_t r = 0; r < n; ++r) {
+          for (std::int64_t o = 0; o < out_f; ++o) {
+            const std::size_t at = static_cast<std::size_t>((t * n + r) * out_f + o);
+            CHECK(e_task[at] == btv[t * out_f + o]);
+            CHECK(e_shared[at] == bsv[o]);
+          }
+        }
+      }
+    }
+  }
+}
