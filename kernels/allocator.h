@@ -6,7 +6,7 @@
 // the freeing thread's free list, and the next request of its class on that thread takes it without
 // calling malloc. A meta-step allocates and frees the same sizes every step, so once the pool is
 // warm (after the first step) the steady state does no malloc for tensor storage. Each thread caches
-// at most its limit in free blocks (host_pool_limit(); a free beyond it goes back to the system);
+// at most its limit in free blocks (set_host_pool_limit(); a free beyond it goes back to the system);
 // the default is METATAPE_HOST_POOL_BYTES from the environment, else 64 MiB, and 0 (no pool) in a
 // build with AddressSanitizer so its quarantine still catches every use after free. When the pool is
 // on under ASan, cached blocks are poisoned (a use after free reports use-after-poison) and the
