@@ -42,7 +42,17 @@ Tensor gemm(const Tensor& a, bool ta, const Tensor& b, bool tb) {
     const Tensor& b = n.inputs[1];
     std::vector<Tensor> r(2);
     if (needs[0]) r[0] = unbatch_to(ta ? gemm(b, tb, g, true) : gemm(g, false, b, !tb), a);
-    if (needs[1]) r[1] = unbatch_to(tb ? gemm(g, true, a, ta) : gemm(a, !ta, g, false), b);
+    if (needs[1]) {
+      if (b.rank() == 2 && a.rank() == 3 && !ta) {
+        // A batched A against a shared B: dB = sum_t A_t^T G_t (or G_t^T A_t) is one GEMM over the
+        // stacked rows, assigned at once instead of T products materialised and then summed.
+        const Tensor a2 = reshape(a, Shape{a.dim(0) * a.dim(1), a.dim(2)});
+        const Tensor g2 = reshape(g, Shape{g.dim(0) * g.dim(1), g.dim(2)});
+        r[1] = tb ? gemm(g2, true, a2, false) : gemm(a2, true, g2, false);
+      } else {
+        r[1] = unbatch_to(tb ? gemm(g, true, a, ta) : gemm(a, !ta, g, false), b);
+      }
+    }
     return r;
   });
 }
@@ -64,22 +74,28 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const std::int64_t out_features = weight.dim(-2);
   Shape out_shape = x.shape();
   out_shape[x.rank() - 1] = out_features;
-  Tensor y = detail::empty_as(x, out_shape);
-  if (weight.rank() == 2) {
-    const std::int64_t flat_rows = x.numel() / x.dim(-1);
-    const kernels::View x2{x.raw_data(), Shape{flat_rows, x.dim(-1)}, x.dtype(), x.device()};
-    const kernels::View y2{y.raw_data(), Shape{flat_rows, out_features}, y.dtype(), y.device()};
-    kernels::gemm(x2, false, weight.view(), true, y2, 1.0, 0.0);
-  } else {
-    kernels::gemm(x.view(), false, weight.view(), true, y.view(), 1.0, 0.0);
-  }
   if (bias.defined()) {
     detail::check_same_dtype("linear", x, bias);
     if (kernels::broadcast_shapes(bias.shape(), out_shape, "linear (bias)") != out_shape) {
       fail("linear: bias " + bias.shape().str() + " does not broadcast to the output " + out_shape.str() +
            " (expected (" + std::to_string(out_features) + "))");
     }
-    kernels::binary(kernels::BinaryOp::add, y.view(), bias.view(), y.view());
+  }
+  // With a bias, y starts as the broadcast bias and the GEMM accumulates into it (beta 1): one pass
+  // over y instead of three (the GEMM's zeroing of a fresh output, the GEMM, a bias add).
+  Tensor y = detail::empty_as(x, out_shape);
+  double beta = 0.0;
+  if (bias.defined()) {
+    kernels::broadcast_to(bias.view(), y.view());
+    beta = 1.0;
+  }
+  if (weight.rank() == 2) {
+    const std::int64_t flat_rows = x.numel() / x.dim(-1);
+    const kernels::View x2{x.raw_data(), Shape{flat_rows, x.dim(-1)}, x.dtype(), x.device()};
+    const kernels::View y2{y.raw_data(), Shape{flat_rows, out_features}, y.dtype(), y.device()};
+    kernels::gemm(x2, false, weight.view(), true, y2, 1.0, beta);
+  } else {
+    kernels::gemm(x.view(), false, weight.view(), true, y.view(), 1.0, beta);
   }
   if (!should_record({&x, &weight, &bias})) return y;
   std::vector<Tensor> inputs{x, weight};

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "autograd/ops.h"
+#include "kernels/kernels.h"
 
 namespace metatape {
 namespace {
@@ -167,6 +168,7 @@ class Walk {
     std::shared_ptr<TensorImpl> pending;
     bool requested = false;
     bool reaches = false;  // is, or was made from, a requested input
+    bool owned = false;    // pending is a sum this walk allocated, referenced only here
   };
 
   Slot* find(const TensorImpl* t) {
@@ -207,8 +209,20 @@ class Walk {
     if (!s.pending) {
       s.pending = g.impl_ptr();
       if (t->producer_op != nullptr && !t->producer.expired()) ++outstanding_;
+    } else if (s.owned && g.shape() == s.pending->shape && g.dtype() == s.pending->dtype &&
+               g.device() == s.pending->device) {
+      // A sum this walk made and nobody else holds: add in place.
+      const Tensor sum(s.pending);
+      kernels::binary(kernels::BinaryOp::add, sum.view(), g.view(), sum.view());
     } else {
-      s.pending = add(Tensor(s.pending), g).impl_ptr();
+      std::shared_ptr<TensorImpl> sum = add(Tensor(s.pending), g).impl_ptr();
+      // Without create_graph the sum is a plain buffer: later contributions go into it in place.
+      // (The first contribution is never written to: a backward may hand the same tensor to several
+      // inputs, or return its incoming gradient as is.) The slot's gradient is handed out only once
+      // every contribution has arrived (creation order is topological), so no one sees it change.
+      s.owned = !create_ && !sum->requires_grad && sum.use_count() == 1 && sum->offset == 0 &&
+                sum->storage.use_count() == 1;
+      s.pending = std::move(sum);
     }
   }
 

@@ -7,6 +7,8 @@
 //   W1/adapt, W2/adapt: support rows from host vectors in, adapt, query predictions back in a host
 //                       vector.
 //   W1/<learner>_recompute_mb8: the same with recompute_inner (checkpointing over inner steps).
+// MAML, Meta-SGD and FOMAML rows carry FLOP/s: the meta-step's FLOPs (bench/flop_count.h) over its
+// time, to read against the single-thread FMA peak of bench_fma_peak.
 // --memory-curve: instead of timing, prints the peak memory of a W1 meta-step (meta-batch 8) for 1, 5,
 // 10 and 20 inner steps, FOMAML and MAML, taped and with recompute_inner: the peak of host tensor
 // bytes counted by the allocator (exact) and the growth of the peak resident set (what the OS sees),
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/flop_count.h"
 #include "kernels/allocator.h"
 #include "meta/learners.h"
 #include "nn/optimizer.h"
@@ -59,12 +62,28 @@ std::unique_ptr<meta::Learner> w2_learner(const std::string& kind) {
   return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
 }
 
+// Achieved FLOP/s of the meta-step, counted as bench/flop_count.h does (the algorithm's matrix
+// products, so recompute_inner's replays are not in it), for the learners whose work it describes:
+// MAML, Meta-SGD (second order) and FOMAML. Compare with bench_fma_peak's numbers.
+void flop_counter(benchmark::State& state, const std::string& kind, const std::vector<std::int64_t>& sizes,
+                  const tasks::TaskBatch& batch, int inner_steps) {
+  const bool second = kind == "maml" || kind == "meta-sgd";
+  if (!second && kind != "fomaml") return;
+  std::int64_t flops = 0;
+  for (const tasks::Task& t : batch) {
+    flops += bench::fused_meta_gradient_flops(sizes, t.support_x.dim(0), t.query_x.dim(0), inner_steps, second);
+  }
+  state.counters["FLOP/s"] =
+      benchmark::Counter(static_cast<double>(flops), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void BM_W1_meta_step(benchmark::State& state, const std::string& kind, bool recompute) {
   auto learner = w1_learner(kind, 5, recompute);
   Generator gen(2);
   tasks::TaskBatch batch;
   for (int i = 0; i < state.range(0); ++i) batch.push_back(w1_task(gen));
   for (auto _ : state) learner->meta_train_step(batch, {false});
+  flop_counter(state, kind, {50, 128, 128, 3}, batch, 5);
 }
 
 void BM_W2_meta_step(benchmark::State& state, const std::string& kind) {
@@ -72,6 +91,7 @@ void BM_W2_meta_step(benchmark::State& state, const std::string& kind) {
   Generator gen(2);
   const auto batch = tasks::sample_sinusoid_batch(gen, state.range(0));
   for (auto _ : state) learner->meta_train_step(batch, {false});
+  flop_counter(state, kind, {1, 40, 40, 1}, batch, 1);
 }
 
 // Host vectors in, host vector out.

@@ -231,6 +231,27 @@ void broadcast_to(const View& x, const View& out) {
     using T = decltype(tag);
     const T* px = x.as<T>();
     T* po = out.as<T>();
+    // Fast path: x's trailing axes from `k` on equal out's, so out is a sequence of copies of x's
+    // contiguous blocks of `inner` elements (a bias over rows, parameters over tasks): one memcpy per
+    // block. Axes before k are either equal (walked) or 1 in x (repeated).
+    const Shape xs = pad_rank(x.shape, out.shape.rank);
+    int k = out.shape.rank;
+    std::int64_t inner = 1;
+    while (k > 0 && xs[k - 1] == out.shape[k - 1]) inner *= out.shape[--k];
+    if (k < out.shape.rank && inner >= 8 && out.numel() > 0) {
+      const std::int64_t blocks = out.numel() / inner;
+      for (std::int64_t o = 0; o < blocks; ++o) {
+        std::int64_t rest = o, xblock = 0, xstride = 1;
+        for (int a = k - 1; a >= 0; --a) {
+          const std::int64_t i = rest % out.shape[a];
+          rest /= out.shape[a];
+          if (xs[a] != 1) xblock += i * xstride;
+          xstride *= xs[a];
+        }
+        std::memcpy(po + o * inner, px + xblock * inner, static_cast<std::size_t>(inner) * sizeof(T));
+      }
+      return;
+    }
     for_each_broadcast(out.shape, x.shape, x.shape, x.shape,
                        [&](std::int64_t o, std::int64_t ix, std::int64_t, std::int64_t) { po[o] = px[ix]; });
   });

@@ -33,6 +33,10 @@ void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& 
       MutMap<T> mc(c.as<T>() + t * c_step, rows_of(c), cols_of(c));
       const T al = static_cast<T>(alpha);
       if (beta == 0.0) {
+        // Assigned, not scaled and added to: c's old contents are never read. (Eigen's GEMM kernel
+        // itself only accumulates, so for products above its small-size threshold it clears c before
+        // accumulating; callers that have a useful starting value, such as linear's bias, pass it in c
+        // with beta 1 instead.)
         if (!trans_a && !trans_b)
           mc.noalias() = al * (ma * mb);
         else if (trans_a && !trans_b)
@@ -42,7 +46,7 @@ void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& 
         else
           mc.noalias() = al * (ma.transpose() * mb.transpose());
       } else {
-        mc *= static_cast<T>(beta);
+        if (beta != 1.0) mc *= static_cast<T>(beta);  // beta 1: accumulate into c as it is
         if (!trans_a && !trans_b)
           mc.noalias() += al * (ma * mb);
         else if (trans_a && !trans_b)
