@@ -220,6 +220,18 @@ Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
+Tensor Tensor::piece(std::int64_t first, const Shape& shape) const {
+  const TensorImpl& t = checked();
+  if (first < 0 || shape.numel() < 0 || first + shape.numel() > t.shape.numel()) {
+    fail("piece: elements [" + std::to_string(first) + ", " + std::to_string(first + shape.numel()) +
+         ") are outside " + describe(*this));
+  }
+  Tensor out = detach();
+  out.impl_->offset = t.offset + static_cast<std::size_t>(first) * kernels::dtype_size(t.dtype);
+  out.impl_->shape = shape;
+  return out;
+}
+
 Tensor Tensor::copy() const {
   Tensor out = empty(shape(), dtype(), device());
   kernels::copy(view(), out.view());

@@ -104,6 +104,9 @@ class Tensor {
   Tensor to(Device device) const;  // a copy on `device` (this tensor if already there); not recorded
   Tensor to(DType dtype) const;    // a converted copy; not recorded
   Tensor detach() const;           // shares storage, no autograd history
+  // Elements [first, first + shape.numel()) of this tensor (contiguous, row-major) as a tensor of
+  // `shape` sharing its storage: no copy, no autograd history. Throws when the range is outside.
+  Tensor piece(std::int64_t first, const Shape& shape) const;
   Tensor copy() const;             // a deep copy, no autograd history
   // Overwrites this tensor's values with `source`'s (same shape and dtype); not recorded.
   void assign(const Tensor& source);

@@ -81,7 +81,7 @@ std::vector<Tensor> mean_split(const Tensor& per_task, const std::vector<Tensor>
   std::vector<Tensor> out;
   std::int64_t at = 0;
   for (const Tensor& l : like) {
-    out.push_back(reshape(slice(mean_row, 0, at, at + l.numel()), l.shape()));
+    out.push_back(mean_row.piece(at, l.shape()));  // views of the one reduced row, no copies
     at += l.numel();
   }
   return out;

@@ -50,3 +50,14 @@ TEST_CASE("generator: same seed, same numbers; known values pin the stream") {
   const Tensor u = Tensor::uniform(Shape{1000}, -2.0, 3.0, g, DType::f64);
   for (double v : u.to_vector<double>()) CHECK((v >= -2.0 && v < 3.0));
 }
+
+TEST_CASE("piece: a range of elements as a tensor sharing the storage; out-of-range pieces refused") {
+  Tensor t = Tensor::from_vector(std::vector<double>{0, 1, 2, 3, 4, 5}, Shape{2, 3}, DType::f64);
+  const Tensor p = t.piece(2, Shape{2, 2});
+  CHECK(p.to_vector<double>() == std::vector<double>{2, 3, 4, 5});
+  t.assign(Tensor::from_vector(std::vector<double>{9, 9, 7, 7, 7, 7}, Shape{2, 3}, DType::f64));
+  CHECK(p.to_vector<double>() == std::vector<double>{7, 7, 7, 7});  // shared, not copied
+  CHECK(p.detach().piece(1, Shape{}).item() == 7.0);
+  CHECK_THROWS_WITH_AS(t.piece(4, Shape{3}), doctest::Contains("outside"), std::exception);
+  CHECK_THROWS_WITH_AS(t.piece(-1, Shape{1}), doctest::Contains("outside"), std::exception);
+}
