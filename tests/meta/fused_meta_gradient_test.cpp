@@ -380,7 +380,7 @@ FusedMetaGradientConfig make_config(FusedRates rates, bool second, FusedActivati
 
 TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x loss x depth x steps x meta-batch") {
   Generator gen(1301);
-  int row = 0, f32_rows = 0;
+  int row = 0, f32_rows = 0, per_task_rows = 0, input_grad_rows = 0;
   for (const FusedRates rates : {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter}) {
     for (const bool second : {true, false}) {
       for (const FusedActivation act : all_activations) {
@@ -390,8 +390,10 @@ TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x los
               for (const std::int64_t tasks : {1, 3}) {
                 ++row;
                 FusedMetaGradientConfig c = make_config(rates, second, act, loss, sizes, steps);
-                c.input_grads = row % 2 == 0;
-                const bool shared = tasks == 1 || row % 4 != 1;
+                c.input_grads = (row / 2) % 2 == 1;
+                const bool shared = tasks == 1 || (row / 4) % 2 == 0;
+                per_task_rows += !shared;
+                input_grad_rows += c.input_grads;
                 CAPTURE(row);
                 CAPTURE(static_cast<int>(rates));
                 CAPTURE(second);
@@ -454,6 +456,8 @@ TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x los
   }
   CHECK(row == 3 * 2 * 7 * 2 * 3 * 3 * 2);
   CHECK(f32_rows > 200);
+  CHECK(per_task_rows > 300);
+  CHECK(input_grad_rows > 700);
 }
 
 TEST_CASE("fused meta-gradient: the broken variants fail the comparison") {
