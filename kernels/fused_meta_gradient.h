@@ -28,7 +28,8 @@
 // Activations: every FusedActivation (kernels/fused_activation.h defines f, f', f'' once for both
 // backends) after every layer but the last.
 //
-// Memory (CPU, per thread, reused across calls; no allocation once warm): with checkpoint_every = 1
+// Memory (CPU, per thread, reused across calls; no allocation once warm for layers up to 128 wide,
+// beyond which Eigen's GEMM allocates its packing blocks): with checkpoint_every = 1
 // every inner step's state (theta_s and the support activations and deltas) is kept: about
 // K (P + n A) floats, A = the floats kept per support row and step (at most 4x the sum of the layer
 // widths; learned rates also keep g_s, P more per step); with checkpoint_every = c > 1 only theta at

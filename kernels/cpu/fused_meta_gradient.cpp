@@ -534,6 +534,41 @@ void product_nn(Acc acc, T* C, const T* A, const T* B, std::int64_t rows, std::i
   }
 }
 
+// C (rows x cols) op= alpha * A^T B, A (depth x rows), B (depth x cols): the weight gradients
+// (depth = the task's rows). alpha: Acc::sub only. A tiny rows or cols would send Eigen to GEMV,
+// which allocates a temporary for the scaled operand: plain loops there.
+template <class T>
+void product_tn(Acc acc, T* C, const T* A, const T* B, std::int64_t rows, std::int64_t depth, std::int64_t cols,
+                T alpha = T(1)) {
+  if (rows <= tiny_width || cols <= tiny_width) {
+    for (std::int64_t j = 0; j < rows; ++j) {
+      for (std::int64_t k = 0; k < cols; ++k) {
+        T sum = 0;
+        for (std::int64_t d = 0; d < depth; ++d) sum += A[d * rows + j] * B[d * cols + k];
+        combine(acc, C[j * cols + k], alpha == T(1) ? sum : alpha * sum);
+      }
+    }
+    return;
+  }
+  Map<T> c(C, rows, cols);
+  const MapC<T> a(A, depth, rows), b(B, depth, cols);
+  switch (acc) {
+    case Acc::assign:
+      c.noalias() = a.transpose() * b;
+      return;
+    case Acc::add:
+      c.noalias() += a.transpose() * b;
+      return;
+    case Acc::sub:
+      if (alpha == T(1)) {
+        c.noalias() -= a.transpose() * b;
+      } else {
+        c.noalias() -= alpha * (a.transpose() * b);
+      }
+      return;
+  }
+}
+
 // Forward on `rows` rows at theta: act, d1 and (when st.q) f''(z) into q; the output o into delta[L-1].
 template <class T>
 void forward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, const State<T>& st) {
@@ -608,25 +643,10 @@ void backward(const Net<T>& net, const T* theta, const T* x, std::int64_t rows, 
               const GradSink<T>& sink, T* input_grad) {
   for (std::int64_t l = net.L - 1; l >= 0; --l) {
     const std::int64_t i = net.in(l), o = net.out(l);
-    const MapC<T> delta(st.delta[l], rows, o);
-    if (sink.grad) {
-      Map<T> gW(sink.grad + net.offset[l], o, i);
-      T* gb = sink.grad + net.offset[l] + o * i;
-      const MapC<T> a(l ? st.act[l] : x, rows, i);
-      switch (sink.acc) {
-        case Acc::assign:
-          gW.noalias() = delta.transpose() * a;
-          column_sums(Acc::assign, gb, st.delta[l], rows, o);
-          break;
-        case Acc::add:
-          gW.noalias() += delta.transpose() * a;
-          column_sums(Acc::add, gb, st.delta[l], rows, o);
-          break;
-        case Acc::sub:  // theta - lr * g, rounded as the tape's sub(theta, affine(g, lr, 0))
-          gW.noalias() -= sink.lr * (delta.transpose() * a);
-          column_sums(Acc::sub, gb, st.delta[l], rows, o, sink.lr);
-          break;
-      }
+    if (sink.grad) {  // Acc::sub: theta - lr * g, rounded as the tape's sub(theta, affine(g, lr, 0))
+      const T lr = sink.acc == Acc::sub ? sink.lr : T(1);
+      product_tn(sink.acc, sink.grad + net.offset[l], st.delta[l], l ? st.act[l] : x, o, rows, i, lr);
+      column_sums(sink.acc, sink.grad + net.offset[l] + o * i, st.delta[l], rows, o, lr);
     }
     if (l > 0) {
       Map<T> e(st.delta[l - 1], rows, i);  // e_l, then delta_{l-1} in place
@@ -684,11 +704,8 @@ void subtract_hvp(const Net<T>& net, FusedLoss loss, const T* theta, const T* u,
   // R{e_l} = R{delta_l} W_l + delta_l U_l, R{delta_{l-1}} = R{e_l} (.) f' + e_l (.) f'' (.) R{z_{l-1}}.
   for (std::int64_t l = net.L - 1; l >= 0; --l) {
     const std::int64_t i = net.in(l), o = net.out(l);
-    const MapC<T> rd(rz[l], n, o);
-    const MapC<T> delta(st.delta[l], n, o);
-    Map<T> hW(hv + net.offset[l], o, i);
-    hW.noalias() -= rd.transpose() * MapC<T>(l ? st.act[l] : x, n, i);
-    if (l > 0) hW.noalias() -= delta.transpose() * MapC<T>(ra[l], n, i);
+    product_tn(Acc::sub, hv + net.offset[l], rz[l], l ? st.act[l] : x, o, n, i);
+    if (l > 0) product_tn(Acc::sub, hv + net.offset[l], st.delta[l], ra[l], o, n, i);
     column_sums(Acc::sub, hv + net.offset[l] + o * i, rz[l], n, o);
     if (l > 0) {
       const MapC<T> e(re, n, i);

@@ -84,10 +84,13 @@ std::vector<double> random_values(std::size_t count, double lo, double hi, Gener
   return v;
 }
 
-Problem make_problem(const FusedMetaGradientConfig& config, std::int64_t tasks, bool shared_init, Generator& gen) {
+Problem make_problem(const FusedMetaGradientConfig& config, std::int64_t tasks, bool shared_init, Generator& gen,
+                     std::int64_t n = 5, std::int64_t m = 7) {
   Problem p;
   p.config = config;
   p.tasks = tasks;
+  p.n = n;
+  p.m = m;
   p.shared_init = shared_init;
   p.P = kernels::fused_param_count(config.sizes);
   const std::int64_t L = static_cast<std::int64_t>(config.sizes.size()) - 1;
@@ -380,7 +383,7 @@ FusedMetaGradientConfig make_config(FusedRates rates, bool second, FusedActivati
 
 TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x loss x depth x steps x meta-batch") {
   Generator gen(1301);
-  int row = 0, f32_rows = 0;
+  int row = 0, f32_rows = 0, per_task_rows = 0, input_grad_rows = 0;
   for (const FusedRates rates : {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter}) {
     for (const bool second : {true, false}) {
       for (const FusedActivation act : all_activations) {
@@ -390,8 +393,10 @@ TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x los
               for (const std::int64_t tasks : {1, 3}) {
                 ++row;
                 FusedMetaGradientConfig c = make_config(rates, second, act, loss, sizes, steps);
-                c.input_grads = row % 2 == 0;
-                const bool shared = tasks == 1 || row % 4 != 1;
+                c.input_grads = (row / 2) % 2 == 1;
+                const bool shared = tasks == 1 || (row / 4) % 2 == 0;
+                per_task_rows += !shared;
+                input_grad_rows += c.input_grads;
                 CAPTURE(row);
                 CAPTURE(static_cast<int>(rates));
                 CAPTURE(second);
@@ -454,6 +459,8 @@ TEST_CASE("fused meta-gradient equals the tape: rates x order x activation x los
   }
   CHECK(row == 3 * 2 * 7 * 2 * 3 * 3 * 2);
   CHECK(f32_rows > 200);
+  CHECK(per_task_rows > 300);
+  CHECK(input_grad_rows > 700);
 }
 
 TEST_CASE("fused meta-gradient: the broken variants fail the comparison") {
@@ -861,4 +868,41 @@ TEST_CASE("fused meta-gradient: bad input is refused naming the view or option a
   CHECK_THROWS_WITH_AS(kernels::fused_meta_gradient_workspace(c, p.n, p.m, Device::cuda),
                        doctest::Contains("no CUDA backend"), Error);
 #endif
+}
+
+TEST_CASE("fused meta-gradient: a single linear layer, zero query weights, wide and long rows") {
+  Generator gen(1307);
+  struct Edge {
+    std::vector<std::int64_t> sizes;
+    std::vector<double> weights;
+    std::int64_t n, m;
+  };
+  for (const Edge& edge : {Edge{{3, 4}, {}, 5, 7},                 // no hidden layer
+                           Edge{{3, 5, 4}, {0.7, 0.0, 0.0}, 5, 7},  // w_K = 0: v_K = 0
+                           Edge{{3, 5, 4}, {0.0, 0.4, 0.6}, 5, 7},
+                           Edge{{2, 7, 3}, {}, 40, 70}}) {          // more rows than a vector's lanes
+    for (const FusedRates rates : {FusedRates::scalar, FusedRates::per_tensor_step, FusedRates::per_parameter}) {
+      for (const FusedLoss loss : {FusedLoss::cross_entropy, FusedLoss::mse}) {
+        for (const bool second : {true, false}) {
+          CAPTURE(edge.sizes.size());
+          CAPTURE(edge.n);
+          CAPTURE(static_cast<int>(rates));
+          CAPTURE(loss == FusedLoss::mse);
+          CAPTURE(second);
+          FusedMetaGradientConfig c = make_config(rates, second, FusedActivation::tanh, loss, edge.sizes, 3);
+          c.query_weights = edge.weights;
+          c.input_grads = true;
+          const Problem p = make_problem(c, 2, true, gen, edge.n, edge.m);
+          const std::vector<Result> got = run_kernel(p, DType::f64, c);
+          const std::vector<Result> single = run_kernel(p, DType::f32, c);
+          for (std::int64_t t = 0; t < 2; ++t) {
+            const Result want = tape_reference(p, t);
+            const auto ti = static_cast<std::size_t>(t);
+            CHECK(compare(got[ti], want, true).worst() <= 1e-11);
+            CHECK(compare(single[ti], want, true).worst() <= 1e-4);
+          }
+        }
+      }
+    }
+  }
 }
