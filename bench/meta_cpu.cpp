@@ -1,5 +1,6 @@
-// CPU benchmarks of the meta-learners through the meta::Learner interface (the per-task loop path,
-// one thread): W1 and W2 of ../shared/BENCHMARKS.md.
+// CPU benchmarks of the meta-learners through the meta::Learner interface (the per-task learners,
+// one thread; the fused meta-gradient where supported, and "_tape_" rows with it off): W1 and W2 of
+// ../shared/BENCHMARKS.md.
 //   W1/<learner>_mb<B>: meta_train_step on B W1 tasks (MLP 50-128-128-3, 5 inner steps lr 0.01 for
 //                       every learner (Meta-SGD: alpha 0.01; Reptile: outer Adam here too),
 //                       3-way 5-shot, 45 query rows, outer Adam 1e-3), no metrics read back.
@@ -19,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -27,6 +30,7 @@
 
 #include "bench/flop_count.h"
 #include "kernels/allocator.h"
+#include "kernels/fused_meta_gradient.h"
 #include "meta/learners.h"
 #include "nn/optimizer.h"
 #include "tasks/gaussian_classes.h"
@@ -39,7 +43,8 @@ namespace {
 // W1 task (as in bench/compare/w1w2_torch.py): tasks/gaussian_classes.h with its defaults.
 tasks::Task w1_task(Generator& gen) { return tasks::sample_gaussian_classes(gen); }
 
-std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5, bool recompute = false) {
+std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_steps = 5, bool recompute = false,
+                                          bool fused = true) {
   auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{50, 128, 128, 3}});
   Generator gen(1);
   nn::OptimizerOptions adam;
@@ -48,10 +53,11 @@ std::unique_ptr<meta::Learner> w1_learner(const std::string& kind, int inner_ste
   o.maml.inner_steps = o.meta_sgd.inner_steps = o.anil.inner_steps = o.reptile.inner_steps = inner_steps;
   o.maml.inner_lr = o.meta_sgd.alpha_init = o.anil.inner_lr = o.reptile.inner_lr = 0.01;
   o.maml.recompute_inner = o.meta_sgd.recompute_inner = o.anil.recompute_inner = recompute;
+  o.maml.fused = o.meta_sgd.fused = o.anil.fused = fused;
   return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
 }
 
-std::unique_ptr<meta::Learner> w2_learner(const std::string& kind) {
+std::unique_ptr<meta::Learner> w2_learner(const std::string& kind, bool fused = true) {
   auto model = std::make_shared<nn::Mlp>(nn::MlpSpec{{1, 40, 40, 1}});
   Generator gen(1);
   nn::OptimizerOptions adam;
@@ -59,6 +65,7 @@ std::unique_ptr<meta::Learner> w2_learner(const std::string& kind) {
   meta::LearnerOptions o;
   o.maml.inner_steps = 1;
   o.maml.inner_lr = 0.01;
+  o.maml.fused = o.meta_sgd.fused = fused;
   return meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
 }
 
@@ -77,8 +84,8 @@ void flop_counter(benchmark::State& state, const std::string& kind, const std::v
       benchmark::Counter(static_cast<double>(flops), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_W1_meta_step(benchmark::State& state, const std::string& kind, bool recompute) {
-  auto learner = w1_learner(kind, 5, recompute);
+void BM_W1_meta_step(benchmark::State& state, const std::string& kind, bool recompute, bool fused) {
+  auto learner = w1_learner(kind, 5, recompute, fused);
   Generator gen(2);
   tasks::TaskBatch batch;
   for (int i = 0; i < state.range(0); ++i) batch.push_back(w1_task(gen));
@@ -86,8 +93,8 @@ void BM_W1_meta_step(benchmark::State& state, const std::string& kind, bool reco
   flop_counter(state, kind, {50, 128, 128, 3}, batch, 5);
 }
 
-void BM_W2_meta_step(benchmark::State& state, const std::string& kind) {
-  auto learner = w2_learner(kind);
+void BM_W2_meta_step(benchmark::State& state, const std::string& kind, bool fused) {
+  auto learner = w2_learner(kind, fused);
   Generator gen(2);
   const auto batch = tasks::sample_sinusoid_batch(gen, state.range(0));
   for (auto _ : state) learner->meta_train_step(batch, {false});
@@ -129,14 +136,14 @@ struct StepMemory {
 // The first W1 meta-step (meta-batch 8) in a fresh child process (parameters and data already
 // allocated; the optimizer's state is created during the step and counted); the parent reads the two
 // numbers back through a pipe.
-StepMemory measure_step(const std::string& kind, int steps, bool recompute) {
+StepMemory measure_step(const std::string& kind, int steps, bool recompute, bool fused) {
   StepMemory m{-1.0, -1.0};
   int fds[2];
   if (pipe(fds) != 0) return m;
   const pid_t child = fork();
   if (child == 0) {
     close(fds[0]);
-    auto learner = w1_learner(kind, steps, recompute);
+    auto learner = w1_learner(kind, steps, recompute, fused);
     Generator gen(2);
     tasks::TaskBatch batch;
     for (int i = 0; i < 8; ++i) batch.push_back(w1_task(gen));
@@ -160,16 +167,31 @@ StepMemory measure_step(const std::string& kind, int steps, bool recompute) {
 
 int memory_curve() {
   std::printf(
-      "W1 meta-step, meta-batch 8: peak host tensor memory over the step (allocator count) and the\n"
-      "growth of the peak RSS, MiB; each cell the first step of a fresh process\n");
+      "W1 meta-step, meta-batch 8, on the tape (fused off): peak host tensor memory over the step\n"
+      "(allocator count) and the growth of the peak RSS, MiB; each cell the first step of a fresh process\n");
   std::printf(
       "inner_steps  fomaml  fomaml_recompute  maml  maml_recompute   (RSS: fomaml fomaml_recompute maml "
       "maml_recompute)\n");
   for (int steps : {1, 5, 10, 20}) {
-    const StepMemory a = measure_step("fomaml", steps, false), b = measure_step("fomaml", steps, true);
-    const StepMemory c = measure_step("maml", steps, false), d = measure_step("maml", steps, true);
+    const StepMemory a = measure_step("fomaml", steps, false, false), b = measure_step("fomaml", steps, true, false);
+    const StepMemory c = measure_step("maml", steps, false, false), d = measure_step("maml", steps, true, false);
     std::printf("%11d  %6.2f  %16.2f  %4.2f  %14.2f   (RSS: %.2f %.2f %.2f %.2f)\n", steps, a.tensor_mib, b.tensor_mib,
                 c.tensor_mib, d.tensor_mib, a.rss_mib, b.rss_mib, c.rss_mib, d.rss_mib);
+  }
+  std::printf(
+      "\nW1 MAML on the fused meta-gradient: its per-thread working memory (exact, per task, MiB:\n"
+      "fused_meta_gradient_workspace), the step's peak host tensor memory and peak RSS growth (meta-batch 8)\n");
+  std::printf("inner_steps  workspace  workspace_recompute   tensors  tensors_recompute   (RSS: maml maml_recompute)\n");
+  for (int steps : {1, 5, 10, 20}) {
+    kernels::FusedMetaGradientConfig c;
+    c.sizes = {50, 128, 128, 3};
+    c.steps = steps;
+    const double plain = static_cast<double>(kernels::fused_meta_gradient_workspace(c, 15, 45, Device::cpu));
+    c.checkpoint_every = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(steps)))));
+    const double checkpointed = static_cast<double>(kernels::fused_meta_gradient_workspace(c, 15, 45, Device::cpu));
+    const StepMemory a = measure_step("maml", steps, false, true), b = measure_step("maml", steps, true, true);
+    std::printf("%11d  %9.2f  %19.2f  %8.2f  %17.2f   (RSS: %.2f %.2f)\n", steps, plain * 4 / (1 << 20),
+                checkpointed * 4 / (1 << 20), a.tensor_mib, b.tensor_mib, a.rss_mib, b.rss_mib);
   }
   return 0;
 }
@@ -180,24 +202,31 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--memory-curve") == 0) return memory_curve();
   }
-  for (const std::string kind : {"maml", "fomaml"}) {
-    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)
-        ->Arg(8)
-        ->Arg(32)
-        ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("W1/" + kind + "_recompute_mb").c_str(), BM_W1_meta_step, kind, true)
-        ->Arg(8)
-        ->Unit(benchmark::kMillisecond);
-  }
-  for (const std::string kind : {"anil", "meta-sgd", "reptile"}) {
-    benchmark::RegisterBenchmark(("W1/" + kind + "_mb").c_str(), BM_W1_meta_step, kind, false)
-        ->Arg(8)
-        ->Unit(benchmark::kMillisecond);
-  }
-  for (const std::string kind : {"maml", "fomaml", "meta-sgd", "reptile"}) {
-    benchmark::RegisterBenchmark(("W2/" + kind + "_mb").c_str(), BM_W2_meta_step, kind)
-        ->Arg(25)
-        ->Unit(benchmark::kMillisecond);
+  // "<kind>_mb": the learner as a user gets it (the fused meta-gradient where supported);
+  // "<kind>_tape_mb": the same learner with fused = false (the tape).
+  for (const bool fused : {true, false}) {
+    const std::string tag = fused ? "_" : "_tape_";
+    for (const std::string kind : {"maml", "fomaml"}) {
+      benchmark::RegisterBenchmark(("W1/" + kind + tag + "mb").c_str(), BM_W1_meta_step, kind, false, fused)
+          ->Arg(8)
+          ->Arg(32)
+          ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(("W1/" + kind + tag + "recompute_mb").c_str(), BM_W1_meta_step, kind, true, fused)
+          ->Arg(8)
+          ->Unit(benchmark::kMillisecond);
+    }
+    for (const std::string kind : {"anil", "meta-sgd", "reptile"}) {
+      if (!fused && kind == "reptile") continue;
+      benchmark::RegisterBenchmark(("W1/" + kind + tag + "mb").c_str(), BM_W1_meta_step, kind, false, fused)
+          ->Arg(8)
+          ->Unit(benchmark::kMillisecond);
+    }
+    for (const std::string kind : {"maml", "fomaml", "meta-sgd", "reptile"}) {
+      if (!fused && kind == "reptile") continue;
+      benchmark::RegisterBenchmark(("W2/" + kind + tag + "mb").c_str(), BM_W2_meta_step, kind, fused)
+          ->Arg(25)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   benchmark::RegisterBenchmark("W1/adapt", BM_adapt, true)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("W2/adapt", BM_adapt, false)->Unit(benchmark::kMicrosecond);
