@@ -156,9 +156,11 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
 
   // MAML (second order), Meta-SGD and ANIL: the inner loop on the tape, per-task parameters as one
   // leading dimension.
-  const bool meta_sgd = o.algorithm == BatchedAlgorithm::meta_sgd;
-  const bool second = o.algorithm == BatchedAlgorithm::maml || !o.first_order;
-  const std::size_t head_first = o.algorithm == BatchedAlgorithm::anil ? layers - 1 : 0;
+  // The semantics from the algorithm's one definition (meta/algorithm.h).
+  const GradientAlgorithm a = algorithm_of(o, mlp);
+  const bool meta_sgd = a.rates == InnerRates::per_parameter;
+  const bool second = a.second_order(0);
+  const std::size_t head_first = a.head_first_layer;
   TapeScope scope;
   const Tensor fs = head_first ? batched_forward(mlp, theta, tasks.support_x, 0, head_first) : tasks.support_x;
   const Tensor fq = head_first ? batched_forward(mlp, theta, tasks.query_x, 0, head_first) : tasks.query_x;
