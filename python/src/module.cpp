@@ -1,0 +1,22 @@
+// The extension module metatape._metatape; the Python package metatape re-exports it.
+#include <nanobind/nanobind.h>
+
+#include "bindings.h"
+#include "kernels/error.h"
+
+NB_MODULE(_metatape, m) {
+  m.doc() = "metatape: tape-based autodiff with exact higher-order gradients and few-shot meta-learning.";
+  // metatape::Error -> metatape.Error (a RuntimeError) carrying the C++ message.
+  static nb::exception<metatape::Error> error(m, "Error", PyExc_RuntimeError);
+  nb::module_ nn_module = m.def_submodule("nn", "Models: MLP.");
+  nb::module_ optim = m.def_submodule("optim", "Optimizers: SGD, Adam, AdamW.");
+  nb::module_ tasks_module = m.def_submodule("tasks", "Few-shot tasks: sinusoids, the market simulator, task families.");
+  metatape::python::init_tensor(m);
+  metatape::python::init_tasks(m, tasks_module);
+  metatape::python::init_learners(m, nn_module, optim);
+#ifdef METATAPE_WITH_CUDA
+  m.attr("cuda_built") = true;
+#else
+  m.attr("cuda_built") = false;
+#endif
+}
