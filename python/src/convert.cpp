@@ -169,7 +169,7 @@ nb::object to_numpy(const Tensor& t) {
   return wrap<nb::numpy>(t);
 }
 
-nb::object to_dlpack_array(const Tensor& t) { return wrap<nb::no_framework>(t); }
+nb::object to_dlpack_array(const Tensor& t) { return wrap<nb::array_api>(t); }
 
 Tensor as_tensor(nb::handle obj, const std::string& what, std::optional<DType> dtype) {
   if (nb::isinstance<Tensor>(obj)) {
