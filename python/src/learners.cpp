@@ -430,7 +430,9 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
       .def(
           "save",
           [](PyLearner& l, const std::string& path) {
-            nlohmann::json extra = {{"model", l.mlp->describe()}};
+            // Not "model": InferenceModel reads the learner options from the first object holding one
+            // (the options object already does).
+            nlohmann::json extra = nlohmann::json::object();
             if (l.trained_kind) {
               extra["task_kind"] = kind_text(*l.trained_kind);
               if (*l.trained_kind == tasks::TaskKind::classification) extra["num_classes"] = l.trained_classes;
