@@ -99,4 +99,16 @@ int64 = "int64"
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "Adapted", "DetectAnomaly", "Error", "Generator", "GradMode", "InferenceAdapted",
+    "InferenceModel", "Learner", "TapeScope", "Tensor", "abs", "add", "affine", "ANIL", "arange",
+    "argmax", "backward", "clamp", "concat", "cosine_similarity", "cross_entropy", "cuda_built",
+    "detect_anomaly", "div", "dropout", "elu", "enable_grad", "exp", "expand", "from_dlpack",
+    "from_numpy", "full", "gelu", "gemm", "grad", "greater", "hvp", "index_add", "index_select",
+    "indices", "is_grad_enabled", "leaky_relu", "learner_names", "linear", "log", "log_softmax",
+    "MAML", "MatchingNet", "matmul", "max", "mean", "MetaSGD", "mse", "mul", "neg", "nll",
+    "no_grad", "normal", "one_hot", "ones", "pad_axis", "pairwise_sqdist", "pow", "ProtoNet",
+    "relu", "Reptile", "reshape", "scope", "sigmoid", "slice", "softmax", "softplus", "sqrt",
+    "square", "sub", "sum", "sum_to", "tanh", "tape_size", "tensor", "transpose", "uniform",
+    "where", "zeros", "nn", "optim", "tasks", "float32", "float64", "int64", "__version__",
+]

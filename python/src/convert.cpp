@@ -161,7 +161,7 @@ nb::object wrap(const Tensor& t) {
 
 }  // namespace
 
-nb::object to_numpy(const Tensor& t) {
+NumpyArray to_numpy(const Tensor& t) {
   if (t.device() != Device::cpu) {
     fail("numpy: " + describe(t) + " is on " + kernels::device_name(t.device()) +
          "; copy it to the CPU first (tensor.to('cpu'))");

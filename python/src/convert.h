@@ -19,6 +19,11 @@ namespace nb = nanobind;
 
 namespace metatape::python {
 
+// Return types that read well in the stubs (numpy.typing.NDArray, dict[str, NDArray], ...).
+using NumpyArray = nb::typed<nb::object, nb::ndarray<nb::numpy>>;
+using ArrayDict = nb::typed<nb::dict, nb::str, nb::ndarray<nb::numpy>>;
+using MetricsDict = nb::typed<nb::dict, nb::str, nb::any>;
+
 // str(obj) as UTF-8.
 std::string py_text(nb::handle obj);
 
@@ -30,7 +35,7 @@ const char* dtype_text(DType dtype);  // "float32", "float64", "int64"
 // CUDA backend is built) of rank <= 4 without copying. Throws naming `what` and the fix otherwise.
 Tensor from_ndarray(const nb::ndarray<>& array, const std::string& what);
 // A NumPy array sharing the tensor's memory (CPU tensors only).
-nb::object to_numpy(const Tensor& t);
+NumpyArray to_numpy(const Tensor& t);
 // A DLPack-capable nanobind ndarray over the tensor's memory (CPU or CUDA).
 nb::object to_dlpack_array(const Tensor& t);
 

@@ -75,20 +75,20 @@ nn::ParameterList parameter_argument(const nn::ParameterList& layout, nb::handle
   return layout.with_tensors(std::move(tensors));
 }
 
-nb::dict numpy_dict(const nn::ParameterList& params) {
-  nb::dict d;
+ArrayDict numpy_dict(const nn::ParameterList& params) {
+  ArrayDict d;
   for (std::size_t i = 0; i < params.size(); ++i) d[params.name(i).c_str()] = to_numpy(params[i]);
   return d;
 }
 
-nb::dict tensor_dict(const nn::ParameterList& params) {
-  nb::dict d;
+nb::typed<nb::dict, nb::str, Tensor> tensor_dict(const nn::ParameterList& params) {
+  nb::typed<nb::dict, nb::str, Tensor> d;
   for (std::size_t i = 0; i < params.size(); ++i) d[params.name(i).c_str()] = nb::cast(params[i]);
   return d;
 }
 
-nb::dict metrics_dict(const meta::StepMetrics& m) {
-  nb::dict d;
+MetricsDict metrics_dict(const meta::StepMetrics& m) {
+  MetricsDict d;
   d["computed"] = m.computed;
   d["query_loss"] = m.query_loss;
   d["support_loss"] = m.support_loss;
@@ -356,10 +356,10 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
               std::lock_guard<std::mutex> lock(*l.mutex);
               g = l.learner->meta_gradient(b, o);
             }
-            nb::dict grads;
+            ArrayDict grads;
             const nn::ParameterList& mp = l.learner->meta_parameters();
             for (std::size_t i = 0; i < mp.size(); ++i) grads[mp.name(i).c_str()] = to_numpy(g.grads[i]);
-            return nb::make_tuple(grads, metrics_dict(g.metrics));
+            return std::make_pair(grads, metrics_dict(g.metrics));
           },
           nb::arg("batch"), nb::arg("metrics") = true,
           "The outer gradient of one meta-step, not applied: (name -> NumPy array, metrics dict).")
@@ -414,9 +414,9 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
               std::lock_guard<std::mutex> lock(*l.mutex);
               ev = l.learner->evaluate(task, steps);
             }
-            nb::list out;
+            nb::typed<nb::list, MetricsDict> out;
             for (const auto& e : ev) {
-              nb::dict d;
+              MetricsDict d;
               d["steps"] = e.steps;
               d["loss"] = e.loss;
               d["accuracy"] = e.accuracy ? nb::cast(*e.accuracy) : nb::none();

@@ -51,9 +51,9 @@ struct PySinusoid {
   Generator gen;
 };
 
-nb::dict series_dict(const tasks::Series& s) {
+MetricsDict series_dict(const tasks::Series& s) {
   nb::module_ np = nb::module_::import_("numpy");
-  nb::dict d;
+  MetricsDict d;
   d["symbol"] = s.symbol;
   d["exchange"] = s.exchange;
   d["interval"] = s.interval;
@@ -67,8 +67,8 @@ nb::dict series_dict(const tasks::Series& s) {
   return d;
 }
 
-nb::list task_list(tasks::TaskBatch batch) {
-  nb::list out;
+nb::typed<nb::list, tasks::Task> task_list(tasks::TaskBatch batch) {
+  nb::typed<nb::list, tasks::Task> out;
   for (auto& t : batch) out.append(nb::cast(std::move(t)));
   return out;
 }

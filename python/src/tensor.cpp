@@ -157,14 +157,15 @@ void init_tensor(nb::module_& m) {
       .def("numpy", &to_numpy, "A NumPy array sharing this tensor's memory (CPU tensors; no copy).")
       .def(
           "__array__",
-          [](const Tensor& t, nb::handle dtype, nb::handle copy) {
+          [](const Tensor& t, nb::handle dtype, nb::handle copy) -> NumpyArray {
             nb::object a = to_numpy(t);
             if (!dtype.is_none()) a = a.attr("astype")(dtype);
             if (!copy.is_none() && nb::cast<bool>(copy)) a = a.attr("copy")();
             return a;
           },
           nb::arg("dtype") = nb::none(), nb::arg("copy") = nb::none())
-      .def("tolist", [](const Tensor& t) { return to_numpy(t).attr("tolist")(); }, "The values as nested lists.")
+      .def("tolist", [](const Tensor& t) { return nb::borrow<nb::any>(to_numpy(t).attr("tolist")()); },
+           "The values as nested lists (a float for a rank-0 tensor).")
       .def(
           "__dlpack__",
           [](const Tensor& t, nb::kwargs kwargs) {
