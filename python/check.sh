@@ -34,7 +34,8 @@ fi
 venv="$build/python-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
-"$py" -m pip install -q numpy pytest mypy nanobind scikit-build-core
+# nanobind pinned: the checked-in stubs are its stubgen's output.
+"$py" -m pip install -q numpy pytest mypy nanobind==3.1.0 scikit-build-core
 if ! "$py" -c "import torch" 2>/dev/null; then
   timeout 300 "$py" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
     || echo "python/check.sh: torch (CPU) could not be installed; the DLPack and PyTorch-parity tests will be skipped"
