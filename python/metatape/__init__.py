@@ -91,7 +91,7 @@ from ._metatape import (
     where,
     zeros,
 )
-from . import nn, optim, tasks
+from . import evaluate, nn, optim, tasks
 
 float32 = "float32"
 float64 = "float64"
@@ -110,5 +110,5 @@ __all__ = [
     "no_grad", "normal", "one_hot", "ones", "pad_axis", "pairwise_sqdist", "pow", "ProtoNet",
     "relu", "Reptile", "reshape", "scope", "sigmoid", "slice", "softmax", "softplus", "sqrt",
     "square", "sub", "sum", "sum_to", "tanh", "tape_size", "tensor", "transpose", "uniform",
-    "where", "zeros", "nn", "optim", "tasks", "float32", "float64", "int64", "__version__",
+    "where", "zeros", "evaluate", "nn", "optim", "tasks", "float32", "float64", "int64", "__version__",
 ]

@@ -14,6 +14,8 @@ NB_MODULE(_metatape, m) {
   metatape::python::init_tensor(m);
   metatape::python::init_tasks(m, tasks_module);
   metatape::python::init_learners(m, nn_module, optim);
+  nb::module_ evaluate = m.def_submodule("evaluate", "The few-shot benchmark harness, returning plain dicts.");
+  metatape::python::init_evaluate(evaluate);
 #ifdef METATAPE_WITH_CUDA
   m.attr("cuda_built") = true;
 #else

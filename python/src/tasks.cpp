@@ -75,6 +75,15 @@ nb::typed<nb::list, tasks::Task> task_list(tasks::TaskBatch batch) {
 
 }  // namespace
 
+std::shared_ptr<const tasks::PreparedMarket> market_prepared(nb::handle market, const std::string& what) {
+  PyMarket* p = nullptr;
+  if (!nb::try_cast(market, p) || !p) {
+    fail(what + " must be a metatape.tasks.Market (from metatape.tasks.simulate or load_market), got " +
+         py_text(market.type().attr("__name__")));
+  }
+  return p->prepared;
+}
+
 void init_tasks(nb::module_& /*m*/, nb::module_& tm) {
   nb::class_<tasks::Task>(tm, "Task",
                           "A few-shot task: support and query sets (fields are NumPy arrays sharing the task's "

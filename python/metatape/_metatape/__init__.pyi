@@ -8,6 +8,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from metatape._metatape import (
+    evaluate as evaluate,
     nn as nn,
     optim as optim,
     tasks as tasks
