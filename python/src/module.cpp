@@ -16,9 +16,12 @@ NB_MODULE(_metatape, m) {
   metatape::python::init_learners(m, nn_module, optim);
   nb::module_ evaluate = m.def_submodule("evaluate", "The few-shot benchmark harness, returning plain dicts.");
   metatape::python::init_evaluate(evaluate);
+  // A function, not a constant: the stubs must not depend on the build.
+  m.def("cuda_built", [] {
 #ifdef METATAPE_WITH_CUDA
-  m.attr("cuda_built") = true;
+    return true;
 #else
-  m.attr("cuda_built") = false;
+    return false;
 #endif
+  }, "Whether this build has the CUDA backend (tensors can then move with t.to('cuda')).");
 }

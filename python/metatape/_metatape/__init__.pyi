@@ -564,4 +564,7 @@ class InferenceModel:
     def predict(self, adapted: InferenceAdapted, x: object) -> NDArray:
         """Predictions (rows, columns) as a NumPy array."""
 
-cuda_built: bool = False
+def cuda_built() -> bool:
+    """
+    Whether this build has the CUDA backend (tensors can then move with t.to('cuda')).
+    """
