@@ -229,7 +229,10 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
             new (self) PyMlp{mlp, mlp->init(gen)};
           },
           nb::arg("sizes"), nb::arg("activation") = "relu", nb::arg("dtype") = nb::none(), nb::arg("seed") = 0,
-          nb::arg("init") = "uniform_fan_in")
+          nb::arg("init") = "uniform_fan_in",
+          "sizes: [in, hidden..., out]; activation: relu, tanh, sigmoid, gelu, leaky_relu, elu or none; dtype: "
+          "'float32' (default) or 'float64'; parameters drawn from Generator(seed) with `init` (uniform_fan_in "
+          "is PyTorch's Linear default).")
       .def("parameters", [](const PyMlp& p) { return numpy_dict(p.params); },
            "Name -> NumPy array sharing the parameter's memory (writes change the model; a learner built on this "
            "model trains these very arrays).")
@@ -257,9 +260,10 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
                                   as_tensor(x, "forward: x", p.mlp->dtype()));
           },
           nb::arg("x"), nb::arg("params") = nb::none())
-      .def_prop_ro("in_features", [](const PyMlp& p) { return p.mlp->in_features(); })
-      .def_prop_ro("out_features", [](const PyMlp& p) { return p.mlp->out_features(); })
-      .def_prop_ro("dtype", [](const PyMlp& p) { return std::string(dtype_text(p.mlp->dtype())); })
+      .def_prop_ro("in_features", [](const PyMlp& p) { return p.mlp->in_features(); }, "Input width.")
+      .def_prop_ro("out_features", [](const PyMlp& p) { return p.mlp->out_features(); }, "Output width.")
+      .def_prop_ro("dtype", [](const PyMlp& p) { return std::string(dtype_text(p.mlp->dtype())); },
+                   "'float32' or 'float64'.")
       .def("describe", [](const PyMlp& p) { return p.mlp->describe(); }, "e.g. 'mlp 1-40-40-1 relu f32'.")
       .def("__repr__", [](const PyMlp& p) { return "<metatape.nn.MLP " + p.mlp->describe() + ">"; });
 
@@ -267,9 +271,11 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
   nb::class_<PyOptimizer>(optim, "Optimizer",
                           "An optimizer (SGD, Adam, AdamW). Given to a learner, the learner gets a fresh optimizer "
                           "with these options; step() updates tensors in place.")
-      .def_prop_ro("kind", [](const PyOptimizer& o) { return o.kind; })
-      .def_prop_ro("lr", [](const PyOptimizer& o) { return o.optimizer->current_lr(); })
-      .def_prop_ro("steps_taken", [](const PyOptimizer& o) { return o.optimizer->steps_taken(); })
+      .def_prop_ro("kind", [](const PyOptimizer& o) { return o.kind; }, "'sgd', 'adam' or 'adamw'.")
+      .def_prop_ro("lr", [](const PyOptimizer& o) { return o.optimizer->current_lr(); },
+                   "The learning rate of the next update.")
+      .def_prop_ro("steps_taken", [](const PyOptimizer& o) { return o.optimizer->steps_taken(); },
+                   "Updates applied by step().")
       .def(
           "step",
           [](PyOptimizer& o, nb::handle params, nb::handle grads) {
@@ -319,8 +325,10 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
                         "A meta-learner (MAML, MetaSGD, Reptile, ANIL, ProtoNet, MatchingNet). It trains the "
                         "model's own parameter arrays in place. Calls release the GIL.")
       .def_prop_ro("name", [](const PyLearner& l) { return l.learner->name(); }, "'maml', 'fomaml', 'maml++', ...")
-      .def_prop_ro("meta_steps", [](const PyLearner& l) { return l.learner->meta_steps(); })
-      .def_prop_ro("default_adapt_steps", [](const PyLearner& l) { return l.learner->default_adapt_steps(); })
+      .def_prop_ro("meta_steps", [](const PyLearner& l) { return l.learner->meta_steps(); },
+                   "Meta-steps completed (restored by load()).")
+      .def_prop_ro("default_adapt_steps", [](const PyLearner& l) { return l.learner->default_adapt_steps(); },
+                   "The inner steps adapt() uses when steps < 0 (0 for metric learners).")
       .def("config", [](const PyLearner& l) { return l.learner->config_json(); }, "The options as JSON text.")
       .def("meta_parameters", [](PyLearner& l) { return numpy_dict(l.learner->meta_parameters()); },
            "Name -> NumPy view of everything the outer optimizer updates (the model's parameters first, then "
@@ -580,7 +588,8 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
                              "A meta-trained checkpoint (from `metatape train`, learner.save() or the C API) "
                              "loaded for adaptation and prediction, float32. Thread-safe after loading.")
       .def_static(
-          "load", [](const std::string& path) { return InferenceModel::load(path); }, nb::arg("path"))
+          "load", [](const std::string& path) { return InferenceModel::load(path); }, nb::arg("path"),
+          "Loads a checkpoint; raises naming the file and the problem.")
       .def_prop_ro("learner", &InferenceModel::learner_name)
       .def_prop_ro("model", &InferenceModel::model_description)
       .def_prop_ro("in_features", &InferenceModel::in_features)
@@ -594,7 +603,9 @@ void init_learners(nb::module_& m, nb::module_& nn_module, nb::module_& optim) {
           [](InferenceModel& im, const std::string& kind, std::int64_t classes) {
             im.set_task(parse_task_kind(kind), classes);
           },
-          nb::arg("kind"), nb::arg("num_classes") = 0)
+          nb::arg("kind"), nb::arg("num_classes") = 0,
+          "Sets the task kind ('regression', 'classification', 'portfolio'); refuses one that contradicts the "
+          "checkpoint's recorded kind.")
       .def(
           "adapt",
           [](const InferenceModel& im, nb::handle x, nb::handle y, int steps) {

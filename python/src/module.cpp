@@ -8,6 +8,7 @@ NB_MODULE(_metatape, m) {
   m.doc() = "metatape: tape-based autodiff with exact higher-order gradients and few-shot meta-learning.";
   // metatape::Error -> metatape.Error (a RuntimeError) carrying the C++ message.
   static nb::exception<metatape::Error> error(m, "Error", PyExc_RuntimeError);
+  error.attr("__doc__") = "An error from the C++ library; the message names the problem and the fix.";
   nb::module_ nn_module = m.def_submodule("nn", "Models: MLP.");
   nb::module_ optim = m.def_submodule("optim", "Optimizers: SGD, Adam, AdamW.");
   nb::module_ tasks_module = m.def_submodule("tasks", "Few-shot tasks: sinusoids, the market simulator, task families.");

@@ -161,7 +161,8 @@ void init_tasks(nb::module_& /*m*/, nb::module_& tm) {
           nb::arg("seed") = 0, nb::arg("support_rows") = 10, nb::arg("query_rows") = 10,
           nb::arg("amplitude") = std::pair<double, double>{0.1, 5.0},
           nb::arg("phase") = std::pair<double, double>{0.0, 3.141592653589793},
-          nb::arg("x_range") = std::pair<double, double>{-5.0, 5.0}, nb::arg("dtype") = nb::none())
+          nb::arg("x_range") = std::pair<double, double>{-5.0, 5.0}, nb::arg("dtype") = nb::none(),
+          "Tasks drawn from Generator(seed): support_rows and query_rows rows each, float32 unless dtype.")
       .def("sample", [](PySinusoid& s) { return tasks::sample_sinusoid(s.gen, s.options); }, "One task.")
       .def("sample_batch", [](PySinusoid& s, std::int64_t n) {
              return task_list(tasks::sample_sinusoid_batch(s.gen, n, s.options));
@@ -236,7 +237,10 @@ void init_tasks(nb::module_& /*m*/, nb::module_& tm) {
           nb::arg("support_size") = 20, nb::arg("query_size") = 20, nb::arg("horizons") = std::vector<std::int64_t>{4},
           nb::arg("embargo") = 0, nb::arg("stride") = 1, nb::arg("seed") = 1, nb::arg("split") = "train",
           nb::arg("train_end") = 0.6, nb::arg("validation_end") = 0.8,
-          nb::arg("holdout_symbols") = std::vector<std::string>{})
+          nb::arg("holdout_symbols") = std::vector<std::string>{},
+          "families: names from family_names(); horizons: label horizons in bars; embargo 0 = the horizon; "
+          "splits cut the axis at train_end and validation_end (fractions); holdout_symbols appear in the "
+          "test split only; sample_batch draws from Generator(seed) in `split` unless told otherwise.")
       .def(
           "sample_batch",
           [](PyDistribution& d, std::int64_t n, std::optional<std::string> split) {

@@ -94,7 +94,7 @@ std::vector<Tensor> grad_impl(nb::handle outputs, nb::handle inputs, nb::handle 
 
 void init_tensor(nb::module_& m) {
   nb::class_<Generator>(m, "Generator", "A deterministic random generator (same seed, same numbers).")
-      .def(nb::init<std::uint64_t>(), nb::arg("seed") = 0x5eed)
+      .def(nb::init<std::uint64_t>(), nb::arg("seed") = 0x5eed, "A generator seeded with seed.")
       .def("uniform", nb::overload_cast<>(&Generator::uniform), "A number in [0, 1).")
       .def("normal", &Generator::normal, "A standard normal number.")
       .def("split", &Generator::split, "An independent generator derived from this one (one draw).");
@@ -129,7 +129,7 @@ void init_tensor(nb::module_& m) {
            [](const Tensor& t) {
              if (t.rank() == 0) fail("len: a rank-0 tensor has no length");
              return t.dim(0);
-           })
+           }, "The size of the first dimension.")
       .def_prop_ro("requires_grad", &Tensor::requires_grad, "Whether gradients flow to this tensor.")
       .def(
           "requires_grad_", [](Tensor& t, bool v) { return t.requires_grad_(v); }, nb::arg("requires_grad") = true,
@@ -163,7 +163,8 @@ void init_tensor(nb::module_& m) {
             if (!copy.is_none() && nb::cast<bool>(copy)) a = a.attr("copy")();
             return a;
           },
-          nb::arg("dtype") = nb::none(), nb::arg("copy") = nb::none())
+          nb::arg("dtype") = nb::none(), nb::arg("copy") = nb::none(),
+          "numpy.asarray(tensor): the shared array (a converted copy when dtype or copy=True asks for one).")
       .def("tolist", [](const Tensor& t) { return nb::borrow<nb::any>(to_numpy(t).attr("tolist")()); },
            "The values as nested lists (a float for a rank-0 tensor).")
       .def(
@@ -190,7 +191,7 @@ void init_tensor(nb::module_& m) {
           nb::arg("target"), "A copy converted to a dtype ('float64', ...) or moved to a device ('cpu', 'cuda').")
       .def("assign_", [](Tensor& t, const Tensor& source) { t.assign(source); return t; }, nb::arg("source"),
            "Overwrites the values in place from a tensor of the same shape and dtype (not recorded).")
-      .def("__repr__", &Tensor::str)
+      .def("__repr__", &Tensor::str, "Shape, dtype and the values.")
       .def("__add__", [](const Tensor& a, nb::handle b) { return add(a, operand(b, a)); }, nb::is_operator())
       .def("__radd__", [](const Tensor& a, nb::handle b) { return add(operand(b, a), a); }, nb::is_operator())
       .def("__sub__", [](const Tensor& a, nb::handle b) { return sub(a, operand(b, a)); }, nb::is_operator())
@@ -213,11 +214,11 @@ void init_tensor(nb::module_& m) {
       .def("reshape", [](const Tensor& x, const std::vector<std::int64_t>& s) { return reshape(x, to_shape(s, "reshape")); },
            nb::arg("shape"), "The same values in a new shape (shares storage).")
       .def_prop_ro("T", [](const Tensor& x) { return transpose(x); }, "The last two dimensions swapped.")
-      .def("exp", [](const Tensor& x) { return exp(x); })
-      .def("log", [](const Tensor& x) { return log(x); })
-      .def("relu", [](const Tensor& x) { return relu(x); })
-      .def("tanh", [](const Tensor& x) { return tanh(x); })
-      .def("sigmoid", [](const Tensor& x) { return sigmoid(x); });
+      .def("exp", [](const Tensor& x) { return exp(x); }, "e^self (metatape.exp).")
+      .def("log", [](const Tensor& x) { return log(x); }, "The natural logarithm (metatape.log).")
+      .def("relu", [](const Tensor& x) { return relu(x); }, "max(self, 0) (metatape.relu).")
+      .def("tanh", [](const Tensor& x) { return tanh(x); }, "tanh(self) (metatape.tanh).")
+      .def("sigmoid", [](const Tensor& x) { return sigmoid(x); }, "1 / (1 + e^-self) (metatape.sigmoid).");
 
   // ---- construction ---------------------------------------------------------------------------------
   m.def(

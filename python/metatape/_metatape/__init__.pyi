@@ -16,12 +16,15 @@ from metatape._metatape import (
 
 
 class Error(RuntimeError):
-    pass
+    """
+    An error from the C++ library; the message names the problem and the fix.
+    """
 
 class Generator:
     """A deterministic random generator (same seed, same numbers)."""
 
-    def __init__(self, seed: int = 24301) -> None: ...
+    def __init__(self, seed: int = 24301) -> None:
+        """A generator seeded with seed."""
 
     def uniform(self) -> float:
         """A number in [0, 1)."""
@@ -68,7 +71,8 @@ class Tensor:
     def numel(self) -> int:
         """The number of elements."""
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The size of the first dimension."""
 
     @property
     def requires_grad(self) -> bool:
@@ -99,7 +103,10 @@ class Tensor:
     def numpy(self) -> NDArray:
         """A NumPy array sharing this tensor's memory (CPU tensors; no copy)."""
 
-    def __array__(self, dtype: object | None = None, copy: object | None = None) -> NDArray: ...
+    def __array__(self, dtype: object | None = None, copy: object | None = None) -> NDArray:
+        """
+        numpy.asarray(tensor): the shared array (a converted copy when dtype or copy=True asks for one).
+        """
 
     def tolist(self) -> Any:
         """The values as nested lists (a float for a rank-0 tensor)."""
@@ -126,7 +133,8 @@ class Tensor:
         A copy converted to a dtype ('float64', ...) or moved to a device ('cpu', 'cuda').
         """
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Shape, dtype and the values."""
 
     def __add__(self, arg: object, /) -> Tensor: ...
 
@@ -167,15 +175,20 @@ class Tensor:
     def T(self) -> Tensor:
         """The last two dimensions swapped."""
 
-    def exp(self) -> Tensor: ...
+    def exp(self) -> Tensor:
+        """e^self (metatape.exp)."""
 
-    def log(self) -> Tensor: ...
+    def log(self) -> Tensor:
+        """The natural logarithm (metatape.log)."""
 
-    def relu(self) -> Tensor: ...
+    def relu(self) -> Tensor:
+        """max(self, 0) (metatape.relu)."""
 
-    def tanh(self) -> Tensor: ...
+    def tanh(self) -> Tensor:
+        """tanh(self) (metatape.tanh)."""
 
-    def sigmoid(self) -> Tensor: ...
+    def sigmoid(self) -> Tensor:
+        """1 / (1 + e^-self) (metatape.sigmoid)."""
 
 def tensor(data: object, dtype: object | None = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (an array-like or a Tensor)."""
@@ -435,10 +448,12 @@ class Learner:
         """'maml', 'fomaml', 'maml++', ..."""
 
     @property
-    def meta_steps(self) -> int: ...
+    def meta_steps(self) -> int:
+        """Meta-steps completed (restored by load())."""
 
     @property
-    def default_adapt_steps(self) -> int: ...
+    def default_adapt_steps(self) -> int:
+        """The inner steps adapt() uses when steps < 0 (0 for metric learners)."""
 
     def config(self) -> str:
         """The options as JSON text."""
@@ -528,7 +543,8 @@ class InferenceModel:
     """
 
     @staticmethod
-    def load(path: str) -> InferenceModel: ...
+    def load(path: str) -> InferenceModel:
+        """Loads a checkpoint; raises naming the file and the problem."""
 
     @property
     def learner(self) -> str: ...
@@ -554,7 +570,10 @@ class InferenceModel:
     @property
     def step(self) -> int: ...
 
-    def set_task(self, kind: str, num_classes: int = 0) -> None: ...
+    def set_task(self, kind: str, num_classes: int = 0) -> None:
+        """
+        Sets the task kind ('regression', 'classification', 'portfolio'); refuses one that contradicts the checkpoint's recorded kind.
+        """
 
     def adapt(self, x: object, y: object, steps: int = -1) -> InferenceAdapted:
         """

@@ -12,7 +12,10 @@ class MLP:
     A multi-layer perceptron: sizes [in, hidden..., out], the activation after every layer but the last. Parameters 'layer<i>.weight' (out, in) and 'layer<i>.bias' (out).
     """
 
-    def __init__(self, sizes: Sequence[int], activation: str = 'relu', dtype: object | None = None, seed: int = 0, init: str = 'uniform_fan_in') -> None: ...
+    def __init__(self, sizes: Sequence[int], activation: str = 'relu', dtype: object | None = None, seed: int = 0, init: str = 'uniform_fan_in') -> None:
+        """
+        sizes: [in, hidden..., out]; activation: relu, tanh, sigmoid, gelu, leaky_relu, elu or none; dtype: 'float32' (default) or 'float64'; parameters drawn from Generator(seed) with `init` (uniform_fan_in is PyTorch's Linear default).
+        """
 
     def parameters(self) -> dict[str, NDArray]:
         """
@@ -39,13 +42,16 @@ class MLP:
     def __call__(self, x: object, params: object | None = None) -> metatape._metatape.Tensor: ...
 
     @property
-    def in_features(self) -> int: ...
+    def in_features(self) -> int:
+        """Input width."""
 
     @property
-    def out_features(self) -> int: ...
+    def out_features(self) -> int:
+        """Output width."""
 
     @property
-    def dtype(self) -> str: ...
+    def dtype(self) -> str:
+        """'float32' or 'float64'."""
 
     def describe(self) -> str:
         """e.g. 'mlp 1-40-40-1 relu f32'."""

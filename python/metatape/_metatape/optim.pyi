@@ -8,13 +8,16 @@ class Optimizer:
     """
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """'sgd', 'adam' or 'adamw'."""
 
     @property
-    def lr(self) -> float: ...
+    def lr(self) -> float:
+        """The learning rate of the next update."""
 
     @property
-    def steps_taken(self) -> int: ...
+    def steps_taken(self) -> int:
+        """Updates applied by step()."""
 
     def step(self, params: object, grads: object) -> bool:
         """

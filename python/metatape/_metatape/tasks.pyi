@@ -65,7 +65,10 @@ class Sinusoid:
     The MAML paper's sinusoid regression tasks: y = A sin(x - phi), A ~ U[amplitude), phi ~ U[phase), x ~ U[x_range).
     """
 
-    def __init__(self, seed: int = 0, support_rows: int = 10, query_rows: int = 10, amplitude: tuple[float, float] = (0.1, 5.0), phase: tuple[float, float] = (0.0, 3.141592653589793), x_range: tuple[float, float] = (-5.0, 5.0), dtype: object | None = None) -> None: ...
+    def __init__(self, seed: int = 0, support_rows: int = 10, query_rows: int = 10, amplitude: tuple[float, float] = (0.1, 5.0), phase: tuple[float, float] = (0.0, 3.141592653589793), x_range: tuple[float, float] = (-5.0, 5.0), dtype: object | None = None) -> None:
+        """
+        Tasks drawn from Generator(seed): support_rows and query_rows rows each, float32 unless dtype.
+        """
 
     def sample(self) -> Task:
         """One task."""
@@ -108,7 +111,10 @@ class TaskDistribution:
     Families x series groups x periods x horizons, split forward in time (train / validation / test).
     """
 
-    def __init__(self, market: Market, families: Sequence[str] = ['price_direction'], support_size: int = 20, query_size: int = 20, horizons: Sequence[int] = [4], embargo: int = 0, stride: int = 1, seed: int = 1, split: str = 'train', train_end: float = 0.6, validation_end: float = 0.8, holdout_symbols: Sequence[str] = []) -> None: ...
+    def __init__(self, market: Market, families: Sequence[str] = ['price_direction'], support_size: int = 20, query_size: int = 20, horizons: Sequence[int] = [4], embargo: int = 0, stride: int = 1, seed: int = 1, split: str = 'train', train_end: float = 0.6, validation_end: float = 0.8, holdout_symbols: Sequence[str] = []) -> None:
+        """
+        families: names from family_names(); horizons: label horizons in bars; embargo 0 = the horizon; splits cut the axis at train_end and validation_end (fractions); holdout_symbols appear in the test split only; sample_batch draws from Generator(seed) in `split` unless told otherwise.
+        """
 
     def sample_batch(self, n: int, split: str | None = None) -> list[Task]:
         """n tasks of the split (default: the distribution's)."""
