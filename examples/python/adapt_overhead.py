@@ -92,12 +92,13 @@ def jax_adapt(sizes: List[int], steps: int, sx: Any, sy: Any, qx: Any) -> Callab
             return -jnp.mean(jax.nn.log_softmax(out)[jnp.arange(out.shape[0]), y])
         return jnp.mean((out - y) ** 2)
 
-    @jax.jit
-    def adapt_predict(p: List[Any], x: Any, y: Any, q: Any) -> Any:
+    def adapt_then_predict(p: List[Any], x: Any, y: Any, q: Any) -> Any:
         for _ in range(steps):
             g = jax.grad(loss)(p, x, y)
             p = [pi - 0.01 * gi for pi, gi in zip(p, g)]
         return forward(p, q)
+
+    adapt_predict: Any = jax.jit(adapt_then_predict)
 
     return lambda: np.asarray(adapt_predict(params, sx, sy, qx))
 
