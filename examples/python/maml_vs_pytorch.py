@@ -72,6 +72,7 @@ def main() -> None:
     import torch  # after argparse, so --help works without torch
 
     torch.set_num_threads(1)
+    loss_fn: Callable[..., Any]
     if args.shape == "w1":
         model = mt.nn.MLP([50, 128, 128, 3], dtype="float64", seed=1)
         tasks = w1_tasks(2, 8)
