@@ -35,7 +35,11 @@ venv="$build/python-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
 # nanobind pinned: the checked-in stubs are its stubgen's output.
-"$py" -m pip install -q numpy pytest mypy nanobind==3.1.0 scikit-build-core
+"$py" -m pip install -q numpy pytest mypy nanobind==3.1.0 scikit-build-core || {
+  echo "python/check.sh: pip could not install numpy, pytest, mypy, nanobind and scikit-build-core (is the" \
+       "package index reachable? pip's message is above)" >&2
+  exit 1
+}
 if ! "$py" -c "import torch" 2>/dev/null; then
   timeout 300 "$py" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
     || echo "python/check.sh: torch (CPU) could not be installed; the DLPack and PyTorch-parity tests will be skipped"
