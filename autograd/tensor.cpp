@@ -15,7 +15,14 @@ namespace metatape {
 Storage::Storage(std::size_t bytes, Device device)
     : data_(kernels::allocate(bytes, device)), bytes_(bytes), device_(device) {}
 
-Storage::~Storage() { kernels::deallocate(data_, bytes_, device_); }
+Storage::Storage(void* data, std::size_t bytes, Device device, std::shared_ptr<void> owner)
+    : data_(data), bytes_(bytes), device_(device), owner_(std::move(owner)) {
+  if (!owner_) fail("tensor: wrapping external memory needs its owner (a non-null keep-alive handle)");
+}
+
+Storage::~Storage() {
+  if (!owner_) kernels::deallocate(data_, bytes_, device_);
+}
 
 TensorImpl& Tensor::checked() const {
   if (!impl_) fail("tensor: used an undefined (empty) Tensor handle; construct it first");

@@ -24,6 +24,9 @@ using kernels::Shape;
 class Storage {
  public:
   Storage(std::size_t bytes, Device device);
+  // Wraps `bytes` of memory owned elsewhere (no copy, e.g. a NumPy array or a DLPack tensor): it is
+  // never freed here; `owner` is held until the storage dies (its deleter releases the memory's owner).
+  Storage(void* data, std::size_t bytes, Device device, std::shared_ptr<void> owner);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -36,6 +39,7 @@ class Storage {
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_ = Device::cpu;
+  std::shared_ptr<void> owner_;  // set for wrapped external memory
 };
 
 struct Node;
