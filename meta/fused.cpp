@@ -47,15 +47,23 @@ kernels::FusedMetaGradientConfig config_for(const GradientAlgorithm& a, std::int
   return c;
 }
 
-// The checks both overloads share, once the rows per task are known.
+// The checks both overloads share, once the rows per task and the task's widths are known: the
+// input features and the outputs (classes, or regression targets) must fit the model, else the tape
+// path runs and reports the mismatch in the model's terms.
 bool supported_rows(const GradientAlgorithm& a, const nn::Mlp& mlp, tasks::TaskKind kind, std::int64_t n,
-                    std::int64_t m, DType dtype, Device device, std::string* why) {
+                    std::int64_t m, std::int64_t features, std::int64_t outputs, DType dtype, Device device,
+                    std::string* why) {
   auto no = [&](const std::string& reason) {
     if (why) *why = "fused meta-gradient: " + reason;
     return false;
   };
   if (!a.fused) return no("off (the fused option is false)");
   if (kind == tasks::TaskKind::portfolio) return no("portfolio tasks have no fused loss (the tape path runs them)");
+  if (features != mlp.in_features() || outputs != mlp.out_features()) {
+    return no("the tasks have " + std::to_string(features) + " features and " + std::to_string(outputs) +
+              " outputs, the model " + mlp.describe() + " takes " + std::to_string(mlp.in_features()) + " and gives " +
+              std::to_string(mlp.out_features()));
+  }
   if (a.head_first_layer >= mlp.layers()) return no("no layer adapts");
   if (device == Device::cuda && dtype != DType::f32) {
     return no("the CUDA kernel runs in f32, the model is " + std::string(kernels::dtype_name(dtype)));
@@ -138,14 +146,20 @@ bool fused_meta_gradient_supported(const GradientAlgorithm& a, const nn::Model& 
     if (why) *why = "fused meta-gradient: task inputs must be (rows, features), got " + describe(first.support_x);
     return false;
   }
-  return supported_rows(a, *mlp, first.kind, first.support_x.dim(0), first.query_x.dim(0), first.support_x.dtype(),
-                        first.support_x.device(), why);
+  const std::int64_t outputs = first.kind == tasks::TaskKind::classification ? first.num_classes
+                                : first.support_y.rank() == 2                ? first.support_y.dim(1)
+                                                                             : -1;
+  return supported_rows(a, *mlp, first.kind, first.support_x.dim(0), first.query_x.dim(0), first.support_x.dim(1),
+                        outputs, first.support_x.dtype(), first.support_x.device(), why);
 }
 
 bool fused_meta_gradient_supported(const GradientAlgorithm& a, const nn::Mlp& mlp, const StackedTasks& tasks,
                                    std::string* why) {
-  return supported_rows(a, mlp, tasks.kind, tasks.support_x.dim(1), tasks.query_x.dim(1), tasks.support_x.dtype(),
-                        tasks.support_x.device(), why);
+  const std::int64_t outputs = tasks.kind == tasks::TaskKind::classification ? tasks.num_classes
+                                : tasks.support_y.rank() == 3                ? tasks.support_y.dim(2)
+                                                                             : -1;
+  return supported_rows(a, mlp, tasks.kind, tasks.support_x.dim(1), tasks.query_x.dim(1), tasks.support_x.dim(2),
+                        outputs, tasks.support_x.dtype(), tasks.support_x.device(), why);
 }
 
 FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_steps, const nn::Mlp& mlp,

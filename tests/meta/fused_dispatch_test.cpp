@@ -241,6 +241,15 @@ TEST_CASE("fused_meta_gradient_supported names why it declines") {
   for (auto& t : portfolio) t.kind = tasks::TaskKind::portfolio;
   CHECK_FALSE(meta::fused_meta_gradient_supported(a, *model, portfolio, &why));
   CHECK(why.find("portfolio") != std::string::npos);
+  // Tasks whose widths do not fit the model: declined, so the tape reports it in the model's terms.
+  const tasks::TaskBatch wide = random_batch(gen, 2, true, 4, 4, 6, 7, DType::f64);
+  CHECK_FALSE(meta::fused_meta_gradient_supported(a, *model, wide, &why));
+  CHECK(why.find("4 features") != std::string::npos);
+  {
+    nn::OptimizerOptions sgd;
+    auto maml = meta::make_maml(model, model->init(gen), nn::make_sgd(sgd), {});
+    CHECK_THROWS_WITH_AS(maml->meta_gradient(wide, {false}), doctest::Contains("features"), std::exception);
+  }
   // A batch the fused path declines still gets its meta-gradient, from the tape.
   nn::OptimizerOptions oo;
   auto learner = meta::make_maml(model, model->init(gen), nn::make_sgd(oo), {});
