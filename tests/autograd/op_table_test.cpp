@@ -229,6 +229,73 @@ std::vector<OpCase> all_cases() {
   cases.push_back({"cosine_similarity", {in(Shape{4, 3}), in(Shape{5, 3})}, [](const std::vector<Tensor>& x) {
                      return cosine_similarity(x[0], x[1]);
                    }});
+  // Convolution and pooling (autograd/ops_conv.cpp): stride 1 and 2, padding 0 and 1, dilation 1 and
+  // 2, kernel 1 and 3, odd and non-square sizes, with and without bias. tanh on top so the second
+  // derivative has terms beyond conv's own x-w cross terms.
+  struct ConvCase {
+    Shape x;
+    std::int64_t out, k, stride, padding, dilation;
+    bool bias;
+  };
+  for (const ConvCase& c : std::vector<ConvCase>{{Shape{2, 2, 5, 5}, 3, 3, 1, 0, 1, true},
+                                                 {Shape{1, 2, 5, 4}, 2, 3, 2, 1, 1, true},
+                                                 {Shape{1, 2, 7, 5}, 2, 3, 1, 1, 2, false},
+                                                 {Shape{2, 3, 3, 5}, 2, 1, 2, 0, 1, true},
+                                                 {Shape{1, 1, 3, 3}, 2, 1, 1, 1, 1, true},
+                                                 {Shape{1, 1, 6, 5}, 2, 3, 2, 1, 2, true}}) {
+    const std::int64_t s = c.stride, p = c.padding, d = c.dilation;
+    std::vector<InputSpec> ins = {in(c.x), in(Shape{c.out, c.x[1], c.k, c.k})};
+    if (c.bias) ins.push_back(in(Shape{c.out}));
+    cases.push_back({"conv2d " + c.x.str() + " k" + std::to_string(c.k) + " s" + std::to_string(s) + " p" +
+                         std::to_string(p) + " d" + std::to_string(d) + (c.bias ? "" : " no bias"),
+                     ins, [s, p, d](const std::vector<Tensor>& x) {
+                       return tanh(conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), s, p, d));
+                     }});
+  }
+  for (const ConvCase& c : std::vector<ConvCase>{{Shape{2, 2, 7}, 3, 3, 1, 0, 1, true},
+                                                 {Shape{1, 3, 9}, 2, 3, 2, 1, 2, false},
+                                                 {Shape{2, 2, 5}, 2, 1, 2, 1, 1, true},
+                                                 {Shape{1, 2, 8}, 2, 3, 1, 1, 2, true}}) {
+    const std::int64_t s = c.stride, p = c.padding, d = c.dilation;
+    std::vector<InputSpec> ins = {in(c.x), in(Shape{c.out, c.x[1], c.k})};
+    if (c.bias) ins.push_back(in(Shape{c.out}));
+    cases.push_back({"conv1d " + c.x.str() + " k" + std::to_string(c.k) + " s" + std::to_string(s) + " p" +
+                         std::to_string(p) + " d" + std::to_string(d) + (c.bias ? "" : " no bias"),
+                     ins, [s, p, d](const std::vector<Tensor>& x) {
+                       return tanh(conv1d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), s, p, d));
+                     }});
+  }
+  struct PoolCase {
+    Shape x;
+    std::int64_t k, stride;
+  };
+  for (const PoolCase& c : std::vector<PoolCase>{{Shape{2, 2, 4, 4}, 2, 2},
+                                                 {Shape{1, 2, 5, 5}, 2, 2},
+                                                 {Shape{1, 2, 5, 4}, 3, 2},
+                                                 {Shape{1, 1, 4, 5}, 2, 1},
+                                                 {Shape{1, 2, 3, 3}, 1, 1}}) {
+    const std::int64_t k = c.k, st = c.stride;
+    const std::string suffix = " " + c.x.str() + " k" + std::to_string(k) + " s" + std::to_string(st);
+    cases.push_back({"max_pool2d" + suffix, {in(c.x, -2.0, 2.0)}, [k, st](const std::vector<Tensor>& x) {
+                       return square(max_pool2d(x[0], k, st));
+                     }});
+    cases.push_back({"avg_pool2d" + suffix, {in(c.x)}, [k, st](const std::vector<Tensor>& x) {
+                       return square(avg_pool2d(x[0], k, st));
+                     }});
+  }
+  for (const Shape& s : {Shape{2, 2, 3, 2}, Shape{3, 2, 2}, Shape{4}}) {
+    cases.push_back({"flatten " + s.str(), {in(s)}, [](const std::vector<Tensor>& x) {
+                       return square(flatten(x[0]));
+                     }});
+  }
+  // A Conv-4-like block end to end: conv -> tanh -> max_pool -> flatten -> linear.
+  cases.push_back({"conv block",
+                   {in(Shape{2, 1, 6, 6}), in(Shape{2, 1, 3, 3}), in(Shape{2}), in(Shape{3, 18})},
+                   [](const std::vector<Tensor>& x) {
+                     const Tensor h = max_pool2d(tanh(conv2d(x[0], x[1], x[2], 1, 1, 1)), 2);
+                     return linear(flatten(h), x[3], Tensor());
+                   }});
+
   Generator mask_gen(11);
   const Tensor mask =
       greater(Tensor::uniform(Shape{3, 4}, 0, 1, mask_gen, DType::f64), Tensor::scalar(0.5, DType::f64));
