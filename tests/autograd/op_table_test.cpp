@@ -229,6 +229,21 @@ std::vector<OpCase> all_cases() {
   cases.push_back({"cosine_similarity", {in(Shape{4, 3}), in(Shape{5, 3})}, [](const std::vector<Tensor>& x) {
                      return cosine_similarity(x[0], x[1]);
                    }});
+  Generator mask_gen(11);
+  const Tensor mask =
+      greater(Tensor::uniform(Shape{3, 4}, 0, 1, mask_gen, DType::f64), Tensor::scalar(0.5, DType::f64));
+  cases.push_back({"where", {in(Shape{3, 4}), in(Shape{4})}, [mask](const std::vector<Tensor>& x) {
+                     return square(where(mask, x[0], x[1]));
+                   }});
+  cases.push_back({"dropout", {in(Shape{4, 5})}, [](const std::vector<Tensor>& x) {
+                     Generator gen(3);  // same mask on every evaluation
+                     return square(dropout(x[0], 0.3, gen));
+                   }});
+  return cases;
+}
+
+std::vector<OpCase> conv_cases() {
+  std::vector<OpCase> cases;
   // Convolution and pooling (autograd/ops_conv.cpp): stride 1 and 2, padding 0 and 1, dilation 1 and
   // 2, kernel 1 and 3, odd and non-square sizes, with and without bias. tanh on top so the second
   // derivative has terms beyond conv's own x-w cross terms.
@@ -275,7 +290,9 @@ std::vector<OpCase> all_cases() {
                                                  {Shape{1, 1, 4, 5}, 2, 1},
                                                  {Shape{1, 2, 3, 3}, 1, 1}}) {
     const std::int64_t k = c.k, st = c.stride;
-    const std::string suffix = " " + c.x.str() + " k" + std::to_string(k) + " s" + std::to_string(st);
+    std::string suffix = c.x.str();
+    suffix.insert(0, 1, ' ');
+    suffix += " k" + std::to_string(k) + " s" + std::to_string(st);
     cases.push_back({"max_pool2d" + suffix, {in(c.x, -2.0, 2.0)}, [k, st](const std::vector<Tensor>& x) {
                        return square(max_pool2d(x[0], k, st));
                      }});
@@ -295,26 +312,13 @@ std::vector<OpCase> all_cases() {
                      const Tensor h = max_pool2d(tanh(conv2d(x[0], x[1], x[2], 1, 1, 1)), 2);
                      return linear(flatten(h), x[3], Tensor());
                    }});
-
-  Generator mask_gen(11);
-  const Tensor mask =
-      greater(Tensor::uniform(Shape{3, 4}, 0, 1, mask_gen, DType::f64), Tensor::scalar(0.5, DType::f64));
-  cases.push_back({"where", {in(Shape{3, 4}), in(Shape{4})}, [mask](const std::vector<Tensor>& x) {
-                     return square(where(mask, x[0], x[1]));
-                   }});
-  cases.push_back({"dropout", {in(Shape{4, 5})}, [](const std::vector<Tensor>& x) {
-                     Generator gen(3);  // same mask on every evaluation
-                     return square(dropout(x[0], 0.3, gen));
-                   }});
   return cases;
 }
 
-}  // namespace
-
-TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape table") {
+int check_cases(const std::vector<OpCase>& cases) {
   Generator gen(2024);
   int checked = 0;
-  for (const OpCase& c : all_cases()) {
+  for (const OpCase& c : cases) {
     CAPTURE(c.name);
     std::vector<Tensor> inputs;
     for (const InputSpec& spec : c.inputs) inputs.push_back(make_input(spec, gen));
@@ -324,8 +328,21 @@ TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape tab
     CHECK_MESSAGE(second.ok, c.name << ": " << second.message);
     ++checked;
   }
+  return checked;
+}
+
+}  // namespace
+
+TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape table") {
+  const int checked = check_cases(all_cases());
   MESSAGE("op table: " << checked << " cases checked at first and second order");
   CHECK(checked > 100);
+}
+
+TEST_CASE("every conv and pool op passes gradcheck and gradgradcheck in f64 over its shape table") {
+  const int checked = check_cases(conv_cases());
+  MESSAGE("conv op table: " << checked << " cases checked at first and second order");
+  CHECK(checked == 24);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 1 block
 }
 
 TEST_CASE("gradcheck catches a wrong derivative") {
