@@ -115,6 +115,10 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
          " (out, in, kernel...) expects " + num(w.dim(1)) +
          "; make the weight's second dimension the input's channel count (groups = 1 only)");
   }
+  if (c == 0 || o == 0) {
+    fail(std::string(op) + ": input " + x.shape().str() + " and weight " + w.shape().str() +
+         " need at least one input and one output channel");
+  }
   if (b.defined() && (b.rank() != 1 || b.dim(0) != o)) {
     fail(std::string(op) + ": bias must have shape (" + num(o) + ") to match the weight's " + num(o) +
          " output channels, got " + describe(b) + " (or pass an undefined Tensor() for no bias)");
@@ -123,7 +127,6 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   const bool one_d = std::string(op) == "conv1d";  // (N, C, 1, L): name the one axis it has
   const std::int64_t ho = out_len(op, "height", h, kh, sh, ph, dh);
   const std::int64_t wo = out_len(op, one_d ? "length" : "width", wd, kw, sw, pw, dw);
-  if (n == 0 || o == 0 || c == 0) return Tensor::zeros(Shape{n, o, ho, wo}, x.dtype(), x.device());
 
   Tensor padded = x;
   if (ph > 0) padded = pad_axis(padded, Shape{n, c, h + 2 * ph, wd}, 2, ph);
@@ -183,7 +186,6 @@ Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::in
 Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride) {
   const PoolGeometry g = check_pool("max_pool2d", x, kernel, stride);
   const Shape out{x.dim(0), x.dim(1), g.ho, g.wo};
-  if (out.numel() == 0) return Tensor::zeros(out, x.dtype(), x.device());
   const Tensor index = window_index(x.shape(), kernel, kernel, stride, stride, 1, 1, g.ho, g.wo, false, x.device());
   return reshape(max(gather_windows(x, index, kernel * kernel), 1), out);
 }
@@ -193,7 +195,6 @@ Tensor max_pool2d(const Tensor& x, std::int64_t kernel) { return max_pool2d(x, k
 Tensor avg_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride) {
   const PoolGeometry g = check_pool("avg_pool2d", x, kernel, stride);
   const Shape out{x.dim(0), x.dim(1), g.ho, g.wo};
-  if (out.numel() == 0) return Tensor::zeros(out, x.dtype(), x.device());
   const Tensor index = window_index(x.shape(), kernel, kernel, stride, stride, 1, 1, g.ho, g.wo, false, x.device());
   return reshape(mean(gather_windows(x, index, kernel * kernel), 1), out);
 }

@@ -102,6 +102,20 @@ TEST_CASE("max_pool2d and avg_pool2d match hand-computed windows; max sends the 
   check_values(avg_pool2d(x, 3, 1), {31 / 9.0, 28 / 9.0, 39 / 9.0, 32 / 9.0});
 }
 
+TEST_CASE("an empty batch goes through conv and pool, and its graph still reaches the weights") {
+  Tensor x = Tensor::zeros(Shape{0, 2, 5, 5}).requires_grad_();
+  Tensor w = Tensor::ones(Shape{3, 2, 3, 3}).requires_grad_();
+  Tensor b = Tensor::ones(Shape{3}).requires_grad_();
+  const Tensor y = conv2d(x, w, b, 1, 1, 1);
+  CHECK(y.shape() == Shape{0, 3, 5, 5});
+  const std::vector<Tensor> g = grad({sum(y)}, {x, w, b});
+  CHECK(g[1].shape() == Shape{3, 2, 3, 3});
+  CHECK(sum(abs(g[1])).item() == 0.0);
+  CHECK(max_pool2d(x, 2).shape() == Shape{0, 2, 2, 2});
+  CHECK(avg_pool2d(x, 3, 1).shape() == Shape{0, 2, 3, 3});
+  CHECK(conv1d(Tensor::zeros(Shape{0, 2, 4}), Tensor::zeros(Shape{1, 2, 3}), Tensor()).shape() == Shape{0, 1, 2});
+}
+
 TEST_CASE("flatten keeps the leading dimension") {
   CHECK(flatten(Tensor::zeros(Shape{2, 3, 4, 5})).shape() == Shape{2, 60});
   CHECK(flatten(Tensor::zeros(Shape{3, 2})).shape() == Shape{3, 2});
@@ -126,6 +140,10 @@ TEST_CASE("conv and pool reject bad shapes and arguments, naming the problem and
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), -1), doctest::Contains("stride must be positive, got -1"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 1, 0, 0), doctest::Contains("dilation must be positive"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 1, -1), doctest::Contains("padding must be >= 0"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(Tensor::zeros(Shape{1, 0, 5, 5}), Tensor::zeros(Shape{4, 0, 3, 3}), Tensor()),
+                       doctest::Contains("need at least one input and one output channel"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(x, Tensor::zeros(Shape{0, 3, 3, 3}), Tensor()),
+                       doctest::Contains("need at least one input and one output channel"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor::zeros(Shape{3})), doctest::Contains("bias must have shape (4)"), Error);
   CHECK_THROWS_WITH_AS(conv2d(Tensor::zeros(Shape{3, 5, 5}), w, Tensor()),
                        doctest::Contains("conv2d: input must be (N, C, H, W) of rank 4"), Error);
