@@ -13,20 +13,23 @@
 // (the scatter adjoint) and index_add's backward is index_select again, so:
 //  - backward: d/dx is index_add of (g W) -- the transposed convolution, i.e. conv2d's data gradient;
 //    d/dw is g^T cols -- the filter gradient (a correlation of g with x); d/db is g summed.
-//  - second derivative: the backward is bilinear in (g, x, w) through the same layout ops and gemms,
-//    so its derivative is again a data-gradient and a filter-gradient convolution (the double backward
-//    of a convolution is convolutions), recorded exactly. conv2d is linear in x and in w separately;
-//    the only second-order terms are the x-w cross terms. Pooling is piecewise linear: max's second
-//    derivative is zero almost everywhere (its mask is a constant), mean's is zero.
+//  - second derivative: each gradient is linear in g and in the other operand, through the same layout ops
+//    and gemms, so its derivative is again a data-gradient and a filter-gradient convolution (the double
+//    backward of a convolution is convolutions), recorded exactly. conv2d is linear in x and in w separately;
+//    the only second-order terms are the x-w cross terms. Pooling is piecewise linear: max's second derivative
+//    is zero almost everywhere (its mask is a constant), mean's is zero.
 //
-// Cost: the column matrix holds N * Ho * Wo * C * kh * kw elements (kh * kw times the input for stride
-// 1), and the i64 index as many again (both are kept for the backward). The existing row gather and
-// scatter move one element per row, so they, not the GEMM, dominate: for a Conv-4 middle layer, x
-// (25, 64, 14, 14) f32 with a (64, 64, 3, 3) filter and padding 1 (2.8 M column elements), forward
-// took 30-50 ms and the first-order backward 25-50 ms on this project's shared 2-core build machine,
-// of which the GEMM is about 5 ms. Sensible for tests, small images and the temporal encoder, ~5-10x
-// off a direct kernel; a dedicated im2col kernel and cuDNN on CUDA are the next slice of issue 16,
-// and this composition stays the exact reference they are tested against.
+// Cost: the column matrix holds N * Ho * Wo * C * kh * kw elements (kh * kw times the input for stride 1), and
+// the i64 index as many again (both are kept for the backward). The existing row gather and scatter move one
+// element per row, so they, not the GEMM, dominate: for a Conv-4 middle layer, x (25, 64, 14, 14) f32 with a
+// (64, 64, 3, 3) filter and padding 1 (2.8 M column elements), forward took 30-50 ms and the first-order
+// backward 25-50 ms on this project's shared 2-core build machine, of which the GEMM is about 5 ms (the rest is
+// the element-by-element gather/scatter and the index). Sensible for tests, small images and the temporal
+// encoder, slow for Conv-4 at scale; an im2col kernel and cuDNN on CUDA are the next slice of issue 16, and
+// this composition stays the exact reference they are tested against. The index is built on the host and copied
+// to the input's device on every call; on CUDA that copy (8 bytes per column element) is part of the price
+// until a kernel builds the columns in place. No CUDA run yet (no GPU was lent to this slice): the ops used are
+// the ones the CUDA backend already runs.
 //
 // Shapes are limited by the library's rank <= 4: conv2d's input is (N, C, H, W) with no extra task
 // dimension (fold tasks into N); conv1d's is (N, C, L). groups = 1 only.
@@ -54,8 +57,8 @@ std::int64_t out_len(const char* op, const char* axis, std::int64_t in, std::int
   const std::int64_t padded = in + 2 * padding;
   if (span > padded) {
     fail(std::string(op) + ": the kernel " + axis + " spans " + num(span) + " (kernel " + num(kernel) + ", dilation " +
-         num(dilation) + ") but the padded input " + axis + " is only " + num(padded) + " (" + num(in) + " + 2 * padding " +
-         num(padding) + "); use a smaller kernel or dilation, more padding, or a larger input");
+         num(dilation) + ") but the padded input " + axis + " is only " + num(padded) + " (" + num(in) +
+         " + 2 * padding " + num(padding) + "); use a smaller kernel or dilation, more padding, or a larger input");
   }
   return (padded - span) / stride + 1;
 }
@@ -64,9 +67,8 @@ std::int64_t out_len(const char* op, const char* axis, std::int64_t in, std::int
 // (n, [c,] oh, ow, [c,] i, j): with channels_inner the channel index comes right before the window
 // offsets (conv: one row of C*kh*kw per output position); otherwise it comes first (pool: one row of
 // kh*kw per channel and output position).
-Tensor window_index(const Shape& s, std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw,
-                    std::int64_t dh, std::int64_t dw, std::int64_t ho, std::int64_t wo, bool channels_inner,
-                    Device device) {
+Tensor window_index(const Shape& s, std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw, std::int64_t dh,
+                    std::int64_t dw, std::int64_t ho, std::int64_t wo, bool channels_inner, Device device) {
   const std::int64_t n_ = s[0], c_ = s[1], h_ = s[2], w_ = s[3];
   Tensor index = Tensor::empty(Shape{n_ * c_ * ho * wo * kh * kw}, DType::i64, Device::cpu);
   std::int64_t* out = index.data<std::int64_t>();
@@ -97,8 +99,8 @@ Tensor gather_windows(const Tensor& x, const Tensor& index, std::int64_t width) 
   return reshape(index_select(column, index), Shape{index.numel() / width, width});
 }
 
-Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t sh,
-                   std::int64_t sw, std::int64_t ph, std::int64_t pw, std::int64_t dh, std::int64_t dw) {
+Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t sh, std::int64_t sw,
+                   std::int64_t ph, std::int64_t pw, std::int64_t dh, std::int64_t dw) {
   detail::check_same_dtype(op, x, w);
   if (b.defined()) detail::check_same_dtype(op, x, b);
   if (x.device() != w.device() || (b.defined() && b.device() != x.device())) {
@@ -133,8 +135,8 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   if (pw > 0) padded = pad_axis(padded, Shape{n, c, h + 2 * ph, wd + 2 * pw}, 3, pw);
   const Tensor index = window_index(padded.shape(), kh, kw, sh, sw, dh, dw, ho, wo, true, x.device());
   const std::int64_t k = c * kh * kw;
-  const Tensor cols = gather_windows(padded, index, k);               // (N*Ho*Wo, C*kh*kw)
-  const Tensor y = linear(cols, reshape(w, Shape{o, k}), b);          // (N*Ho*Wo, O)
+  const Tensor cols = gather_windows(padded, index, k);                  // (N*Ho*Wo, C*kh*kw)
+  const Tensor y = linear(cols, reshape(w, Shape{o, k}), b);             // (N*Ho*Wo, O)
   const Tensor per_image = transpose(reshape(y, Shape{n, ho * wo, o}));  // (N, O, Ho*Wo)
   return reshape(per_image, Shape{n, o, ho, wo});
 }

@@ -133,8 +133,8 @@ TEST_CASE("conv and pool reject bad shapes and arguments, naming the problem and
                        doctest::Contains("kernel height spans 7 (kernel 7, dilation 1) but the padded input height is "
                                          "only 5 (5 + 2 * padding 0); use a smaller kernel"),
                        Error);
-  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 1, 0, 3), doctest::Contains("kernel height spans 7 (kernel 3, dilation 3)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 1, 0, 3),
+                       doctest::Contains("kernel height spans 7 (kernel 3, dilation 3)"), Error);
   CHECK_NOTHROW(conv2d(x, w, Tensor(), 1, 1, 3));  // 5 + 2 = 7 fits the dilated span exactly
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 0), doctest::Contains("conv2d: stride must be positive, got 0"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), -1), doctest::Contains("stride must be positive, got -1"), Error);
@@ -164,7 +164,7 @@ TEST_CASE("conv and pool reject bad shapes and arguments, naming the problem and
   CHECK_THROWS_WITH_AS(max_pool2d(x, 6), doctest::Contains("max_pool2d: the kernel height spans 6"), Error);
   CHECK_THROWS_WITH_AS(max_pool2d(x, 2, 0), doctest::Contains("max_pool2d: stride must be positive"), Error);
   CHECK_THROWS_WITH_AS(avg_pool2d(x, 0), doctest::Contains("avg_pool2d: kernel size must be positive"), Error);
-  CHECK_THROWS_WITH_AS(avg_pool2d(Tensor::zeros(Shape{5, 5}), 2), doctest::Contains("avg_pool2d: input must be (N, C, H, W)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(avg_pool2d(Tensor::zeros(Shape{5, 5}), 2),
+                       doctest::Contains("avg_pool2d: input must be (N, C, H, W)"), Error);
   CHECK_THROWS_WITH_AS(flatten(Tensor::scalar(1.0)), doctest::Contains("flatten: input must have rank 1..4"), Error);
 }
