@@ -301,9 +301,8 @@ std::vector<OpCase> conv_cases() {
                      }});
   }
   for (const Shape& s : {Shape{2, 2, 3, 2}, Shape{3, 2, 2}, Shape{4}}) {
-    cases.push_back({"flatten " + s.str(), {in(s)}, [](const std::vector<Tensor>& x) {
-                       return square(flatten(x[0]));
-                     }});
+    cases.push_back(
+        {"flatten " + s.str(), {in(s)}, [](const std::vector<Tensor>& x) { return square(flatten(x[0])); }});
   }
   // A Conv-4-like block end to end: conv -> tanh -> max_pool -> flatten -> linear.
   cases.push_back({"conv block",
