@@ -85,6 +85,29 @@ Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows);
 // The adjoint of slice: zeros of `full` shape with x placed at [start, start + x.dim(axis)).
 Tensor pad_axis(const Tensor& x, const Shape& full, int axis, std::int64_t start);
 
+// ---- convolution and pooling (autograd/ops_conv.cpp) ---------------------------------------------
+// Compositions of the ops above (pad_axis, an im2col index_select, linear, max, mean), so every
+// derivative order is exact and every backend runs them. Tensors have rank <= 4, so there is no
+// extra task dimension: conv2d and the pools take (N, C, H, W), conv1d (N, C, L); fold tasks into N.
+// groups = 1; stride, padding and dilation apply to every spatial axis alike; no ceil mode.
+// Output size per axis: (in + 2 * padding - dilation * (k - 1) - 1) / stride + 1.
+// x (N, C, H, W), weight (O, C, kh, kw), bias (O) or undefined -> (N, O, Ho, Wo). Cross-correlation,
+// as in PyTorch.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride = 1,
+              std::int64_t padding = 0, std::int64_t dilation = 1);
+// x (N, C, L), weight (O, C, k), bias (O) or undefined -> (N, O, Lo). A causal conv1d is
+// conv1d(pad_axis(x, (N, C, L + dilation * (k - 1)), 2, dilation * (k - 1)), w, b, 1, 0, dilation).
+Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride = 1,
+              std::int64_t padding = 0, std::int64_t dilation = 1);
+// Square kernel x kernel windows, no padding; stride defaults to the kernel. max_pool2d sends the
+// gradient to each window's first maximum.
+Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);
+Tensor max_pool2d(const Tensor& x, std::int64_t kernel);
+Tensor avg_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);
+Tensor avg_pool2d(const Tensor& x, std::int64_t kernel);
+// (d0, d1, ...) -> (d0, d1 * d2 * ...): keeps the leading (batch) dimension; shares storage.
+Tensor flatten(const Tensor& x);
+
 // ---- softmax and losses (the class axis is the last one) ------------------------------------------
 Tensor softmax(const Tensor& x);
 Tensor log_softmax(const Tensor& x);

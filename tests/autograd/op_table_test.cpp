@@ -242,12 +242,82 @@ std::vector<OpCase> all_cases() {
   return cases;
 }
 
-}  // namespace
+std::vector<OpCase> conv_cases() {
+  std::vector<OpCase> cases;
+  // Convolution and pooling (autograd/ops_conv.cpp): stride 1 and 2, padding 0 and 1, dilation 1 and
+  // 2, kernel 1 and 3, odd and non-square sizes, with and without bias. tanh on top so the second
+  // derivative has terms beyond conv's own x-w cross terms.
+  struct ConvCase {
+    Shape x;
+    std::int64_t out, k, stride, padding, dilation;
+    bool bias;
+  };
+  for (const ConvCase& c : std::vector<ConvCase>{{Shape{2, 2, 5, 5}, 3, 3, 1, 0, 1, true},
+                                                 {Shape{1, 2, 5, 4}, 2, 3, 2, 1, 1, true},
+                                                 {Shape{1, 2, 7, 5}, 2, 3, 1, 1, 2, false},
+                                                 {Shape{2, 3, 3, 5}, 2, 1, 2, 0, 1, true},
+                                                 {Shape{1, 1, 3, 3}, 2, 1, 1, 1, 1, true},
+                                                 {Shape{1, 1, 6, 5}, 2, 3, 2, 1, 2, true}}) {
+    const std::int64_t s = c.stride, p = c.padding, d = c.dilation;
+    std::vector<InputSpec> ins = {in(c.x), in(Shape{c.out, c.x[1], c.k, c.k})};
+    if (c.bias) ins.push_back(in(Shape{c.out}));
+    cases.push_back({"conv2d " + c.x.str() + " k" + std::to_string(c.k) + " s" + std::to_string(s) + " p" +
+                         std::to_string(p) + " d" + std::to_string(d) + (c.bias ? "" : " no bias"),
+                     ins, [s, p, d](const std::vector<Tensor>& x) {
+                       return tanh(conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), s, p, d));
+                     }});
+  }
+  for (const ConvCase& c : std::vector<ConvCase>{{Shape{2, 2, 7}, 3, 3, 1, 0, 1, true},
+                                                 {Shape{1, 3, 9}, 2, 3, 2, 1, 2, false},
+                                                 {Shape{2, 2, 5}, 2, 1, 2, 1, 1, true},
+                                                 {Shape{1, 2, 8}, 2, 3, 1, 1, 2, true}}) {
+    const std::int64_t s = c.stride, p = c.padding, d = c.dilation;
+    std::vector<InputSpec> ins = {in(c.x), in(Shape{c.out, c.x[1], c.k})};
+    if (c.bias) ins.push_back(in(Shape{c.out}));
+    cases.push_back({"conv1d " + c.x.str() + " k" + std::to_string(c.k) + " s" + std::to_string(s) + " p" +
+                         std::to_string(p) + " d" + std::to_string(d) + (c.bias ? "" : " no bias"),
+                     ins, [s, p, d](const std::vector<Tensor>& x) {
+                       return tanh(conv1d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), s, p, d));
+                     }});
+  }
+  struct PoolCase {
+    Shape x;
+    std::int64_t k, stride;
+  };
+  for (const PoolCase& c : std::vector<PoolCase>{{Shape{2, 2, 4, 4}, 2, 2},
+                                                 {Shape{1, 2, 5, 5}, 2, 2},
+                                                 {Shape{1, 2, 5, 4}, 3, 2},
+                                                 {Shape{1, 1, 4, 5}, 2, 1},
+                                                 {Shape{1, 2, 3, 3}, 1, 1}}) {
+    const std::int64_t k = c.k, st = c.stride;
+    std::string suffix = c.x.str();
+    suffix.insert(0, 1, ' ');
+    suffix += " k" + std::to_string(k) + " s" + std::to_string(st);
+    cases.push_back({"max_pool2d" + suffix, {in(c.x, -2.0, 2.0)}, [k, st](const std::vector<Tensor>& x) {
+                       return square(max_pool2d(x[0], k, st));
+                     }});
+    cases.push_back({"avg_pool2d" + suffix, {in(c.x)}, [k, st](const std::vector<Tensor>& x) {
+                       return square(avg_pool2d(x[0], k, st));
+                     }});
+  }
+  for (const Shape& s : {Shape{2, 2, 3, 2}, Shape{3, 2, 2}, Shape{4}}) {
+    cases.push_back(
+        {"flatten " + s.str(), {in(s)}, [](const std::vector<Tensor>& x) { return square(flatten(x[0])); }});
+  }
+  // A Conv-4-like block end to end: conv -> tanh -> max_pool -> flatten -> linear.
+  cases.push_back({"conv block",
+                   {in(Shape{2, 1, 6, 6}), in(Shape{2, 1, 3, 3}), in(Shape{2}), in(Shape{3, 18})},
+                   [](const std::vector<Tensor>& x) {
+                     const Tensor h = max_pool2d(tanh(conv2d(x[0], x[1], x[2], 1, 1, 1)), 2);
+                     return linear(flatten(h), x[3], Tensor());
+                   }});
+  return cases;
+}
 
-TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape table") {
+int check_cases(const std::vector<OpCase>& cases) {
   Generator gen(2024);
   int checked = 0;
-  for (const OpCase& c : all_cases()) {
+  for (const OpCase& c : cases) {
     CAPTURE(c.name);
     std::vector<Tensor> inputs;
     for (const InputSpec& spec : c.inputs) inputs.push_back(make_input(spec, gen));
@@ -257,8 +327,21 @@ TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape tab
     CHECK_MESSAGE(second.ok, c.name << ": " << second.message);
     ++checked;
   }
+  return checked;
+}
+
+}  // namespace
+
+TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape table") {
+  const int checked = check_cases(all_cases());
   MESSAGE("op table: " << checked << " cases checked at first and second order");
   CHECK(checked > 100);
+}
+
+TEST_CASE("every conv and pool op passes gradcheck and gradgradcheck in f64 over its shape table") {
+  const int checked = check_cases(conv_cases());
+  MESSAGE("conv op table: " << checked << " cases checked at first and second order");
+  CHECK(checked == 24);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 1 block
 }
 
 TEST_CASE("gradcheck catches a wrong derivative") {
