@@ -144,7 +144,13 @@ void activate(FusedActivation a, Matrix<T>& z) {
       return;
     case FusedActivation::none:
       return;
+    case FusedActivation::leaky_relu:
+    case FusedActivation::elu:
+    case FusedActivation::sigmoid:
+    case FusedActivation::gelu:
+      break;  // refused by check_config before any task runs
   }
+  fail("fused_adapt: runs relu, tanh or no activation");
 }
 
 // d = d (.) f'(h), the derivative expressed through the activation's output h.
@@ -159,7 +165,13 @@ void times_activation_grad(FusedActivation a, const Matrix<T>& h, Matrix<T>& d) 
       return;
     case FusedActivation::none:
       return;
+    case FusedActivation::leaky_relu:
+    case FusedActivation::elu:
+    case FusedActivation::sigmoid:
+    case FusedActivation::gelu:
+      break;  // refused by check_config before any task runs
   }
+  fail("fused_adapt: runs relu, tanh or no activation");
 }
 
 // One task's MLP on flat parameters `p`: acts[l] (rows, sizes[l]) for l = 0..L (acts[L] = output).
