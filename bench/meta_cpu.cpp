@@ -31,6 +31,7 @@
 #include "bench/flop_count.h"
 #include "kernels/allocator.h"
 #include "kernels/fused_meta_gradient.h"
+#include "meta/algorithm.h"
 #include "meta/learners.h"
 #include "nn/optimizer.h"
 #include "tasks/gaussian_classes.h"
@@ -187,7 +188,10 @@ int memory_curve() {
     c.sizes = {50, 128, 128, 3};
     c.steps = steps;
     const double plain = static_cast<double>(kernels::fused_meta_gradient_workspace(c, 15, 45, Device::cpu));
-    c.checkpoint_every = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(steps)))));
+    meta::GradientAlgorithm recompute;
+    recompute.inner_steps = steps;
+    recompute.recompute_inner = true;
+    c.checkpoint_every = recompute.checkpoint_every();
     const double checkpointed = static_cast<double>(kernels::fused_meta_gradient_workspace(c, 15, 45, Device::cpu));
     const StepMemory a = measure_step("maml", steps, false, true), b = measure_step("maml", steps, true, true);
     std::printf("%11d  %9.2f  %19.2f  %8.2f  %17.2f   (RSS: %.2f %.2f)\n", steps, plain * 4 / (1 << 20),

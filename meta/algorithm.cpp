@@ -2,6 +2,7 @@
 #include "meta/algorithm.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "autograd/ops.h"
 
@@ -45,6 +46,11 @@ int GradientAlgorithm::rates_per_tensor() const {
       return 1;
   }
   return 0;
+}
+
+int GradientAlgorithm::checkpoint_every() const {
+  if (!recompute_inner) return 1;
+  return std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(inner_steps)))));
 }
 
 GradientAlgorithm maml_algorithm(const MamlOptions& o) {

@@ -50,6 +50,9 @@ struct GradientAlgorithm {
   std::size_t rate_index(std::size_t k, int s) const;
   // Learned rate tensors per adapted tensor: inner_steps (per_layer_step), 1 (per_parameter), 0.
   int rates_per_tensor() const;
+  // recompute_inner's spacing of kept parameter copies: ceil(sqrt(inner_steps)); 1 without it
+  // (every step kept). The tape's recompute path and the fused kernel's checkpointing both use it.
+  int checkpoint_every() const;
 };
 
 GradientAlgorithm maml_algorithm(const MamlOptions& options);  // "fomaml" / "maml++" / "maml" by options

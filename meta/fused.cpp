@@ -41,8 +41,7 @@ kernels::FusedMetaGradientConfig config_for(const GradientAlgorithm& a, std::int
   }
   c.lr = a.inner_lr;
   c.query_weights = a.query_weights(meta_steps);
-  c.checkpoint_every =
-      a.recompute_inner ? std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(a.inner_steps))))) : 1;
+  c.checkpoint_every = a.checkpoint_every();
   c.input_grads = a.head_first_layer > 0;
   return c;
 }

@@ -205,7 +205,7 @@ class GradientLearner final : public Learner {
   // step's graph. Cost: about two more graph-free inner steps per step than the taped path.
   TaskGradient task_gradient_recomputed(const tasks::Task& task, bool second, const std::vector<double>& weights) {
     const int steps = config_.inner_steps;
-    const int every = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(steps)))));
+    const int every = config_.checkpoint_every();  // recompute_inner is on here
     const std::size_t n = adapted_.size();
     const bool has_body = config_.head_first_layer > 0;
     const nn::ParameterList values = meta_.detached();
