@@ -350,14 +350,14 @@ void run(const OmniglotConfig& c) {
       b.evaluate(after, score, fits);
       char note[200];
       std::snprintf(note, sizeof note, "%s: %lld meta-steps in %.0f s (%.2f s each)",
-                    metric ? ("trained " + std::to_string(n) + "-way").c_str() : (std::to_string(n) + "-way head").c_str(),
+                    metric ? ("trained on " + std::to_string(n) + "-way episodes").c_str() : (std::to_string(n) + "-way head").c_str(),
                     static_cast<long long>(iterations), seconds, iterations ? seconds / static_cast<double>(iterations) : 0.0);
       after.note += (after.note.empty() ? "" : "; ") + std::string(note);
       training[label] = {{"model", net->describe()}, {"iterations", iterations}, {"seconds", seconds},
                          {"inner_steps", steps_for(c, n)}, {"inner_lr", lr_for(c, n)}, {"eval_steps", steps},
                          {"train_ways", n}, {"train_shots", c.train_shots}, {"train_queries", c.train_queries},
                          {"meta_batch", c.meta_batch}};
-      std::printf("  %-22s trained, %s\n", label.c_str(), note);
+      std::printf("  %-22s %s\n", label.c_str(), note);
       std::fflush(stdout);
     }
     rows.push_back(std::move(before));

@@ -10,6 +10,10 @@
 #include <cstdlib>
 
 #include "kernels/allocator.h"
+#include "kernels/kernels.h"
+#ifdef METATAPE_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 #include "meta/learners.h"
 #include "nn/conv4.h"
 #include "nn/optimizer.h"
@@ -20,28 +24,35 @@ namespace {
 
 constexpr std::int64_t ways = 5, shots = 1, queries = 15, side = 28;
 
-tasks::Task noise_task(Generator& gen) {
+tasks::Task noise_task(Generator& gen, Device device) {
   tasks::Task t;
   t.kind = tasks::TaskKind::classification;
   t.num_classes = ways;
-  t.support_x = Tensor::uniform(Shape{ways * shots, side * side}, 0.0, 1.0, gen);
-  t.query_x = Tensor::uniform(Shape{ways * queries, side * side}, 0.0, 1.0, gen);
+  t.support_x = Tensor::uniform(Shape{ways * shots, side * side}, 0.0, 1.0, gen).to(device);
+  t.query_x = Tensor::uniform(Shape{ways * queries, side * side}, 0.0, 1.0, gen).to(device);
   std::vector<std::int64_t> sy, qy;
   for (std::int64_t c = 0; c < ways; ++c) {
     for (std::int64_t k = 0; k < shots; ++k) sy.push_back(c);
     for (std::int64_t k = 0; k < queries; ++k) qy.push_back(c);
   }
-  t.support_y = Tensor::indices(sy);
-  t.query_y = Tensor::indices(qy);
+  t.support_y = Tensor::indices(sy).to(device);
+  t.query_y = Tensor::indices(qy).to(device);
   return t;
 }
 
-void BM_W3_meta_step(benchmark::State& state, const std::string& kind) {
+// Device: the CPU, or CUDA (convolutions on cuDNN; the step ends with a device synchronisation so the
+// time is the GPU's). A CUDA row without a device is skipped with a message.
+void BM_W3_meta_step(benchmark::State& state, const std::string& kind, Device device) {
+  if (device == Device::cuda && !kernels::cuda_available()) {
+    state.SkipWithError("no CUDA device (or a build without the CUDA backend)");
+    return;
+  }
   // As `metatape omniglot` does: a Conv-4 step's working set is above the default pool cache.
   if (std::getenv("METATAPE_HOST_POOL_BYTES") == nullptr) kernels::set_host_pool_limit(std::size_t{2} << 30);
   const bool metric = kind == "protonet";
   nn::Conv4Spec spec;  // 64 filters, max pool, batch norm, 28x28
   spec.out_features = metric ? 0 : ways;
+  spec.device = device;
   auto model = std::make_shared<const nn::Conv4>(spec);
   Generator gen(1);
   meta::LearnerOptions o;
@@ -51,16 +62,24 @@ void BM_W3_meta_step(benchmark::State& state, const std::string& kind) {
   adam.lr = 1e-3;
   auto learner = meta::make_learner(kind, model, model->init(gen), nn::make_adam(adam), o);
   tasks::TaskBatch batch;
-  for (int i = 0; i < state.range(0); ++i) batch.push_back(noise_task(gen));
-  for (auto _ : state) learner->meta_train_step(batch, {false});
+  for (int i = 0; i < state.range(0); ++i) batch.push_back(noise_task(gen, device));
+  for (auto _ : state) {
+    learner->meta_train_step(batch, {false});
+#ifdef METATAPE_WITH_CUDA
+    if (device == Device::cuda) kernels::cuda::synchronize();
+#endif
+  }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(state.range(0) * ways * (shots + queries)),
                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_W3_meta_step, maml, std::string("maml"))->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_W3_meta_step, fomaml, std::string("fomaml"))->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_W3_meta_step, protonet, std::string("protonet"))->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, maml, std::string("maml"), Device::cpu)->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, fomaml, std::string("fomaml"), Device::cpu)->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, protonet, std::string("protonet"), Device::cpu)->Arg(4)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, maml_cuda, std::string("maml"), Device::cuda)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, fomaml_cuda, std::string("fomaml"), Device::cuda)->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_W3_meta_step, protonet_cuda, std::string("protonet"), Device::cuda)->Arg(32)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -127,6 +127,16 @@ if [ -x "$BUILD_DIR/bench/bench_meta_step_gpu" ]; then
   run_step compare 200 env QUICK=1 OUT_DIR="$LOG_DIR/compare" bash "$ROOT/bench/compare/run_compare.sh" "$BUILD_DIR"
 fi
 
+# W3 (Conv-4 on cuDNN) meta-steps on this card, and PyTorch's on the same card when it is installed.
+run_step build_w3 240 cmake --build "$BUILD_DIR" -j "$JOBS" --target bench_conv4_meta_step
+if [ -x "$BUILD_DIR/bench/bench_conv4_meta_step" ]; then
+  run_step w3_cuda 150 "$BUILD_DIR/bench/bench_conv4_meta_step" --benchmark_filter='_cuda' \
+    --benchmark_min_time="${MIN_TIME:-0.05}"
+  if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    run_step w3_torch_cuda 150 python3 "$ROOT/bench/compare/w3_torch.py" --kind maml --meta-batch 32 --device cuda
+  fi
+fi
+
 # The rest of the project, then every other suite registered with CTest (the CUDA one ran above).
 # Last, so that the GPU steps come first when time is short.
 run_step build_all 180 cmake --build "$BUILD_DIR" -j "$JOBS"
@@ -171,6 +181,12 @@ PY
   elif [ -f "$LOG_DIR/bench_cuda.log" ]; then
     echo
     grep -E '^(launch|gemm|cross|linear|W1|W2)' "$LOG_DIR/bench_cuda.log" || true
+  fi
+  if [ -f "$LOG_DIR/w3_cuda.log" ]; then
+    echo
+    echo "### W3 (Conv-4) meta-step on this card"
+    grep -E '^BM_W3' "$LOG_DIR/w3_cuda.log" || true
+    [ -f "$LOG_DIR/w3_torch_cuda.log" ] && grep -E '^w3 torch' "$LOG_DIR/w3_torch_cuda.log" || true
   fi
   if [ -f "$LOG_DIR/compare.log" ]; then
     echo

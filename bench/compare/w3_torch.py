@@ -4,7 +4,7 @@ of MAML (second order), FOMAML or ProtoNets through Conv-4 (64 filters, batch no
 ReLU, 2x2 max pool; 28x28), 5-way 1-shot, 15 queries per class, 1 inner SGD step of lr 0.4, outer Adam
 lr 1e-3, eager PyTorch looping over the tasks of the meta-batch (the usual MAML implementation).
 
-usage: w3_torch.py --kind maml|fomaml|protonet --meta-batch 4 [--steps 10 --warmup 3] [--threads 1]
+usage: w3_torch.py --kind maml|fomaml|protonet --meta-batch 4 [--steps 10 --warmup 3] [--threads 1] [--device cuda]
 Prints one line: "w3 torch <kind> mb <n>: median <ms> ms over <steps> steps".
 """
 import argparse
@@ -17,19 +17,19 @@ import torch.nn.functional as F
 WAYS, SHOTS, QUERIES, SIDE, CH = 5, 1, 15, 28, 64
 
 
-def init_params(gen, head):
+def init_params(gen, head, device):
     p, cin = {}, 1
     for b in range(4):
         bound = 1.0 / (cin * 9) ** 0.5
-        p[f"b{b}.w"] = ((torch.rand(CH, cin, 3, 3, generator=gen) * 2 - 1) * bound).requires_grad_()
-        p[f"b{b}.b"] = ((torch.rand(CH, generator=gen) * 2 - 1) * bound).requires_grad_()
-        p[f"b{b}.g"] = torch.ones(CH).requires_grad_()
-        p[f"b{b}.beta"] = torch.zeros(CH).requires_grad_()
+        p[f"b{b}.w"] = ((torch.rand(CH, cin, 3, 3, generator=gen) * 2 - 1) * bound)
+        p[f"b{b}.b"] = ((torch.rand(CH, generator=gen) * 2 - 1) * bound)
+        p[f"b{b}.g"] = torch.ones(CH)
+        p[f"b{b}.beta"] = torch.zeros(CH)
         cin = CH
     if head:
-        p["head.w"] = ((torch.rand(WAYS, CH, generator=gen) * 2 - 1) / CH ** 0.5).requires_grad_()
-        p["head.b"] = ((torch.rand(WAYS, generator=gen) * 2 - 1) / CH ** 0.5).requires_grad_()
-    return p
+        p["head.w"] = ((torch.rand(WAYS, CH, generator=gen) * 2 - 1) / CH ** 0.5)
+        p["head.b"] = ((torch.rand(WAYS, generator=gen) * 2 - 1) / CH ** 0.5)
+    return {k: v.to(device).requires_grad_() for k, v in p.items()}
 
 
 def forward(p, x):
@@ -42,10 +42,11 @@ def forward(p, x):
     return h @ p["head.w"].T + p["head.b"] if "head.w" in p else h
 
 
-def task(gen):
+def task(gen, device):
     sy = torch.arange(WAYS).repeat_interleave(SHOTS)
     qy = torch.arange(WAYS).repeat_interleave(QUERIES)
-    return torch.rand(len(sy), SIDE * SIDE, generator=gen), sy, torch.rand(len(qy), SIDE * SIDE, generator=gen), qy
+    t = torch.rand(len(sy), SIDE * SIDE, generator=gen), sy, torch.rand(len(qy), SIDE * SIDE, generator=gen), qy
+    return tuple(v.to(device) for v in t)
 
 
 def meta_step(kind, params, opt, batch):
@@ -78,20 +79,25 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (process CPU time) or cuda (wall time after a synchronise)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     gen = torch.Generator().manual_seed(1)
-    params = init_params(gen, a.kind != "protonet")
+    cuda = a.device == "cuda"
+    params = init_params(gen, a.kind != "protonet", a.device)
     opt = torch.optim.Adam(params.values(), lr=1e-3)
-    batch = [task(gen) for _ in range(a.meta_batch)]
+    batch = [task(gen, a.device) for _ in range(a.meta_batch)]
+    clock = time.perf_counter if cuda else time.process_time
     times = []
     for i in range(a.warmup + a.steps):
-        t0 = time.process_time()
+        t0 = clock()
         meta_step(a.kind, params, opt, batch)
+        if cuda:
+            torch.cuda.synchronize()
         if i >= a.warmup:
-            times.append(time.process_time() - t0)
+            times.append(clock() - t0)
     print(f"w3 torch {a.kind} mb {a.meta_batch}: median {1000 * statistics.median(times):.1f} ms over {a.steps} steps "
-          f"(torch {torch.__version__}, {a.threads} thread)")
+          f"(torch {torch.__version__}, {a.device}{'' if cuda else f', {a.threads} thread'})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Dense>
 
+#include "kernels/cpu/eigen_maps.h"
 #include "kernels/error.h"
 #include "kernels/fused_adapt.h"
 
@@ -124,14 +125,6 @@ Dims check_views(const FusedAdaptConfig& c, const View& init, const View& rates,
   return d;
 }
 
-template <class T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MapC = Eigen::Map<const Matrix<T>>;
-template <class T>
-using Map = Eigen::Map<Matrix<T>>;
-template <class T>
-using RowC = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 
 template <class T>
 void activate(FusedActivation a, Matrix<T>& z) {

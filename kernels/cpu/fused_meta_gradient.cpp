@@ -36,6 +36,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Dense>
 
+#include "kernels/cpu/eigen_maps.h"
 #include "kernels/error.h"
 #include "kernels/fused_activation.h"
 #include "kernels/fused_meta_gradient.h"
@@ -318,16 +319,6 @@ Plan plan(const FusedMetaGradientConfig& c, std::int64_t n, std::int64_t m) {
 
 // ---- the CPU reference -------------------------------------------------------------------------
 
-template <class T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MapC = Eigen::Map<const Matrix<T>>;
-template <class T>
-using Map = Eigen::Map<Matrix<T>>;
-template <class T>
-using RowC = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
-template <class T>
-using Row = Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 template <class T>
 using Vec = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
 template <class T>

@@ -2,17 +2,12 @@
 #include <Eigen/Core>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/eigen_maps.h"
 #include "kernels/cpu/float_dispatch.h"
 
 namespace metatape::kernels::cpu {
 namespace {
 
-template <class T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMatrix<T>>;
-template <class T>
-using MutMap = Eigen::Map<RowMatrix<T>>;
 
 std::int64_t batch_of(const View& v) { return v.shape.rank == 3 ? v.shape[0] : 1; }
 std::int64_t rows_of(const View& v) { return v.shape[v.shape.rank - 2]; }
@@ -28,9 +23,9 @@ void gemm(const View& a, bool trans_a, const View& b, bool trans_b, const View& 
     const std::int64_t b_step = batch_of(b) == 1 ? 0 : rows_of(b) * cols_of(b);
     const std::int64_t c_step = rows_of(c) * cols_of(c);
     for (std::int64_t t = 0; t < batch; ++t) {
-      ConstMap<T> ma(a.as<T>() + t * a_step, rows_of(a), cols_of(a));
-      ConstMap<T> mb(b.as<T>() + t * b_step, rows_of(b), cols_of(b));
-      MutMap<T> mc(c.as<T>() + t * c_step, rows_of(c), cols_of(c));
+      MapC<T> ma(a.as<T>() + t * a_step, rows_of(a), cols_of(a));
+      MapC<T> mb(b.as<T>() + t * b_step, rows_of(b), cols_of(b));
+      Map<T> mc(c.as<T>() + t * c_step, rows_of(c), cols_of(c));
       const T al = static_cast<T>(alpha);
       if (beta == 0.0) {
         // Assigned, not scaled and added to: c's old contents are never read. (Eigen's GEMM kernel
