@@ -1,16 +1,19 @@
-// PyTorch parity through a Conv-4 backbone: one meta-step's meta-gradient of MAML (second order, 2
+// Learners on a Conv-4 backbone. PyTorch parity: one meta-step's meta-gradient of MAML (second order, 2
 // inner steps, both downsampling variants), FOMAML, ANIL and ProtoNets against
 // scripts/make_conv4_fixture.py (torch.nn.functional + torch.autograd). f64, tolerance 1e-9 relative
 // to the case's largest gradient entry (the check of tests/meta/pytorch_fixture.h). Where torch is
-// importable the fixture is also regenerated and compared live.
+// importable the fixture is also regenerated and compared live. And every registered learner steps,
+// adapts and predicts on both Conv-4 variants.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "meta/learners.h"
+#include "meta/registry.h"
 #include "nn/conv4.h"
 #include "tests/meta/pytorch_fixture.h"
 
@@ -123,4 +126,55 @@ TEST_CASE("live Conv-4 PyTorch parity: regenerate the fixture with torch and com
   REQUIRE(std::system(cmd.c_str()) == 0);
   check_conv4_fixture((dir / "conv4_parity_f64.json").string());
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("every registered learner meta-trains, adapts and predicts on a Conv-4 (both variants)") {
+  Generator gen(21);
+  // Two 3-way 2-shot image tasks of 8x8, classes separated by their mean brightness.
+  tasks::TaskBatch batch;
+  for (int t = 0; t < 2; ++t) {
+    tasks::Task task;
+    task.kind = tasks::TaskKind::classification;
+    task.num_classes = 3;
+    std::vector<double> sx, qx;
+    std::vector<std::int64_t> sy, qy;
+    for (std::int64_t c = 0; c < 3; ++c) {
+      for (int k = 0; k < 2; ++k) {
+        for (int p = 0; p < 64; ++p) sx.push_back(0.3 * static_cast<double>(c) + gen.uniform(0.0, 0.2));
+        for (int p = 0; p < 64; ++p) qx.push_back(0.3 * static_cast<double>(c) + gen.uniform(0.0, 0.2));
+        sy.push_back(c);
+        qy.push_back(c);
+      }
+    }
+    task.support_x = Tensor::from_vector(sx, Shape{6, 64});
+    task.query_x = Tensor::from_vector(qx, Shape{6, 64});
+    task.support_y = Tensor::indices(sy);
+    task.query_y = Tensor::indices(qy);
+    batch.push_back(task);
+  }
+  for (const auto d : {nn::Conv4Spec::Downsample::max_pool, nn::Conv4Spec::Downsample::stride}) {
+    for (const auto& info : meta::learner_registry()) {
+      CAPTURE(info.name);
+      nn::Conv4Spec spec;
+      spec.image_size = 8;
+      spec.channels = 4;
+      spec.blocks = 2;
+      spec.downsample = d;
+      spec.out_features = info.metric ? 0 : 3;
+      auto model = std::make_shared<const nn::Conv4>(spec);
+      CAPTURE(model->describe());
+      nn::OptimizerOptions o;
+      o.lr = info.name == "reptile" ? 1.0 : 1e-3;
+      auto learner = meta::make_learner(info.name, model, model->init(gen),
+                                        info.name == "reptile" ? nn::make_sgd(o) : nn::make_adam(o), {});
+      const auto m = learner->meta_train_step(batch, {true});
+      CHECK(std::isfinite(m.query_loss));
+      CHECK(m.grad_norm > 0.0);
+      const nn::ParameterList adapted = learner->adapt(batch[0]);
+      const Tensor out = learner->predict(adapted, batch[0].query_x);
+      CHECK(out.shape() == Shape{6, 3});
+      const auto e = learner->evaluate(batch[0], {learner->default_adapt_steps()});
+      CHECK(e[0].accuracy.has_value());
+    }
+  }
 }
