@@ -1,0 +1,87 @@
+// A temporal convolution encoder over raw windows (tasks/raw_window.h): a stack of causal dilated
+// conv1d layers, then a linear head on the last time step.
+//
+//   x (rows, C * W), each row channel-major (channel c, then time, oldest first)
+//   h_0 = reshape(x, (rows, C, W))
+//   h_i = act(conv1d(left_pad(h_{i-1}, d_i * (k - 1)), conv<i>.weight, conv<i>.bias, dilation d_i))
+//         i = 0 .. layers-1, d_i = 2^i, conv<i>.weight (channels, C or channels, k), bias (channels)
+//   z   = h_L[:, :, W - 1]                        (rows, channels): the last time step
+//   y   = z head.weight^T + head.bias             (rows, out_features); head.weight (out, channels)
+//
+// Causal: h_i[:, :, t] reads inputs at times <= t only (left padding with zeros, no right padding), so
+// the output is a function of the window's bars and z sees the last receptive_field() bars of it:
+// 1 + (k - 1) * (2^layers - 1) (31 with k = 3 and 4 layers; bars older than that do not reach z).
+// The readout is the last time step, not a global average, so the newest bar counts most and the
+// encoder does not average away where in the window a move happened.
+// The embedding variant (spec.embedding) has no head: forward returns z, out_features() = channels
+// (for ProtoNets and Matching Networks).
+// Parameters, in order: conv0.weight, conv0.bias, ..., conv<L-1>.bias, then head.weight, head.bias.
+// Initialised as nn/init.h says for spec.init, with fan_in = input channels * k for a conv layer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "autograd/random.h"
+#include "autograd/tensor.h"
+#include "nn/init.h"
+#include "nn/mlp.h"
+#include "nn/model.h"
+#include "nn/parameters.h"
+
+namespace metatape::nn {
+
+struct TemporalSpec {
+  std::int64_t in_channels = 5;  // C (tasks/raw_window.h: 5 per series)
+  std::int64_t window = 32;      // W, time steps per row
+  std::int64_t channels = 16;    // width of every conv layer
+  std::int64_t layers = 4;       // dilations 1, 2, 4, ..., 2^(layers-1)
+  std::int64_t kernel = 3;
+  std::int64_t out_features = 1;  // head outputs; ignored by the embedding variant
+  bool embedding = false;         // no head: forward returns the (rows, channels) encoding
+  Activation activation = Activation::relu;
+  Init init = Init::uniform_fan_in;
+  DType dtype = DType::f32;
+  Device device = Device::cpu;
+};
+
+class TemporalEncoder : public Model {
+ public:
+  // Throws naming the field when a size is not positive or 2^(layers-1) overflows.
+  explicit TemporalEncoder(TemporalSpec spec);
+
+  ParameterList init(Generator& gen) const override;
+  Tensor forward(const ParameterList& params, const Tensor& x) const override;
+  std::int64_t in_features() const override { return spec_.in_channels * spec_.window; }
+  std::int64_t out_features() const override { return spec_.embedding ? spec_.channels : spec_.out_features; }
+  DType dtype() const override { return spec_.dtype; }
+  // "temporal 5x32 channels=16 layers=4 kernel=3 relu head=3 f32" (head=none for the embedding
+  // variant); parse_temporal_spec reads it back.
+  std::string describe() const override;
+
+  // h_L (rows, channels, W): the conv stack's output at every time step, before the readout.
+  Tensor conv_stack(const ParameterList& params, const Tensor& x) const;
+  // z (rows, channels): the last time step of conv_stack.
+  Tensor encode(const ParameterList& params, const Tensor& x) const;
+  std::int64_t receptive_field() const;
+  const TemporalSpec& spec() const { return spec_; }
+  std::size_t parameter_count() const { return 2 * static_cast<std::size_t>(spec_.layers) + (spec_.embedding ? 0 : 2); }
+  static std::string weight_name(std::int64_t layer);  // "conv<i>.weight"
+  static std::string bias_name(std::int64_t layer);    // "conv<i>.bias"
+  static constexpr const char* kHeadWeight = "head.weight";
+  static constexpr const char* kHeadBias = "head.bias";
+
+ private:
+  // Parameter i of the model's layout: by position when `params` has exactly the model's layout, by
+  // name otherwise (e.g. a list holding adapted head parameters only).
+  const Tensor& parameter(const ParameterList& params, std::size_t i, const std::string& name) const;
+  TemporalSpec spec_;
+};
+
+// Whether `description` is a temporal encoder's describe() text (starts with "temporal ").
+bool is_temporal_description(const std::string& description);
+// The spec describe() wrote (device cpu, init uniform_fan_in: neither is in the text). Throws naming
+// the text and the expected form when it is not one.
+TemporalSpec parse_temporal_spec(const std::string& description);
+
+}  // namespace metatape::nn
