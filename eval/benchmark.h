@@ -52,6 +52,7 @@
 #include "eval/walk_forward.h"
 #include "meta/learners.h"
 #include "nn/mlp.h"
+#include "nn/temporal_encoder.h"
 
 namespace metatape::eval {
 
@@ -75,6 +76,13 @@ struct BenchmarkConfig {
   std::int64_t validate_every = 100;
   int validation_episodes = 50;
   bool select_best = true;
+  // The network of every learner and of the scratch / finetune baselines (make_network):
+  //   "mlp":      an MLP with `hidden` layers (any feature set);
+  //   "temporal": nn::TemporalEncoder over raw windows (tasks.features: raw_window); `temporal` gives
+  //               channels, layers and kernel, make_network sets in_channels, window, out_features
+  //               and embedding per family. `activation` applies to both.
+  std::string model = "mlp";
+  nn::TemporalSpec temporal;
   std::vector<std::int64_t> hidden = {64, 64};
   std::string activation = "relu";
   std::string outer_optimizer = "adam";
