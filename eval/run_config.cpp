@@ -601,11 +601,10 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(t, "rebalance", d.family.rebalance, "tasks");
   std::string feature_set = tasks::feature_set_name(c.features.set);
   read(t, "features", feature_set, "tasks");
-  try {
-    c.features.set = tasks::parse_feature_set(feature_set);
-  } catch (const Error& e) {
-    throw ConfigError("tasks.features: " + std::string(e.what()));
+  if (feature_set != "indicators" && feature_set != "raw_window") {
+    throw ConfigError("tasks.features must be indicators or raw_window, got '" + feature_set + "'");
   }
+  c.features.set = tasks::parse_feature_set(feature_set);
   const YAML::Node rw = present(t) ? t["raw_window"] : YAML::Node();
   check_keys(rw, "tasks.raw_window", {"length"});
   read(rw, "length", c.features.raw_window.length, "tasks.raw_window");
