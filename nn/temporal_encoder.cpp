@@ -1,6 +1,7 @@
 #include "nn/temporal_encoder.h"
 
 #include <sstream>
+#include <vector>
 
 #include "autograd/ops.h"
 #include "kernels/error.h"
@@ -63,30 +64,48 @@ const Tensor& TemporalEncoder::parameter(const ParameterList& params, std::size_
   return params.size() == parameter_count() ? params[i] : params.get(name);
 }
 
-Tensor TemporalEncoder::conv_stack(const ParameterList& params, const Tensor& x) const {
+Tensor TemporalEncoder::time_major_stack(const ParameterList& params, const Tensor& x) const {
   const std::int64_t C = spec_.in_channels, W = spec_.window, k = spec_.kernel;
   if (x.rank() != 2 || x.dim(1) != in_features()) {
     fail("temporal: input " + metatape::describe(x) + " has " + std::to_string(x.rank() ? x.dim(-1) : 0) +
          " features, the model " + this->describe() + " expects " + std::to_string(in_features()) + " = " +
          std::to_string(C) + " channels x " + std::to_string(W) +
-         " bars (rows laid out channel-major; check features: raw_window and raw_window.length)");
+         " bars (rows laid out channel-major; check tasks.features: raw_window and tasks.raw_window.length)");
   }
   const std::int64_t N = x.dim(0);
-  Tensor h = reshape(x, Shape{N, C, W});
+  Tensor h = transpose(reshape(x, Shape{N, C, W}));  // (N, W, C)
   for (std::int64_t l = 0; l < spec_.layers; ++l) {
-    const std::int64_t dilation = std::int64_t{1} << l, pad = dilation * (k - 1);
+    const std::int64_t dilation = std::int64_t{1} << l, in = h.dim(2);
     const auto i = static_cast<std::size_t>(2 * l);
     const Tensor& w = parameter(params, i, weight_name(l));
     const Tensor& b = parameter(params, i + 1, bias_name(l));
-    if (pad > 0) h = pad_axis(h, Shape{N, h.dim(1), W + pad}, 2, pad);
-    h = activate(conv1d(h, w, b, 1, 0, dilation), spec_.activation);
+    // Tap j reads time t - dilation * (k - 1 - j): h shifted later in time by that much, zeros first.
+    std::vector<Tensor> taps;
+    taps.reserve(static_cast<std::size_t>(k));
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::int64_t shift = dilation * (k - 1 - j);
+      if (shift == 0)
+        taps.push_back(h);
+      else if (shift >= W)
+        taps.push_back(Tensor::zeros(Shape{N, W, in}, h.dtype(), h.device()));
+      else
+        taps.push_back(pad_axis(slice(h, 1, 0, W - shift), Shape{N, W, in}, 1, shift));
+    }
+    // Columns (N*W, k*in) ordered (tap, channel); the weight (out, in, k) viewed as (out, k, in) to match.
+    const Tensor cols = reshape(concat(taps, 2), Shape{N * W, k * in});
+    const Tensor weight = reshape(transpose(w), Shape{spec_.channels, k * in});
+    h = reshape(activate(linear_forward(cols, weight, b), spec_.activation), Shape{N, W, spec_.channels});
   }
   return h;
 }
 
+Tensor TemporalEncoder::conv_stack(const ParameterList& params, const Tensor& x) const {
+  return transpose(time_major_stack(params, x));
+}
+
 Tensor TemporalEncoder::encode(const ParameterList& params, const Tensor& x) const {
-  const Tensor h = conv_stack(params, x);
-  return reshape(slice(h, 2, spec_.window - 1, spec_.window), Shape{h.dim(0), spec_.channels});
+  const Tensor h = time_major_stack(params, x);
+  return reshape(slice(h, 1, spec_.window - 1, spec_.window), Shape{h.dim(0), spec_.channels});
 }
 
 Tensor TemporalEncoder::forward(const ParameterList& params, const Tensor& x) const {

@@ -104,6 +104,26 @@ TEST_CASE("temporal encoder: forward equals causal dilated convolutions, then th
   const auto got = model.conv_stack(p, x).to_vector<double>();
   REQUIRE(got.size() == expect.size());
   for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == doctest::Approx(expect[i]).epsilon(1e-12));
+  // The same through autograd's conv1d with causal left padding (the op's own im2col executor), also
+  // when a dilation reaches past the window (W = 3, dilation 4: that tap reads only padding).
+  for (const std::int64_t window : {8, 3}) {
+    CAPTURE(window);
+    nn::TemporalSpec s = spec;
+    s.window = window;
+    s.layers = window == 8 ? 2 : 3;
+    const nn::TemporalEncoder m(s);
+    const auto q = m.init(gen);
+    const Tensor in = Tensor::uniform(Shape{3, 2 * window}, -1, 1, gen, DType::f64);
+    Tensor h = reshape(in, Shape{3, 2, window});
+    for (std::int64_t l = 0; l < s.layers; ++l) {
+      const std::int64_t d = std::int64_t{1} << l, pad = d * 2;
+      h = tanh(conv1d(pad_axis(h, Shape{3, h.dim(1), window + pad}, 2, pad), q[static_cast<std::size_t>(2 * l)],
+                      q[static_cast<std::size_t>(2 * l + 1)], 1, 0, d));
+    }
+    const auto via_conv1d = h.to_vector<double>(), stack = m.conv_stack(q, in).to_vector<double>();
+    REQUIRE(stack.size() == via_conv1d.size());
+    for (std::size_t i = 0; i < stack.size(); ++i) REQUIRE(stack[i] == doctest::Approx(via_conv1d[i]).epsilon(1e-12));
+  }
   const auto y = model.forward(p, x).to_vector<double>();
   const auto hw = p[4].to_vector<double>(), hb = p[5].to_vector<double>();
   for (std::int64_t n = 0; n < 3; ++n)
