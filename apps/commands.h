@@ -77,6 +77,7 @@ std::string out_of_memory_message();
 int run_cli(const std::vector<std::string>& args);
 
 void register_sinusoid(CLI::App& app);
+void register_omniglot(CLI::App& app);
 void register_run(CLI::App& app);  // run and bench (apps/run_command.cpp)
 void register_train(CLI::App& app);
 void register_eval(CLI::App& app);

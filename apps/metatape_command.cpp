@@ -78,6 +78,7 @@ int run_cli(const std::vector<std::string>& args) {
   register_data(app);
   register_simulate(app);
   register_sinusoid(app);
+  register_omniglot(app);
   register_selftest(app);
 #ifdef METATAPE_WITH_SERVE
   register_serve(app);

@@ -9,6 +9,7 @@
 
 #include "autograd/random.h"
 #include "autograd/tensor.h"
+#include "kernels/op_kinds.h"
 
 namespace metatape {
 
@@ -86,8 +87,8 @@ Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows);
 Tensor pad_axis(const Tensor& x, const Shape& full, int axis, std::int64_t start);
 
 // ---- convolution and pooling (autograd/ops_conv.cpp) ---------------------------------------------
-// Compositions of the ops above (pad_axis, an im2col index_select, linear, max, mean), so every
-// derivative order is exact and every backend runs them. Tensors have rank <= 4, so there is no
+// Compositions of differentiable ops (im2col / col2im below, linear, max, mean), so every derivative
+// order is exact and every backend runs them. Tensors have rank <= 4, so there is no
 // extra task dimension: conv2d and the pools take (N, C, H, W), conv1d (N, C, L); fold tasks into N.
 // groups = 1; stride, padding and dilation apply to every spatial axis alike; no ceil mode.
 // Output size per axis: (in + 2 * padding - dilation * (k - 1) - 1) / stride + 1.
@@ -99,6 +100,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::in
 // conv1d(pad_axis(x, (N, C, L + dilation * (k - 1)), 2, dilation * (k - 1)), w, b, 1, 0, dilation).
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride = 1,
               std::int64_t padding = 0, std::int64_t dilation = 1);
+// The layout pair under conv and pool (kernels/op_kinds.h, WindowGeometry): im2col gathers the windows
+// of x (N, C, H, W) into (N, out_h * out_w, C * kh * kw), reading padding as 0; col2im is its adjoint
+// (each image element = the sum of the column entries that read it). Both are linear and each is the
+// other's backward. Throws when g's out_h / out_w do not follow from the image shape.
+Tensor im2col(const Tensor& x, const kernels::WindowGeometry& g);
+Tensor col2im(const Tensor& cols, const kernels::WindowGeometry& g, const Shape& image_shape);
 // Square kernel x kernel windows, no padding; stride defaults to the kernel. max_pool2d sends the
 // gradient to each window's first maximum.
 Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);
@@ -107,6 +114,27 @@ Tensor avg_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);
 Tensor avg_pool2d(const Tensor& x, std::int64_t kernel);
 // (d0, d1, ...) -> (d0, d1 * d2 * ...): keeps the leading (batch) dimension; shares storage.
 Tensor flatten(const Tensor& x);
+
+// ---- normalisation (autograd/ops_norm.cpp) --------------------------------------------------------
+// Running statistics of batch_norm: per-channel mean and unbiased variance, updated in place by
+// batch_norm in training mode as running = (1 - momentum) running + momentum batch (PyTorch's rule).
+// MAML++'s per-step statistics are one BatchNormStats per inner step, chosen by the caller.
+struct BatchNormStats {
+  Tensor mean, var;
+  double momentum = 0.1;
+  static BatchNormStats make(std::int64_t channels, DType dtype = DType::f32, Device device = Device::cpu,
+                             double momentum = 0.1);  // mean 0, var 1
+};
+// x (N, C) or (N, C, H, W); weight and bias (C) or undefined. training: per channel, the batch's mean
+// and biased variance over every axis but 1 (part of the graph: MAML differentiates through them;
+// MAML's evaluation is also in this mode, "transductive"); `running`, when given, is updated (not
+// recorded). training = false: the running statistics, as constants (running is then required).
+// y = (x - mean) / sqrt(var + eps) * weight + bias.
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training = true,
+                  BatchNormStats* running = nullptr, double eps = 1e-5);
+// Over the last axis: (x - mean) / sqrt(biased var + eps) * weight + bias; weight, bias (features) or
+// undefined.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 
 // ---- softmax and losses (the class axis is the last one) ------------------------------------------
 Tensor softmax(const Tensor& x);

@@ -1,35 +1,29 @@
-// Convolution and pooling, written as compositions of existing differentiable ops, so the first and
-// second derivatives (and every higher one) are exact by construction and every backend that runs
-// those ops runs these:
+// Convolution and pooling, written as compositions of differentiable ops around one layout pair,
+// im2col and its adjoint col2im (kernels/op_kinds.h, WindowGeometry), so the first and second
+// derivatives (and every higher one) are exact by construction:
 //
-//   conv2d(x, w, b)  = pad_axis (H, W)  ->  im2col  ->  linear(cols, w as (O, C*kh*kw), b)  ->  (N, O, Ho, Wo)
+//   conv2d(x, w, b)  = im2col (padding read as 0)  ->  linear(cols, w as (O, C*kh*kw), b)
+//                      ->  (N, Ho*Wo, O) transposed to (N, O, Ho, Wo)
 //   conv1d           = conv2d on (N, C, 1, L) with a (O, C, 1, k) filter
-//   max_pool2d       = im2col per channel  ->  max over the window (gradient to its first maximum)
-//   avg_pool2d       = im2col per channel  ->  mean over the window
+//   max_pool2d       = im2col of x viewed as (N*C, 1, H, W)  ->  max over the window (gradient to its first maximum)
+//   avg_pool2d       = the same  ->  mean over the window
 //   flatten          = reshape to (N, rest)
 //
-// im2col is one index_select on the input viewed as a column (numel, 1), with a precomputed i64
-// index: row r of the result is the input element under window position r. Its backward is index_add
-// (the scatter adjoint) and index_add's backward is index_select again, so:
-//  - backward: d/dx is index_add of (g W) -- the transposed convolution, i.e. conv2d's data gradient;
-//    d/dw is g^T cols -- the filter gradient (a correlation of g with x); d/db is g summed.
+// im2col and col2im are linear and each other's adjoint: im2col's backward is col2im of the incoming
+// gradient, col2im's backward is im2col, so a chain of them differentiates forever. Hence:
+//  - backward: d/dx = col2im(g W) -- the transposed convolution, conv2d's data gradient;
+//    d/dw = g^T cols -- the filter gradient (a correlation of g with x); d/db = g summed.
 //  - second derivative: each gradient is linear in g and in the other operand, through the same layout ops
-//    and gemms, so its derivative is again a data-gradient and a filter-gradient convolution (the double
+//    and GEMMs, so its derivative is again a data-gradient and a filter-gradient convolution (the double
 //    backward of a convolution is convolutions), recorded exactly. conv2d is linear in x and in w separately;
 //    the only second-order terms are the x-w cross terms. Pooling is piecewise linear: max's second derivative
 //    is zero almost everywhere (its mask is a constant), mean's is zero.
 //
-// Cost: the column matrix holds N * Ho * Wo * C * kh * kw elements (kh * kw times the input for stride 1), and
-// the i64 index as many again (both are kept for the backward). The existing row gather and scatter move one
-// element per row, so they, not the GEMM, dominate: for a Conv-4 middle layer, x (25, 64, 14, 14) f32 with a
-// (64, 64, 3, 3) filter and padding 1 (2.8 M column elements), forward took 30-50 ms and the first-order
-// backward 25-50 ms on this project's shared 2-core build machine, of which the GEMM is about 5 ms (the rest is
-// the element-by-element gather/scatter and the index). Sensible for tests, small images and the temporal
-// encoder, slow for Conv-4 at scale; an im2col kernel and cuDNN on CUDA are the next slice of issue 16, and
-// this composition stays the exact reference they are tested against. The index is built on the host and copied
-// to the input's device on every call; on CUDA that copy (8 bytes per column element) is part of the price
-// until a kernel builds the columns in place. No CUDA run yet (no GPU was lent to this slice): the ops used are
-// the ones the CUDA backend already runs.
+// Cost: the column matrix holds N * Ho * Wo * C * kh * kw elements (kh * kw times the input for stride 1) and is
+// kept for the backward. im2col is one pass over it (a gather), col2im one pass over x (CUDA: each element sums
+// its own window entries, no atomics; CPU: a scatter in a fixed order). Before these kernels the layout was an
+// i64 index plus one-element index_select / index_add, which took 30-50 ms for a Conv-4 middle layer on the
+// development machine against about 5 ms of GEMM; bench/autograd_cpu.cpp's conv rows measure the kernels now.
 //
 // Shapes are limited by the library's rank <= 4: conv2d's input is (N, C, H, W) with no extra task
 // dimension (fold tasks into N); conv1d's is (N, C, L). groups = 1 only.
@@ -63,42 +57,6 @@ std::int64_t out_len(const char* op, const char* axis, std::int64_t in, std::int
   return (padded - span) / stride + 1;
 }
 
-// The im2col index over a (N, C, H, W) tensor viewed as a column. Rows are ordered
-// (n, [c,] oh, ow, [c,] i, j): with channels_inner the channel index comes right before the window
-// offsets (conv: one row of C*kh*kw per output position); otherwise it comes first (pool: one row of
-// kh*kw per channel and output position).
-Tensor window_index(const Shape& s, std::int64_t kh, std::int64_t kw, std::int64_t sh, std::int64_t sw, std::int64_t dh,
-                    std::int64_t dw, std::int64_t ho, std::int64_t wo, bool channels_inner, Device device) {
-  const std::int64_t n_ = s[0], c_ = s[1], h_ = s[2], w_ = s[3];
-  Tensor index = Tensor::empty(Shape{n_ * c_ * ho * wo * kh * kw}, DType::i64, Device::cpu);
-  std::int64_t* out = index.data<std::int64_t>();
-  auto window = [&](std::int64_t n, std::int64_t c, std::int64_t oh, std::int64_t ow) {
-    const std::int64_t corner = ((n * c_ + c) * h_ + oh * sh) * w_ + ow * sw;
-    for (std::int64_t i = 0; i < kh; ++i) {
-      const std::int64_t row = corner + i * dh * w_;
-      for (std::int64_t j = 0; j < kw; ++j) *out++ = row + j * dw;
-    }
-  };
-  for (std::int64_t n = 0; n < n_; ++n) {
-    if (channels_inner) {
-      for (std::int64_t oh = 0; oh < ho; ++oh)
-        for (std::int64_t ow = 0; ow < wo; ++ow)
-          for (std::int64_t c = 0; c < c_; ++c) window(n, c, oh, ow);
-    } else {
-      for (std::int64_t c = 0; c < c_; ++c)
-        for (std::int64_t oh = 0; oh < ho; ++oh)
-          for (std::int64_t ow = 0; ow < wo; ++ow) window(n, c, oh, ow);
-    }
-  }
-  return index.to(device);
-}
-
-// Gathers the windows of x (N, C, H, W) into (rows, width) through index_select on x as a column.
-Tensor gather_windows(const Tensor& x, const Tensor& index, std::int64_t width) {
-  const Tensor column = reshape(x, Shape{x.numel(), 1});
-  return reshape(index_select(column, index), Shape{index.numel() / width, width});
-}
-
 Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t sh, std::int64_t sw,
                    std::int64_t ph, std::int64_t pw, std::int64_t dh, std::int64_t dw) {
   detail::check_same_dtype(op, x, w);
@@ -130,12 +88,9 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   const std::int64_t ho = out_len(op, "height", h, kh, sh, ph, dh);
   const std::int64_t wo = out_len(op, one_d ? "length" : "width", wd, kw, sw, pw, dw);
 
-  Tensor padded = x;
-  if (ph > 0) padded = pad_axis(padded, Shape{n, c, h + 2 * ph, wd}, 2, ph);
-  if (pw > 0) padded = pad_axis(padded, Shape{n, c, h + 2 * ph, wd + 2 * pw}, 3, pw);
-  const Tensor index = window_index(padded.shape(), kh, kw, sh, sw, dh, dw, ho, wo, true, x.device());
+  const kernels::WindowGeometry g{kh, kw, sh, sw, ph, pw, dh, dw, ho, wo};
   const std::int64_t k = c * kh * kw;
-  const Tensor cols = gather_windows(padded, index, k);                  // (N*Ho*Wo, C*kh*kw)
+  const Tensor cols = reshape(im2col(x, g), Shape{n * ho * wo, k});     // (N*Ho*Wo, C*kh*kw)
   const Tensor y = linear(cols, reshape(w, Shape{o, k}), b);             // (N*Ho*Wo, O)
   const Tensor per_image = transpose(reshape(y, Shape{n, ho * wo, o}));  // (N, O, Ho*Wo)
   return reshape(per_image, Shape{n, o, ho, wo});
@@ -156,7 +111,59 @@ PoolGeometry check_pool(const char* op, const Tensor& x, std::int64_t kernel, st
   return {out_len(op, "height", x.dim(2), kernel, stride, 0, 1), out_len(op, "width", x.dim(3), kernel, stride, 0, 1)};
 }
 
+// The windows of each channel of x (N, C, H, W) as (N*C, Ho*Wo, kernel*kernel).
+Tensor pool_windows(const Tensor& x, std::int64_t kernel, std::int64_t stride, const PoolGeometry& p) {
+  const Tensor planes = reshape(x, Shape{x.dim(0) * x.dim(1), 1, x.dim(2), x.dim(3)});
+  return im2col(planes, kernels::WindowGeometry{kernel, kernel, stride, stride, 0, 0, 1, 1, p.ho, p.wo});
+}
+
+Shape window_columns_shape(const Shape& image, const kernels::WindowGeometry& g) {
+  return Shape{image[0], g.out_h * g.out_w, image[1] * g.kh * g.kw};
+}
+
+// Checks the geometry against an (N, C, H, W) image shape: positive window, stride and dilation,
+// non-negative padding, and out_h / out_w equal to what the image gives.
+void check_window(const char* op, const Shape& image, const kernels::WindowGeometry& g) {
+  if (image.rank != 4) fail(std::string(op) + ": the image must be (N, C, H, W) of rank 4, got " + image.str());
+  check_positive(op, "kernel size", std::min(g.kh, g.kw));
+  check_positive(op, "stride", std::min(g.sh, g.sw));
+  check_positive(op, "dilation", std::min(g.dh, g.dw));
+  if (std::min(g.ph, g.pw) < 0) fail(std::string(op) + ": padding must be >= 0, got " + num(std::min(g.ph, g.pw)));
+  const std::int64_t ho = out_len(op, "height", image[2], g.kh, g.sh, g.ph, g.dh);
+  const std::int64_t wo = out_len(op, "width", image[3], g.kw, g.sw, g.pw, g.dw);
+  if (ho != g.out_h || wo != g.out_w) {
+    fail(std::string(op) + ": the geometry says " + num(g.out_h) + " x " + num(g.out_w) + " output positions but " +
+         image.str() + " gives " + num(ho) + " x " + num(wo) + " (set out_h and out_w from the image)");
+  }
+}
+
 }  // namespace
+
+Tensor im2col(const Tensor& x, const kernels::WindowGeometry& g) {
+  detail::check_float("im2col", x);
+  check_window("im2col", x.shape(), g);
+  Tensor cols = detail::empty_as(x, window_columns_shape(x.shape(), g));
+  kernels::im2col(x.view(), g, cols.view());
+  if (!should_record({&x})) return cols;
+  return record("im2col", cols, {x}, [g](const Node& node, const Tensor& grad, const std::vector<bool>&) {
+    return std::vector<Tensor>{col2im(grad, g, node.inputs[0].shape())};
+  });
+}
+
+Tensor col2im(const Tensor& cols, const kernels::WindowGeometry& g, const Shape& image_shape) {
+  detail::check_float("col2im", cols);
+  check_window("col2im", image_shape, g);
+  if (cols.shape() != window_columns_shape(image_shape, g)) {
+    fail("col2im: columns " + describe(cols) + " do not match the image " + image_shape.str() + " (expected " +
+         window_columns_shape(image_shape, g).str() + ")");
+  }
+  Tensor image = detail::empty_as(cols, image_shape);
+  kernels::col2im(cols.view(), g, image.view());
+  if (!should_record({&cols})) return image;
+  return record("col2im", image, {cols}, [g](const Node&, const Tensor& grad, const std::vector<bool>&) {
+    return std::vector<Tensor>{im2col(grad, g)};
+  });
+}
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride, std::int64_t padding,
               std::int64_t dilation) {
@@ -187,18 +194,14 @@ Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::in
 
 Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride) {
   const PoolGeometry g = check_pool("max_pool2d", x, kernel, stride);
-  const Shape out{x.dim(0), x.dim(1), g.ho, g.wo};
-  const Tensor index = window_index(x.shape(), kernel, kernel, stride, stride, 1, 1, g.ho, g.wo, false, x.device());
-  return reshape(max(gather_windows(x, index, kernel * kernel), 1), out);
+  return reshape(max(pool_windows(x, kernel, stride, g), 2), Shape{x.dim(0), x.dim(1), g.ho, g.wo});
 }
 
 Tensor max_pool2d(const Tensor& x, std::int64_t kernel) { return max_pool2d(x, kernel, kernel); }
 
 Tensor avg_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride) {
   const PoolGeometry g = check_pool("avg_pool2d", x, kernel, stride);
-  const Shape out{x.dim(0), x.dim(1), g.ho, g.wo};
-  const Tensor index = window_index(x.shape(), kernel, kernel, stride, stride, 1, 1, g.ho, g.wo, false, x.device());
-  return reshape(mean(gather_windows(x, index, kernel * kernel), 1), out);
+  return reshape(mean(pool_windows(x, kernel, stride, g), 2), Shape{x.dim(0), x.dim(1), g.ho, g.wo});
 }
 
 Tensor avg_pool2d(const Tensor& x, std::int64_t kernel) { return avg_pool2d(x, kernel, kernel); }

@@ -1,8 +1,12 @@
 // CPU benchmarks of the autodiff core: tape overhead per recorded op, linear/matmul throughput at the
-// W1 sizes of BENCHMARKS.md, and one W1 adaptation composed from the raw ops (no nn/ or meta/).
+// W1 sizes of BENCHMARKS.md, one W1 adaptation composed from the raw ops (no nn/ or meta/), and
+// conv2d at a Conv-4 middle layer with the im2col kernels against the earlier layout (an i64 index
+// and one-element index_select / index_add), kept here only as the measured "before".
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "autograd/ops.h"
 #include "autograd/tape.h"
@@ -153,5 +157,54 @@ void BM_W1MamlMetaGradientRawOps(benchmark::State& state) {
 BENCHMARK(BM_W1MamlMetaGradientRawOps)->Arg(8)->Unit(benchmark::kMillisecond);
 
 }  // namespace
+
+// The earlier conv2d layout, kept as the benchmark's "before": pad_axis, then im2col as one
+// index_select of one-element rows with a host-built i64 index (stride 1, square kernel).
+Tensor conv2d_by_index(const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t padding) {
+  const std::int64_t n = x.dim(0), c = x.dim(1), k = w.dim(2), o = w.dim(0);
+  const std::int64_t h = x.dim(2) + 2 * padding, wd = x.dim(3) + 2 * padding;
+  Tensor padded = pad_axis(x, Shape{n, c, h, x.dim(3)}, 2, padding);
+  padded = pad_axis(padded, Shape{n, c, h, wd}, 3, padding);
+  const std::int64_t ho = h - k + 1, wo = wd - k + 1;
+  std::vector<std::int64_t> index;
+  index.reserve(static_cast<std::size_t>(n * ho * wo * c * k * k));
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t y = 0; y < ho; ++y)
+      for (std::int64_t z = 0; z < wo; ++z)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t p = 0; p < k; ++p)
+            for (std::int64_t q = 0; q < k; ++q) index.push_back(((i * c + ch) * h + y + p) * wd + z + q);
+  const Tensor cols = reshape(index_select(reshape(padded, Shape{padded.numel(), 1}), Tensor::indices(index)),
+                              Shape{n * ho * wo, c * k * k});
+  const Tensor y = linear(cols, reshape(w, Shape{o, c * k * k}), b);
+  return reshape(transpose(reshape(y, Shape{n, ho * wo, o})), Shape{n, o, ho, wo});
+}
+
+// A Conv-4 middle layer: x (rows, 64, 14, 14), 64 filters 3x3, padding 1, f32. Arg 0: forward only;
+// 1: forward and the first-order backward (data and filter gradients). Arg 1 of the pair: 0 = the
+// im2col kernels (the library's conv2d), 1 = the earlier index layout.
+void BM_Conv2dConv4Layer(benchmark::State& state) {
+  const bool backward = state.range(0) != 0, by_index = state.range(1) != 0;
+  const std::int64_t rows = 25;
+  Generator gen(1);
+  const Tensor x = Tensor::uniform(Shape{rows, 64, 14, 14}, -1, 1, gen).requires_grad_();
+  const Tensor w = Tensor::uniform(Shape{64, 64, 3, 3}, -0.05, 0.05, gen).requires_grad_();
+  const Tensor b = Tensor::uniform(Shape{64}, -0.05, 0.05, gen).requires_grad_();
+  for (auto _ : state) {
+    TapeScope scope;
+    GradModeGuard mode(backward);
+    const Tensor y = by_index ? conv2d_by_index(x, w, b, 1) : conv2d(x, w, b, 1, 1, 1);
+    if (backward) {
+      const auto g = grad({sum(y)}, {x, w, b});
+      benchmark::DoNotOptimize(g[1].raw_data());
+    } else {
+      benchmark::DoNotOptimize(y.raw_data());
+    }
+  }
+  const double gemm_flops = 2.0 * rows * 14 * 14 * 64 * 64 * 9 * (backward ? 3 : 1);
+  state.counters["GEMM GFLOP/s"] = benchmark::Counter(gemm_flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(by_index ? "index layout (before)" : "im2col kernels") + (backward ? ", fwd+bwd" : ", fwd"));
+}
+BENCHMARK(BM_Conv2dConv4Layer)->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -81,6 +81,12 @@ void pairwise_sqdist(const View& a, const View& b, const View& out) {
 void index_select_rows(const View& x, const View& index, const View& out) {
   METATAPE_ROUTE("index_select", index_select_rows(x, index, out), &x, &index, &out);
 }
+void im2col(const View& x, const WindowGeometry& g, const View& cols) {
+  METATAPE_ROUTE("im2col", im2col(x, g, cols), &x, &cols);
+}
+void col2im(const View& cols, const WindowGeometry& g, const View& x) {
+  METATAPE_ROUTE("col2im", col2im(cols, g, x), &cols, &x);
+}
 void index_add_rows(const View& src, const View& index, const View& out) {
   METATAPE_ROUTE("index_add", index_add_rows(src, index, out), &src, &index, &out);
 }

@@ -83,16 +83,20 @@ GradientAlgorithm meta_sgd_algorithm(const MetaSgdOptions& o) {
   return a;
 }
 
-GradientAlgorithm anil_algorithm(const AnilOptions& o, std::size_t layers) {
+GradientAlgorithm anil_algorithm(const AnilOptions& o) {
   GradientAlgorithm a;
   a.name = "anil";
   a.inner_steps = o.inner_steps;
   a.inner_lr = o.inner_lr;
   a.first_order = o.first_order;
-  a.head_first_layer = layers - 1;
+  a.head_only = true;
   a.recompute_inner = o.recompute_inner;
   a.fused = o.fused;
   return a;
+}
+
+std::size_t GradientAlgorithm::first_adapted_layer(const nn::Mlp& mlp) const {
+  return head_only ? mlp.head_parameter_start() / 2 : 0;
 }
 
 double reptile_epsilon(const ReptileOptions& o, std::int64_t meta_steps) {

@@ -32,9 +32,9 @@ struct GradientAlgorithm {
   InnerRates rates = InnerRates::fixed;
   double alpha_init = 0.01;  // per_parameter rates' initial value
   double alpha_l2 = 0.0;     // per_parameter: alpha_l2 * sum(alpha^2) added to the outer loss
-  // ANIL: the first layer that adapts (the head); 0 = every layer adapts. The layers before it are
-  // the body: computed once per task, trained through the features' gradient.
-  std::size_t head_first_layer = 0;
+  // ANIL: only the model's head adapts (nn::Model::head_parameter_start); the body is computed once
+  // per task and trained through the features' gradient. false: every parameter adapts.
+  bool head_only = false;
   bool recompute_inner = false;  // checkpointing over inner steps (MamlOptions::recompute_inner)
   bool fused = true;             // use the fused meta-gradient where supported (MamlOptions::fused)
 
@@ -53,11 +53,14 @@ struct GradientAlgorithm {
   // recompute_inner's spacing of kept parameter copies: ceil(sqrt(inner_steps)); 1 without it
   // (every step kept). The tape's recompute path and the fused kernel's checkpointing both use it.
   int checkpoint_every() const;
+  // The MLP executors' view of head_only: the first layer that adapts (the head's, from the model's
+  // split) or 0 when every layer adapts.
+  std::size_t first_adapted_layer(const nn::Mlp& mlp) const;
 };
 
 GradientAlgorithm maml_algorithm(const MamlOptions& options);  // "fomaml" / "maml++" / "maml" by options
 GradientAlgorithm meta_sgd_algorithm(const MetaSgdOptions& options);
-GradientAlgorithm anil_algorithm(const AnilOptions& options, std::size_t layers);
+GradientAlgorithm anil_algorithm(const AnilOptions& options);
 
 // Reptile's outer step size after `meta_steps` completed steps: epsilon, decayed linearly to 0 over
 // decay_steps when decay_steps > 0.

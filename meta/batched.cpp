@@ -84,7 +84,7 @@ GradientAlgorithm algorithm_of(const BatchedOptions& o, const nn::Mlp& mlp) {
       a.first_order = o.first_order;
       break;
     case BatchedAlgorithm::anil:
-      a.head_first_layer = mlp.layers() - 1;
+      a.head_only = true;
       a.first_order = o.first_order;
       break;
     case BatchedAlgorithm::reptile:
@@ -160,7 +160,7 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
   const GradientAlgorithm a = algorithm_of(o, mlp);
   const bool meta_sgd = a.rates == InnerRates::per_parameter;
   const bool second = a.second_order(0);
-  const std::size_t head_first = a.head_first_layer;
+  const std::size_t head_first = a.first_adapted_layer(mlp);
   TapeScope scope;
   const Tensor fs = head_first ? batched_forward(mlp, theta, tasks.support_x, 0, head_first) : tasks.support_x;
   const Tensor fq = head_first ? batched_forward(mlp, theta, tasks.query_x, 0, head_first) : tasks.query_x;

@@ -17,7 +17,7 @@ namespace {
 
 std::vector<std::int64_t> adapted_sizes(const GradientAlgorithm& a, const nn::Mlp& mlp) {
   const auto& all = mlp.spec().sizes;
-  return {all.begin() + static_cast<std::ptrdiff_t>(a.head_first_layer), all.end()};
+  return {all.begin() + static_cast<std::ptrdiff_t>(a.first_adapted_layer(mlp)), all.end()};
 }
 
 kernels::FusedMetaGradientConfig config_for(const GradientAlgorithm& a, std::int64_t meta_steps, const nn::Mlp& mlp,
@@ -42,7 +42,7 @@ kernels::FusedMetaGradientConfig config_for(const GradientAlgorithm& a, std::int
   c.lr = a.inner_lr;
   c.query_weights = a.query_weights(meta_steps);
   c.checkpoint_every = a.checkpoint_every();
-  c.input_grads = a.head_first_layer > 0;
+  c.input_grads = a.head_only;
   return c;
 }
 
@@ -63,7 +63,7 @@ bool supported_rows(const GradientAlgorithm& a, const nn::Mlp& mlp, tasks::TaskK
               " outputs, the model " + mlp.describe() + " takes " + std::to_string(mlp.in_features()) + " and gives " +
               std::to_string(mlp.out_features()));
   }
-  if (a.head_first_layer >= mlp.layers()) return no("no layer adapts");
+  if (a.head_only && mlp.head_parameter_start() == 0) return no("no layer adapts");
   if (device == Device::cuda && dtype != DType::f32) {
     return no("the CUDA kernel runs in f32, the model is " + std::string(kernels::dtype_name(dtype)));
   }
@@ -166,7 +166,7 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
   std::string why;
   if (!fused_meta_gradient_supported(a, mlp, tasks, &why)) fail(why);
   if (threads < 1) fail("fused meta-gradient: threads must be >= 1, got " + std::to_string(threads));
-  const std::size_t count = 2 * mlp.layers(), body = 2 * a.head_first_layer;
+  const std::size_t count = 2 * mlp.layers(), body = 2 * a.first_adapted_layer(mlp);
   const std::size_t rate_count = (count - body) * static_cast<std::size_t>(a.rates_per_tensor());
   if (meta.size() != count + rate_count) {
     fail("fused meta-gradient: expected " + std::to_string(count + rate_count) + " meta-parameters (" +
@@ -184,8 +184,8 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
   Tensor fs = tasks.support_x, fq = tasks.query_x;
   if (body > 0) {
     for (std::size_t i = 0; i < body; ++i) body_leaves.push_back(meta[i].detach().requires_grad_());
-    fs = batched_forward(mlp, body_leaves, tasks.support_x, 0, a.head_first_layer);
-    fq = batched_forward(mlp, body_leaves, tasks.query_x, 0, a.head_first_layer);
+    fs = batched_forward(mlp, body_leaves, tasks.support_x, 0, a.first_adapted_layer(mlp));
+    fq = batched_forward(mlp, body_leaves, tasks.query_x, 0, a.first_adapted_layer(mlp));
   }
   const std::vector<Tensor> head(meta.tensors().begin() + static_cast<std::ptrdiff_t>(body),
                                  meta.tensors().begin() + static_cast<std::ptrdiff_t>(count));

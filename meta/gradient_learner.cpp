@@ -22,14 +22,12 @@ namespace {
 
 class GradientLearner final : public Learner {
  public:
-  GradientLearner(std::shared_ptr<const nn::Model> model, std::shared_ptr<const nn::Mlp> mlp, nn::ParameterList init,
-                  std::unique_ptr<nn::Optimizer> outer, GradientAlgorithm config, nlohmann::json json)
+  GradientLearner(std::shared_ptr<const nn::Model> model, nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
+                  GradientAlgorithm config, nlohmann::json json)
       : model_(std::move(model)),
-        mlp_(std::move(mlp)),
         optimizer_(std::move(outer)),
         config_(std::move(config)),
         json_(std::move(json)) {
-    if (!mlp_) mlp_ = std::dynamic_pointer_cast<const nn::Mlp>(model_);
     if (!model_) fail(config_.name + ": no model given");
     if (!optimizer_) fail(config_.name + ": no outer optimizer given");
     if (config_.inner_steps < 1) {
@@ -40,13 +38,8 @@ class GradientLearner final : public Learner {
     model_layout_ = init.detached();
     meta_ = init;
     meta_.requires_grad_();
-    if (config_.head_first_layer > 0) {
-      for (std::size_t i = 0; i < model_count_; ++i) {
-        if (i >= 2 * config_.head_first_layer) adapted_.push_back(i);
-      }
-    } else {
-      for (std::size_t i = 0; i < model_count_; ++i) adapted_.push_back(i);
-    }
+    const std::size_t first_adapted = config_.head_only ? model_->head_parameter_start() : 0;
+    for (std::size_t i = first_adapted; i < model_count_; ++i) adapted_.push_back(i);
     if (config_.rates == InnerRates::per_layer_step) {
       for (std::size_t i : adapted_) {
         for (int s = 0; s < config_.inner_steps; ++s) {
@@ -72,7 +65,7 @@ class GradientLearner final : public Learner {
 
   MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
     if (batch.empty()) fail(config_.name + ": meta_gradient got an empty task batch");
-    if (mlp_ && fused_meta_gradient_supported(config_, *model_, batch)) return fused_gradient(batch, options);
+    if (fused_meta_gradient_supported(config_, *model_, batch)) return fused_gradient(batch, options);
     const bool second = config_.second_order(meta_steps_);
     const std::vector<double> weights = config_.query_weights(meta_steps_);
     std::vector<Tensor> total(meta_.size());
@@ -207,7 +200,7 @@ class GradientLearner final : public Learner {
     const int steps = config_.inner_steps;
     const int every = config_.checkpoint_every();  // recompute_inner is on here
     const std::size_t n = adapted_.size();
-    const bool has_body = config_.head_first_layer > 0;
+    const bool has_body = config_.head_only;
     const nn::ParameterList values = meta_.detached();
     TaskGradient r;
     r.grads.resize(meta_.size());
@@ -360,7 +353,9 @@ class GradientLearner final : public Learner {
   // (step_metrics takes means).
   MetaGradient fused_gradient(const tasks::TaskBatch& batch, const StepOptions& options) {
     const StackedTasks tasks = stack_tasks(batch, meta_[0].device());
-    FusedStep step = fused_meta_gradient(config_, meta_steps_, *mlp_, meta_, tasks);
+    // fused_meta_gradient_supported accepted the model: it is an MLP.
+    const auto& mlp = dynamic_cast<const nn::Mlp&>(*model_);
+    FusedStep step = fused_meta_gradient(config_, meta_steps_, mlp, meta_, tasks);
     MetaGradient out;
     double accuracy_sum = 0.0;
     Tensor query_sum, support_sum;
@@ -385,14 +380,14 @@ class GradientLearner final : public Learner {
 
   // ANIL: the body's output (computed once per task); otherwise the input itself.
   Tensor features(const Tensor& x, const nn::ParameterList& params) const {
-    if (config_.head_first_layer == 0) return x;
-    return mlp_->forward_layers(params, x, 0, config_.head_first_layer);
+    if (!config_.head_only) return x;
+    return model_->forward_body(params, x);
   }
 
   Tensor head(const std::vector<Tensor>& phi, const Tensor& f) const {
     const nn::ParameterList p = model_layout_.with_tensors(phi);
-    if (config_.head_first_layer == 0) return model_->forward(p, f);
-    return mlp_->forward_layers(p, f, config_.head_first_layer, mlp_->layers());
+    if (!config_.head_only) return model_->forward(p, f);
+    return model_->forward_head(p, f);
   }
 
   // phi - lr * g for adapted parameter number k at inner step s. `lrs` supplies learned rates.
@@ -429,7 +424,6 @@ class GradientLearner final : public Learner {
   }
 
   std::shared_ptr<const nn::Model> model_;
-  std::shared_ptr<const nn::Mlp> mlp_;
   std::unique_ptr<nn::Optimizer> optimizer_;
   GradientAlgorithm config_;
   nlohmann::json json_;
@@ -452,7 +446,7 @@ std::unique_ptr<Learner> make_maml(std::shared_ptr<const nn::Model> model, nn::P
                                {"first_order_until", options.first_order_until},
                                {"recompute_inner", options.recompute_inner},
                                {"model", model ? model->describe() : ""}};
-  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer), maml_algorithm(options),
+  return std::make_unique<GradientLearner>(model, std::move(init), std::move(outer), maml_algorithm(options),
                                            json);
 }
 
@@ -464,25 +458,28 @@ std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model, n
                                {"first_order", options.first_order},
                                {"recompute_inner", options.recompute_inner},
                                {"model", model ? model->describe() : ""}};
-  return std::make_unique<GradientLearner>(model, nullptr, std::move(init), std::move(outer),
+  return std::make_unique<GradientLearner>(model, std::move(init), std::move(outer),
                                            meta_sgd_algorithm(options), json);
 }
 
-std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, AnilOptions options) {
   if (!model) fail("anil: no model given");
-  if (model->layers() < 2) fail("anil: the MLP needs at least two layers (a body and a head)");
-  if (init.size() != 2 * model->layers()) {
-    fail("anil: expected the MLP's " + std::to_string(2 * model->layers()) + " parameters, got " +
-         std::to_string(init.size()));
+  const std::size_t head = model->head_parameter_start();
+  if (head == 0) {
+    fail("anil: the model " + model->describe() +
+         " has no body/head split (use an MLP of at least two layers, or a backbone with a head)");
+  }
+  if (init.size() <= head) {
+    fail("anil: the model " + model->describe() + " has its head from parameter " + std::to_string(head) +
+         " on, but the parameter list holds only " + std::to_string(init.size()) + " (pass model->init(...))");
   }
   const nlohmann::json json = {{"inner_steps", options.inner_steps},
                                {"inner_lr", options.inner_lr},
                                {"first_order", options.first_order},
                                {"recompute_inner", options.recompute_inner},
                                {"model", model->describe()}};
-  return std::make_unique<GradientLearner>(model, model, std::move(init), std::move(outer),
-                                           anil_algorithm(options, model->layers()), json);
+  return std::make_unique<GradientLearner>(model, std::move(init), std::move(outer), anil_algorithm(options), json);
 }
 
 }  // namespace metatape::meta

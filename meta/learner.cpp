@@ -128,7 +128,7 @@ void load_learner(const std::string& path, Learner& learner, Generator* generato
   }
 }
 
-std::unique_ptr<Learner> make_learner(const std::string& kind, std::shared_ptr<const nn::Mlp> model,
+std::unique_ptr<Learner> make_learner(const std::string& kind, std::shared_ptr<const nn::Model> model,
                                       nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
                                       const LearnerOptions& options) {
   return learner_info(kind).make(std::move(model), std::move(init), std::move(outer), options);

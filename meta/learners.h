@@ -89,8 +89,9 @@ struct ReptileOptions {
   bool use_query_in_inner = false;
 };
 
-// ANIL (Raghu et al. 2020): only the last layer of the MLP (the head) adapts in the inner loop; the
-// body's features are computed once per task. The outer gradient reaches every parameter.
+// ANIL (Raghu et al. 2020): only the model's head (nn::Model::head_parameter_start: an MLP's last layer,
+// a backbone's linear classifier) adapts in the inner loop; the body's features are computed once per
+// task. The outer gradient reaches every parameter.
 struct AnilOptions {
   int inner_steps = 1;
   double inner_lr = 0.01;
@@ -121,7 +122,7 @@ std::unique_ptr<Learner> make_meta_sgd(std::shared_ptr<const nn::Model> model, n
                                        std::unique_ptr<nn::Optimizer> outer, MetaSgdOptions options);
 std::unique_ptr<Learner> make_reptile(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                       std::unique_ptr<nn::Optimizer> outer, ReptileOptions options);
-std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+std::unique_ptr<Learner> make_anil(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, AnilOptions options);
 std::unique_ptr<Learner> make_protonet(std::shared_ptr<const nn::Model> embedding, nn::ParameterList init,
                                        std::unique_ptr<nn::Optimizer> outer, ProtoOptions options);
@@ -140,7 +141,7 @@ struct LearnerOptions {
 // kind: "maml", "fomaml", "maml++" (multi-step loss, learnable inner lrs and derivative-order
 // annealing switched on with the given counts), "meta-sgd", "reptile", "anil", "protonet",
 // "matching". Throws listing the kinds.
-std::unique_ptr<Learner> make_learner(const std::string& kind, std::shared_ptr<const nn::Mlp> model,
+std::unique_ptr<Learner> make_learner(const std::string& kind, std::shared_ptr<const nn::Model> model,
                                       nn::ParameterList init, std::unique_ptr<nn::Optimizer> outer,
                                       const LearnerOptions& options);
 

@@ -8,12 +8,12 @@ namespace {
 
 // A learner made by `Factory` from the LearnerOptions member `Options`.
 template <auto Factory, auto Options>
-std::unique_ptr<Learner> make_plain(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+std::unique_ptr<Learner> make_plain(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                     std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
   return Factory(std::move(model), std::move(init), std::move(outer), o.*Options);
 }
 
-std::unique_ptr<Learner> make_fomaml_kind(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+std::unique_ptr<Learner> make_fomaml_kind(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                           std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
   MamlOptions m = o.maml;
   m.first_order = true;
@@ -21,7 +21,7 @@ std::unique_ptr<Learner> make_fomaml_kind(std::shared_ptr<const nn::Mlp> model, 
 }
 
 // maml++: the MAML++ multi-step loss and learnable inner learning rates switched on.
-std::unique_ptr<Learner> make_maml_pp_kind(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+std::unique_ptr<Learner> make_maml_pp_kind(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                            std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& o) {
   MamlOptions m = o.maml;
   m.multi_step_loss = true;

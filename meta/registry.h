@@ -29,7 +29,7 @@ struct LearnerInfo {
   bool recompute_inner = false;  // has the recompute_inner option (MamlOptions::recompute_inner)
   // The algorithm of make_batched_learner, when the batched path supports the learner.
   std::optional<BatchedAlgorithm> batched = std::nullopt;
-  std::unique_ptr<Learner> (*make)(std::shared_ptr<const nn::Mlp> model, nn::ParameterList init,
+  std::unique_ptr<Learner> (*make)(std::shared_ptr<const nn::Model> model, nn::ParameterList init,
                                    std::unique_ptr<nn::Optimizer> outer, const LearnerOptions& options) = nullptr;
 };
 

@@ -98,6 +98,14 @@ Tensor Mlp::forward(const ParameterList& params, const Tensor& x) const {
   return forward_layers(params, x, 0, layers());
 }
 
+Tensor Mlp::forward_body(const ParameterList& params, const Tensor& x) const {
+  return forward_layers(params, x, 0, layers() - 1);
+}
+
+Tensor Mlp::forward_head(const ParameterList& params, const Tensor& features) const {
+  return forward_layers(params, features, layers() - 1, layers());
+}
+
 std::string Mlp::describe() const {
   std::string s = "mlp ";
   for (std::size_t i = 0; i < spec_.sizes.size(); ++i) {

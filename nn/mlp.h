@@ -40,6 +40,10 @@ class Mlp : public Model {
   std::int64_t out_features() const override { return spec_.sizes.back(); }
   DType dtype() const override { return spec_.dtype; }
   std::string describe() const override;
+  // Body: every layer but the last (with its activation); head: the last layer.
+  std::size_t head_parameter_start() const override { return spec_.sizes.size() > 2 ? 2 * (layers() - 1) : 0; }
+  Tensor forward_body(const ParameterList& params, const Tensor& x) const override;
+  Tensor forward_head(const ParameterList& params, const Tensor& features) const override;
 
   // Layers [first, last) only; the activation follows every layer of the range except the model's
   // last layer. forward == forward_layers(params, x, 0, layers()). Used by ANIL (body / head split).

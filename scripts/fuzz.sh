@@ -4,14 +4,14 @@
 # a scratch corpus (the seeds stay as committed). A crash, leak, sanitizer report or timeout fails the
 # script and leaves the reproducer in build-fuzz/findings/<name>/ -- copy it to
 # fuzz/regressions/<name>/ (rerun first on every call) and add a unit test for the fix.
-#   scripts/fuzz.sh [target ...]      (default: fuzz_request fuzz_checkpoint fuzz_csv)
+#   scripts/fuzz.sh [target ...]      (default: fuzz_request fuzz_checkpoint fuzz_csv fuzz_png)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"
 seconds="${FUZZ_SECONDS:-20}"
 jobs="${FUZZ_BUILD_JOBS:-2}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_request fuzz_checkpoint fuzz_csv)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_request fuzz_checkpoint fuzz_csv fuzz_png)
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \

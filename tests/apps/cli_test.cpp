@@ -710,3 +710,44 @@ TEST_CASE("cli: --progress prints line progress when stderr is not a terminal") 
   CHECK(lines.err.find('\033') == std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli: omniglot trains and evaluates a Conv-4 end to end; bad options and data are named") {
+  const fs::path data = fs::path(METATAPE_SHARED_DATA_DIR) / "omniglot";
+  const fs::path dir = fresh_dir("omniglot");
+  // Usage and data errors need no data.
+  const Captured unknown = captured({"omniglot", "--learners", "mamal", "--data", data.string()});
+  CHECK(unknown.code == apps::bad_usage);
+  CHECK(unknown.err.find("unknown learner 'mamal'") != std::string::npos);
+  const Captured too_many = captured({"omniglot", "--shots", "5", "--eval-queries", "16", "--data", data.string()});
+  CHECK(too_many.code == apps::bad_usage);
+  CHECK(too_many.err.find("shots + queries must be <= 20") != std::string::npos);
+  const Captured missing = captured({"omniglot", "--data", (dir / "nowhere").string()});
+  CHECK(missing.code == apps::bad_data);
+  CHECK(missing.err.find("no data folder") != std::string::npos);
+  if (!fs::is_directory(data)) {
+    MESSAGE("skipped the omniglot run: " << data.string() << " not found (../shared/data/omniglot)");
+    return;
+  }
+  const Captured run = captured({"omniglot", "--data", data.string(), "--learners", "maml,protonet", "--ways", "5",
+                                 "--shots", "1", "--iterations", "2", "--meta-batch", "2", "--eval-episodes", "3",
+                                 "--channels", "4", "--train-queries", "2", "--eval-queries", "2", "--threads", "2",
+                                 "--log-every", "0", "--json", (dir / "omniglot.json").string()});
+  CAPTURE(run.err);
+  REQUIRE(run.code == apps::ok);
+  CHECK(run.out.find("242 characters in 8 alphabets") != std::string::npos);
+  CHECK(run.out.find("| pixels (nearest class mean) |") != std::string::npos);
+  std::ifstream in(dir / "omniglot.json");
+  const auto report = nlohmann::json::parse(in);
+  for (const char* row : {"pixels (nearest class mean)", "maml", "maml (before training)", "protonet"}) {
+    CAPTURE(row);
+    const auto& cell = report["results"][row]["5-way 1-shot"];
+    CHECK(cell["episodes"] == 3);
+    CHECK(cell["mean"].get<double>() >= 0.0);
+    CHECK(cell["ci_low"].get<double>() <= cell["ci_high"].get<double>());
+  }
+  // The 20-way one-shot runs: the pixel control and the metric learner (no 20-way MAML head was trained).
+  CHECK(report["results"]["protonet"]["one_shot_runs"]["per_run_accuracy"].size() == 20);
+  CHECK_FALSE(report["results"]["maml"].contains("one_shot_runs"));
+  CHECK(report["training"]["maml 5-way"]["iterations"] == 2);
+  fs::remove_all(dir);
+}

@@ -304,12 +304,61 @@ std::vector<OpCase> conv_cases() {
     cases.push_back(
         {"flatten " + s.str(), {in(s)}, [](const std::vector<Tensor>& x) { return square(flatten(x[0])); }});
   }
+  // The layout pair itself (im2col's input is an image, col2im's the columns), padding and stride 2.
+  for (const kernels::WindowGeometry& g : {kernels::WindowGeometry{3, 3, 1, 1, 1, 1, 1, 1, 4, 5},
+                                           kernels::WindowGeometry{3, 2, 2, 1, 0, 1, 1, 1, 1, 6}}) {
+    const Shape image{2, 2, 4, 5};
+    const std::string suffix = " k" + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " s" + std::to_string(g.sh);
+    cases.push_back({"im2col" + suffix, {in(image)}, [g](const std::vector<Tensor>& x) {
+                       return square(im2col(x[0], g));
+                     }});
+    cases.push_back({"col2im" + suffix,
+                     {in(Shape{image[0], g.out_h * g.out_w, image[1] * g.kh * g.kw})},
+                     [g, image](const std::vector<Tensor>& x) { return square(col2im(x[0], g, image)); }});
+  }
   // A Conv-4-like block end to end: conv -> tanh -> max_pool -> flatten -> linear.
   cases.push_back({"conv block",
                    {in(Shape{2, 1, 6, 6}), in(Shape{2, 1, 3, 3}), in(Shape{2}), in(Shape{3, 18})},
                    [](const std::vector<Tensor>& x) {
                      const Tensor h = max_pool2d(tanh(conv2d(x[0], x[1], x[2], 1, 1, 1)), 2);
                      return linear(flatten(h), x[3], Tensor());
+                   }});
+  return cases;
+}
+
+std::vector<OpCase> norm_cases() {
+  std::vector<OpCase> cases;
+  // batch_norm in training mode (batch statistics inside the graph), with and without the affine
+  // parameters, over (N, C, H, W) and (N, C); in evaluation mode on fixed running statistics.
+  // Inputs drawn on [-2, 2] so the variance is well away from eps. tanh on top adds curvature.
+  for (const Shape& s : {Shape{3, 2, 2, 3}, Shape{5, 3}, Shape{2, 1, 3, 1}}) {
+    const std::int64_t c = s[1];
+    cases.push_back({"batch_norm " + s.str(), {in(s, -2.0, 2.0), in(Shape{c}), in(Shape{c})},
+                     [](const std::vector<Tensor>& x) { return tanh(batch_norm(x[0], x[1], x[2])); }});
+    cases.push_back({"batch_norm " + s.str() + " no affine", {in(s, -2.0, 2.0)},
+                     [](const std::vector<Tensor>& x) { return tanh(batch_norm(x[0], Tensor(), Tensor())); }});
+  }
+  cases.push_back({"batch_norm (N, C, H, W) eval on running statistics",
+                   {in(Shape{2, 3, 2, 2}), in(Shape{3}), in(Shape{3})},
+                   [](const std::vector<Tensor>& x) {
+                     BatchNormStats stats{Tensor::from_vector(std::vector<double>{0.5, -0.25, 0.0}, Shape{3}, DType::f64),
+                                          Tensor::from_vector(std::vector<double>{2.0, 0.5, 1.0}, Shape{3}, DType::f64)};
+                     return tanh(batch_norm(x[0], x[1], x[2], false, &stats));
+                   }});
+  for (const Shape& s : {Shape{4, 5}, Shape{2, 3, 4}, Shape{2, 1, 2, 3}, Shape{6}}) {
+    const std::int64_t f = s[s.rank - 1];
+    cases.push_back({"layer_norm " + s.str(), {in(s, -2.0, 2.0), in(Shape{f}), in(Shape{f})},
+                     [](const std::vector<Tensor>& x) { return tanh(layer_norm(x[0], x[1], x[2])); }});
+  }
+  cases.push_back({"layer_norm (3, 4) no affine", {in(Shape{3, 4}, -2.0, 2.0)},
+                   [](const std::vector<Tensor>& x) { return tanh(layer_norm(x[0], Tensor(), Tensor())); }});
+  // A Conv-4 block as MAML uses it: conv -> batch_norm (batch statistics) -> tanh -> max_pool -> linear.
+  cases.push_back({"conv-bn block",
+                   {in(Shape{3, 1, 4, 4}), in(Shape{2, 1, 3, 3}), in(Shape{2}), in(Shape{2}), in(Shape{2}),
+                    in(Shape{2, 8})},
+                   [](const std::vector<Tensor>& x) {
+                     const Tensor h = max_pool2d(tanh(batch_norm(conv2d(x[0], x[1], x[2], 1, 1, 1), x[3], x[4])), 2);
+                     return linear(flatten(h), x[5], Tensor());
                    }});
   return cases;
 }
@@ -341,7 +390,13 @@ TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape tab
 TEST_CASE("every conv and pool op passes gradcheck and gradgradcheck in f64 over its shape table") {
   const int checked = check_cases(conv_cases());
   MESSAGE("conv op table: " << checked << " cases checked at first and second order");
-  CHECK(checked == 24);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 1 block
+  CHECK(checked == 28);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 2 x 2 im2col / col2im, 1 block
+}
+
+TEST_CASE("batch_norm and layer_norm pass gradcheck and gradgradcheck in f64 over their shape table") {
+  const int checked = check_cases(norm_cases());
+  MESSAGE("norm op table: " << checked << " cases checked at first and second order");
+  CHECK(checked == 13);  // 3 x 2 batch_norm, 1 eval-mode batch_norm, 5 layer_norm, 1 conv-bn block
 }
 
 TEST_CASE("gradcheck catches a wrong derivative") {

@@ -135,6 +135,23 @@ std::vector<OpCase> op_table() {
   add_case("slice axis 0", {normal({6, 3, 2})}, [](V x) { return slice(x[0], 0, 1, 4); });
   add_case("index_select", {normal({6, 4}), index({0, 5, 2, 2, 1})}, [](V x) { return index_select(x[0], x[1]); });
   add_case("index_add", {normal({5, 4}), index({0, 5, 2, 2, 1})}, [](V x) { return index_add(x[0], x[1], 6); });
+  // convolution, pooling and normalisation (autograd/ops_conv.cpp, ops_norm.cpp): the im2col / col2im
+  // kernels with padding, stride and dilation, and the compositions built on them.
+  const kernels::WindowGeometry window{3, 2, 2, 1, 1, 0, 1, 2, 3, 3};  // (2, 3, 5, 5) image: 3 x 3 positions
+  add_case("im2col", {normal({2, 3, 5, 5})}, [window](V x) { return im2col(x[0], window); });
+  add_case("col2im", {normal({2, 9, 18})}, [window](V x) { return col2im(x[0], window, Shape{2, 3, 5, 5}); });
+  add_case("conv2d s1 p1", {normal({3, 2, 7, 6}), normal({4, 2, 3, 3}), normal({4})},
+           [](V x) { return conv2d(x[0], x[1], x[2], 1, 1, 1); });
+  add_case("conv2d s2 p1 d2", {normal({2, 3, 9, 8}), normal({5, 3, 3, 3}), normal({5})},
+           [](V x) { return conv2d(x[0], x[1], x[2], 2, 1, 2); });
+  add_case("conv1d causal d2", {normal({2, 3, 11}), normal({4, 3, 3}), normal({4})},
+           [](V x) { return conv1d(pad_axis(x[0], Shape{2, 3, 15}, 2, 4), x[1], x[2], 1, 0, 2); });
+  add_case("max_pool2d", {normal({2, 3, 7, 6})}, [](V x) { return max_pool2d(x[0], 2); });
+  add_case("avg_pool2d s1", {normal({2, 3, 5, 6})}, [](V x) { return avg_pool2d(x[0], 3, 1); });
+  add_case("batch_norm (N, C, H, W)", {normal({4, 3, 5, 5}), normal({3}), normal({3})},
+           [](V x) { return batch_norm(x[0], x[1], x[2]); });
+  add_case("batch_norm (N, C)", {normal({9, 5}), normal({5}), normal({5})}, [](V x) { return batch_norm(x[0], x[1], x[2]); });
+  add_case("layer_norm", {normal({2, 6, 10}), normal({10}), normal({10})}, [](V x) { return layer_norm(x[0], x[1], x[2]); });
   add_case("pad_axis", {normal({3, 4})}, [](V x) { return pad_axis(x[0], Shape{3, 9}, 1, 2); });
   // softmax and losses
   add_case("softmax", {normal({5, 7})}, [](V x) { return softmax(x[0]); });

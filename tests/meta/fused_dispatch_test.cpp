@@ -109,7 +109,7 @@ void compare_learners(const Case& c, const std::vector<std::int64_t>& sizes, nn:
   {  // the fused side must really run fused (else the comparison would be the tape against itself)
     const meta::LearnerOptions o = options_for(c, steps, true);
     meta::GradientAlgorithm a = c.kind == "meta-sgd" ? meta::meta_sgd_algorithm(o.meta_sgd)
-                                : c.kind == "anil"   ? meta::anil_algorithm(o.anil, model->layers())
+                                : c.kind == "anil"   ? meta::anil_algorithm(o.anil)
                                                      : meta::maml_algorithm(o.maml);
     std::string why;
     INFO(why);

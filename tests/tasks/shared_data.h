@@ -18,11 +18,11 @@ inline bool have_shared_data(const std::filesystem::path& needed) {
   if (std::filesystem::exists(needed)) return true;
   const char* entry = std::getenv("METATAPE_REAL_DATA_ENTRY");
   if (entry != nullptr && std::string(entry) == "1") {
-    std::printf("skipped: ../shared/data/market not found (%s is missing)\n", needed.string().c_str());
+    std::printf("skipped: real data not found (%s is missing)\n", needed.string().c_str());
     std::fflush(stdout);
     std::exit(77);
   }
-  MESSAGE("SKIPPED: real market data not found: " << needed.string());
+  MESSAGE("SKIPPED: real data not found: " << needed.string());
   return false;
 }
 
