@@ -26,7 +26,8 @@ TemporalEncoder::TemporalEncoder(TemporalSpec spec) : spec_(std::move(spec)) {
   require_positive("channels", spec_.channels);
   require_positive("layers", spec_.layers);
   require_positive("kernel", spec_.kernel);
-  if (!spec_.embedding) require_positive("out_features", spec_.out_features);
+  if (spec_.out_features < 0)
+    fail("temporal: out_features must be >= 0 (0: no head, an embedding), got " + std::to_string(spec_.out_features));
   if (spec_.layers > 30)
     fail("temporal: layers is " + std::to_string(spec_.layers) +
          ", at most 30 (the dilation 2^(layers-1) of the last layer would overflow)");
@@ -51,7 +52,7 @@ ParameterList TemporalEncoder::init(Generator& gen) const {
     params.add(weight_name(l), w.requires_grad_());
     params.add(bias_name(l), b.requires_grad_());
   }
-  if (!spec_.embedding) {
+  if (!embedding()) {
     Tensor w = init_weight(spec_.init, spec_.out_features, spec_.channels, gen, spec_.dtype, spec_.device);
     Tensor b = init_bias(spec_.init, spec_.out_features, spec_.channels, gen, spec_.dtype, spec_.device);
     params.add(kHeadWeight, w.requires_grad_());
@@ -108,22 +109,32 @@ Tensor TemporalEncoder::encode(const ParameterList& params, const Tensor& x) con
   return reshape(slice(h, 1, spec_.window - 1, spec_.window), Shape{h.dim(0), spec_.channels});
 }
 
+std::size_t TemporalEncoder::head_parameter_start() const {
+  return embedding() ? 0 : 2 * static_cast<std::size_t>(spec_.layers);
+}
+
+Tensor TemporalEncoder::forward_body(const ParameterList& params, const Tensor& x) const { return encode(params, x); }
+
+Tensor TemporalEncoder::forward_head(const ParameterList& params, const Tensor& features) const {
+  if (embedding()) fail("temporal: the model " + describe() + " has no head (it is an embedding)");
+  const std::size_t head = head_parameter_start();
+  return linear_forward(features, parameter(params, head, kHeadWeight), parameter(params, head + 1, kHeadBias));
+}
+
 Tensor TemporalEncoder::forward(const ParameterList& params, const Tensor& x) const {
-  const std::size_t conv_params = 2 * static_cast<std::size_t>(spec_.layers);
   if (params.size() != parameter_count()) {
     fail("temporal: forward got " + std::to_string(params.size()) + " parameters, the model " + describe() + " has " +
          std::to_string(parameter_count()));
   }
   const Tensor z = encode(params, x);
-  if (spec_.embedding) return z;
-  return linear_forward(z, params[conv_params], params[conv_params + 1]);
+  return embedding() ? z : forward_head(params, z);
 }
 
 std::string TemporalEncoder::describe() const {
   std::ostringstream s;
   s << "temporal " << spec_.in_channels << "x" << spec_.window << " channels=" << spec_.channels
     << " layers=" << spec_.layers << " kernel=" << spec_.kernel << " " << activation_name(spec_.activation)
-    << " head=" << (spec_.embedding ? std::string("none") : std::to_string(spec_.out_features)) << " "
+    << " head=" << (embedding() ? std::string("none") : std::to_string(spec_.out_features)) << " "
     << kernels::dtype_name(spec_.dtype);
   return s.str();
 }
@@ -161,8 +172,7 @@ TemporalSpec parse_temporal_spec(const std::string& description) {
   spec.kernel = number(value(kernel, "kernel"));
   spec.activation = parse_activation(activation);
   const std::string h = value(head, "head");
-  spec.embedding = h == "none";
-  if (!spec.embedding) spec.out_features = number(h);
+  spec.out_features = h == "none" ? 0 : number(h);
   if (dtype == "f32")
     spec.dtype = DType::f32;
   else if (dtype == "f64")

@@ -13,8 +13,10 @@
 // 1 + (k - 1) * (2^layers - 1) (31 with k = 3 and 4 layers; bars older than that do not reach z).
 // The readout is the last time step, not a global average, so the newest bar counts most and the
 // encoder does not average away where in the window a move happened.
-// The embedding variant (spec.embedding) has no head: forward returns z, out_features() = channels
-// (for ProtoNets and Matching Networks).
+// The embedding variant (out_features = 0, as nn::Conv4) has no head: forward returns z and
+// out_features() = channels (for ProtoNets and Matching Networks).
+// Body / head split (ANIL, nn/model.h): the body is the conv stack and the readout (forward_body = z),
+// the head the linear layer; the embedding variant has no split.
 // Parameters, in order: conv0.weight, conv0.bias, ..., conv<L-1>.bias, then head.weight, head.bias.
 // Initialised as nn/init.h says for spec.init, with fan_in = input channels * k for a conv layer.
 //
@@ -22,10 +24,10 @@
 // later in time by d * (k - 1 - j) (slice + pad_axis, zeros first), concatenated on the channel axis,
 // and one linear applies the weight viewed as (out, k * in). That is the same function as
 // conv1d(pad_axis(h, left d * (k - 1)), w, b, dilation d) on (rows, channels, W) (tested equal to
-// autograd's conv1d, which gathers im2col columns one element per row), with dense block copies
-// instead: a MAML meta-step (8 tasks of 35 rows, 5x32 windows, 16 channels, 4 layers, one inner step,
-// second order) took 10.7 ms against 47 ms through conv1d on the 2-core development machine (an MLP
-// 160-64-64-3 on the same rows: 1.1 ms).
+// autograd's conv1d, which builds im2col columns per call), with dense block copies and one GEMM per
+// layer: a MAML meta-step (8 tasks of 35 rows, 5x32 windows, 16 channels, 4 layers, one inner step,
+// second order) took 12-15 ms against 26-31 ms through conv1d (47 ms before conv's im2col kernels) on
+// the shared 2-core development machine; an MLP 160-64-64-3 on the same rows takes 1.2-1.4 ms.
 #pragma once
 
 #include <cstdint>
@@ -46,8 +48,7 @@ struct TemporalSpec {
   std::int64_t channels = 16;    // width of every conv layer
   std::int64_t layers = 4;       // dilations 1, 2, 4, ..., 2^(layers-1)
   std::int64_t kernel = 3;
-  std::int64_t out_features = 1;  // head outputs; ignored by the embedding variant
-  bool embedding = false;         // no head: forward returns the (rows, channels) encoding
+  std::int64_t out_features = 1;  // head outputs; 0: no head, forward returns the (rows, channels) z
   Activation activation = Activation::relu;
   Init init = Init::uniform_fan_in;
   DType dtype = DType::f32;
@@ -62,11 +63,15 @@ class TemporalEncoder : public Model {
   ParameterList init(Generator& gen) const override;
   Tensor forward(const ParameterList& params, const Tensor& x) const override;
   std::int64_t in_features() const override { return spec_.in_channels * spec_.window; }
-  std::int64_t out_features() const override { return spec_.embedding ? spec_.channels : spec_.out_features; }
+  std::int64_t out_features() const override { return embedding() ? spec_.channels : spec_.out_features; }
   DType dtype() const override { return spec_.dtype; }
   // "temporal 5x32 channels=16 layers=4 kernel=3 relu head=3 f32" (head=none for the embedding
   // variant); parse_temporal_spec reads it back.
   std::string describe() const override;
+  // Body: parameters conv0.weight .. conv<L-1>.bias; head: head.weight, head.bias (0: no head).
+  std::size_t head_parameter_start() const override;
+  Tensor forward_body(const ParameterList& params, const Tensor& x) const override;  // = encode
+  Tensor forward_head(const ParameterList& params, const Tensor& features) const override;
 
   // h_L (rows, channels, W): the conv stack's output at every time step, before the readout.
   Tensor conv_stack(const ParameterList& params, const Tensor& x) const;
@@ -76,7 +81,8 @@ class TemporalEncoder : public Model {
   Tensor encode(const ParameterList& params, const Tensor& x) const;
   std::int64_t receptive_field() const;
   const TemporalSpec& spec() const { return spec_; }
-  std::size_t parameter_count() const { return 2 * static_cast<std::size_t>(spec_.layers) + (spec_.embedding ? 0 : 2); }
+  bool embedding() const { return spec_.out_features == 0; }
+  std::size_t parameter_count() const { return 2 * static_cast<std::size_t>(spec_.layers) + (embedding() ? 0 : 2); }
   static std::string weight_name(std::int64_t layer);  // "conv<i>.weight"
   static std::string bias_name(std::int64_t layer);    // "conv<i>.bias"
   static constexpr const char* kHeadWeight = "head.weight";

@@ -80,12 +80,19 @@ TEST_CASE("temporal encoder: shapes, names, head and embedding variants, errors 
   CHECK(model.conv_stack(p, x).shape() == Shape{5, 3, 8});
 
   nn::TemporalSpec es = small_spec();
-  es.embedding = true;
+  es.out_features = 0;
   const nn::TemporalEncoder embed(es);
   const auto ep = embed.init(gen);
   CHECK(ep.size() == 4);
   CHECK(embed.out_features() == 3);
   CHECK(embed.forward(ep, x).shape() == Shape{5, 3});
+
+  // The body/head split ANIL adapts across: the conv stack and readout, then the linear head.
+  CHECK(model.head_parameter_start() == 4);
+  CHECK(model.forward_head(p, model.forward_body(p, x)).to_vector<float>() == model.forward(p, x).to_vector<float>());
+  CHECK(model.forward_body(p, x).shape() == Shape{5, 3});
+  CHECK(embed.head_parameter_start() == 0);
+  CHECK_THROWS_WITH_AS(embed.forward_head(ep, x), doctest::Contains("has no head"), Error);
 
   CHECK_THROWS_WITH_AS(model.forward(p, Tensor::zeros(Shape{5, 15})), doctest::Contains("raw_window.length"), Error);
   CHECK_THROWS_WITH_AS(model.forward(ep, x), doctest::Contains("forward got 4 parameters"), Error);
@@ -197,7 +204,7 @@ TEST_CASE("temporal encoder: describe survives a checkpoint and rebuilds the sam
   for (const bool embedding : {false, true}) {
     CAPTURE(embedding);
     nn::TemporalSpec spec = small_spec();
-    spec.embedding = embedding;
+    spec.out_features = embedding ? 0 : 4;
     const nn::TemporalEncoder model(spec);
     CHECK(model.describe() == (embedding ? "temporal 2x8 channels=3 layers=2 kernel=3 tanh head=none f32"
                                          : "temporal 2x8 channels=3 layers=2 kernel=3 tanh head=4 f32"));
