@@ -87,8 +87,9 @@ Tensor index_add(const Tensor& src, const Tensor& index, std::int64_t rows);
 Tensor pad_axis(const Tensor& x, const Shape& full, int axis, std::int64_t start);
 
 // ---- convolution and pooling (autograd/ops_conv.cpp) ---------------------------------------------
-// Compositions of differentiable ops (im2col / col2im below, linear, max, mean), so every derivative
-// order is exact and every backend runs them. Tensors have rank <= 4, so there is no
+// conv2d is an op with its own kernels (CPU im2col + GEMM, CUDA cuDNN) whose gradients are the ops
+// conv2d_input_grad / conv2d_weight_grad below; the pools are compositions of im2col, max and mean.
+// Every derivative order is exact. Tensors have rank <= 4, so there is no
 // extra task dimension: conv2d and the pools take (N, C, H, W), conv1d (N, C, L); fold tasks into N.
 // groups = 1; stride, padding and dilation apply to every spatial axis alike; no ceil mode.
 // Output size per axis: (in + 2 * padding - dilation * (k - 1) - 1) / stride + 1.
@@ -106,6 +107,13 @@ Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::in
 // other's backward. Throws when g's out_h / out_w do not follow from the image shape.
 Tensor im2col(const Tensor& x, const kernels::WindowGeometry& g);
 Tensor col2im(const Tensor& cols, const kernels::WindowGeometry& g, const Shape& image_shape);
+// conv2d's gradients as ops of their own (what its backward records; PyTorch's
+// torch.nn.grad.conv2d_input / conv2d_weight): the data gradient (the transposed convolution of dy
+// (N, O, out_h, out_w) with weight (O, C, kh, kw)) to x_shape (N, C, H, W), and the filter gradient to
+// w_shape. g is the convolution's geometry (stride, padding, dilation, out_h / out_w of x_shape).
+// Differentiable at every order (autograd/ops_conv.cpp).
+Tensor conv2d_input_grad(const Tensor& dy, const Tensor& weight, const kernels::WindowGeometry& g, const Shape& x_shape);
+Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, const kernels::WindowGeometry& g, const Shape& w_shape);
 // Square kernel x kernel windows, no padding; stride defaults to the kernel. max_pool2d sends the
 // gradient to each window's first maximum.
 Tensor max_pool2d(const Tensor& x, std::int64_t kernel, std::int64_t stride);

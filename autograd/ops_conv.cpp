@@ -1,29 +1,31 @@
-// Convolution and pooling, written as compositions of differentiable ops around one layout pair,
-// im2col and its adjoint col2im (kernels/op_kinds.h, WindowGeometry), so the first and second
-// derivatives (and every higher one) are exact by construction:
+// Convolution and pooling. conv2d is three ops that are each other's derivatives, each with its own
+// kernel (kernels/op_list.inc: CPU im2col + Eigen GEMM, CUDA cuDNN):
 //
-//   conv2d(x, w, b)  = im2col (padding read as 0)  ->  linear(cols, w as (O, C*kh*kw), b)
-//                      ->  (N, Ho*Wo, O) transposed to (N, O, Ho, Wo)
-//   conv1d           = conv2d on (N, C, 1, L) with a (O, C, 1, k) filter
-//   max_pool2d       = im2col of x viewed as (N*C, 1, H, W)  ->  max over the window (gradient to its first maximum)
-//   avg_pool2d       = the same  ->  mean over the window
-//   flatten          = reshape to (N, rest)
+//   conv(x, w)                 y  = x * w                       (cross-correlation, as PyTorch)
+//   conv2d_input_grad(dy, w)   dx = the transposed convolution  (the data gradient of conv)
+//   conv2d_weight_grad(x, dy)  dw = sum over images and positions of dy x-windows (the filter gradient)
 //
-// im2col and col2im are linear and each other's adjoint: im2col's backward is col2im of the incoming
-// gradient, col2im's backward is im2col, so a chain of them differentiates forever. Hence:
-//  - backward: d/dx = col2im(g W) -- the transposed convolution, conv2d's data gradient;
-//    d/dw = g^T cols -- the filter gradient (a correlation of g with x); d/db = g summed.
-//  - second derivative: each gradient is linear in g and in the other operand, through the same layout ops
-//    and GEMMs, so its derivative is again a data-gradient and a filter-gradient convolution (the double
-//    backward of a convolution is convolutions), recorded exactly. conv2d is linear in x and in w separately;
-//    the only second-order terms are the x-w cross terms. Pooling is piecewise linear: max's second derivative
-//    is zero almost everywhere (its mask is a constant), mean's is zero.
+// All three are bilinear, and with <a, b> the elementwise inner product,
+//   <dy, conv(x, w)> = <conv2d_input_grad(dy, w), x> = <conv2d_weight_grad(x, dy), w>,
+// so the backward of each is again the three: conv's is (input_grad(G, w), weight_grad(x, G));
+// input_grad(dy, w)'s is (conv(G, w), weight_grad(G, dy)); weight_grad(x, dy)'s is (input_grad(dy, G),
+// conv(x, G)). Every derivative order is exact and the double backward of a convolution is
+// convolutions, as issue 16 asks. Only the x-w cross terms are second order (each op is linear in
+// each argument). The bias is a broadcast add. conv1d is conv2d on (N, C, 1, L).
 //
-// Cost: the column matrix holds N * Ho * Wo * C * kh * kw elements (kh * kw times the input for stride 1) and is
-// kept for the backward. im2col is one pass over it (a gather), col2im one pass over x (CUDA: each element sums
-// its own window entries, no atomics; CPU: a scatter in a fixed order). Before these kernels the layout was an
-// i64 index plus one-element index_select / index_add, which took 30-50 ms for a Conv-4 middle layer on the
-// development machine against about 5 ms of GEMM; bench/autograd_cpu.cpp's conv rows measure the kernels now.
+// Pooling is a composition around the layout pair im2col / col2im (kernels/op_kinds.h, WindowGeometry),
+// which are linear and each other's adjoint (im2col's backward is col2im of the gradient and col2im's
+// is im2col):
+//   max_pool2d = im2col of x viewed as (N*C, 1, H, W)  ->  max over the window (gradient to its first maximum)
+//   avg_pool2d = the same  ->  mean over the window
+//   flatten    = reshape to (N, rest)
+// Pooling is piecewise linear: max's second derivative is zero almost everywhere (its mask is a
+// constant), mean's is zero.
+//
+// History, measured by bench/autograd_cpu.cpp (BM_Conv2dConv4Layer, a Conv-4 middle layer): conv was
+// first an i64 index with one-element index_select / index_add (62 ms forward on the loaded
+// development machine), then im2col + linear + transpose as tape ops (22 ms); the kernels above are
+// the third form. tests/autograd/conv_test.cpp checks conv2d against the im2col + linear composition.
 //
 // Shapes are limited by the library's rank <= 4: conv2d's input is (N, C, H, W) with no extra task
 // dimension (fold tasks into N); conv1d's is (N, C, L). groups = 1 only.
@@ -57,6 +59,46 @@ std::int64_t out_len(const char* op, const char* axis, std::int64_t in, std::int
   return (padded - span) / stride + 1;
 }
 
+Tensor conv_op(const Tensor& x, const Tensor& w, const kernels::WindowGeometry& g);
+Tensor weight_grad_op(const Tensor& x, const Tensor& dy, const kernels::WindowGeometry& g, const Shape& w_shape);
+
+// conv2d_input_grad / conv2d_weight_grad without their argument checks (the callers made the shapes).
+Tensor input_grad_op(const Tensor& dy, const Tensor& w, const kernels::WindowGeometry& g, const Shape& x_shape) {
+  Tensor dx = detail::empty_as(dy, x_shape);
+  kernels::conv2d_backward_data(dy.view(), w.view(), g, dx.view());
+  if (!should_record({&dy, &w})) return dx;
+  return record("conv2d_input_grad", dx, {dy, w}, [g](const Node& n, const Tensor& grad, const std::vector<bool>& needs) {
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = conv_op(grad, n.inputs[1], g);
+    if (needs[1]) r[1] = weight_grad_op(grad, n.inputs[0], g, n.inputs[1].shape());
+    return r;
+  });
+}
+
+Tensor weight_grad_op(const Tensor& x, const Tensor& dy, const kernels::WindowGeometry& g, const Shape& w_shape) {
+  Tensor dw = detail::empty_as(x, w_shape);
+  kernels::conv2d_backward_filter(x.view(), dy.view(), g, dw.view());
+  if (!should_record({&x, &dy})) return dw;
+  return record("conv2d_weight_grad", dw, {x, dy}, [g](const Node& n, const Tensor& grad, const std::vector<bool>& needs) {
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = input_grad_op(n.inputs[1], grad, g, n.inputs[0].shape());
+    if (needs[1]) r[1] = conv_op(n.inputs[0], grad, g);
+    return r;
+  });
+}
+
+Tensor conv_op(const Tensor& x, const Tensor& w, const kernels::WindowGeometry& g) {
+  Tensor y = detail::empty_as(x, Shape{x.dim(0), w.dim(0), g.out_h, g.out_w});
+  kernels::conv2d_forward(x.view(), w.view(), g, y.view());
+  if (!should_record({&x, &w})) return y;
+  return record("conv2d", y, {x, w}, [g](const Node& n, const Tensor& grad, const std::vector<bool>& needs) {
+    std::vector<Tensor> r(2);
+    if (needs[0]) r[0] = input_grad_op(grad, n.inputs[1], g, n.inputs[0].shape());
+    if (needs[1]) r[1] = weight_grad_op(n.inputs[0], grad, g, n.inputs[1].shape());
+    return r;
+  });
+}
+
 Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t sh, std::int64_t sw,
                    std::int64_t ph, std::int64_t pw, std::int64_t dh, std::int64_t dw) {
   detail::check_same_dtype(op, x, w);
@@ -68,7 +110,7 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   check_positive(op, "stride", std::min(sh, sw));
   check_positive(op, "dilation", std::min(dh, dw));
   if (std::min(ph, pw) < 0) fail(std::string(op) + ": padding must be >= 0, got " + num(std::min(ph, pw)));
-  const std::int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  const std::int64_t c = x.dim(1), h = x.dim(2), wd = x.dim(3);
   const std::int64_t o = w.dim(0), kh = w.dim(2), kw = w.dim(3);
   if (w.dim(1) != c) {
     fail(std::string(op) + ": the input has " + num(c) + " channels but the weight " + w.shape().str() +
@@ -89,11 +131,8 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& w, const Tenso
   const std::int64_t wo = out_len(op, one_d ? "length" : "width", wd, kw, sw, pw, dw);
 
   const kernels::WindowGeometry g{kh, kw, sh, sw, ph, pw, dh, dw, ho, wo};
-  const std::int64_t k = c * kh * kw;
-  const Tensor cols = reshape(im2col(x, g), Shape{n * ho * wo, k});     // (N*Ho*Wo, C*kh*kw)
-  const Tensor y = linear(cols, reshape(w, Shape{o, k}), b);             // (N*Ho*Wo, O)
-  const Tensor per_image = transpose(reshape(y, Shape{n, ho * wo, o}));  // (N, O, Ho*Wo)
-  return reshape(per_image, Shape{n, o, ho, wo});
+  const Tensor y = conv_op(x, w, g);
+  return b.defined() ? add(y, reshape(b, Shape{1, o, 1, 1})) : y;
 }
 
 struct PoolGeometry {
@@ -137,6 +176,19 @@ void check_window(const char* op, const Shape& image, const kernels::WindowGeome
   }
 }
 
+// The shapes of a convolution's gradient ops: x (N, C, H, W), w (O, C, kh, kw) with kh, kw = g's window,
+// dy (N, O, out_h, out_w), and g consistent with x.
+void check_conv_grad_shapes(const char* op, const Shape& x, const Shape& w, const Shape& dy,
+                            const kernels::WindowGeometry& g) {
+  check_window(op, x, g);
+  if (w.rank != 4 || w[1] != x[1] || w[2] != g.kh || w[3] != g.kw) {
+    fail(std::string(op) + ": weight " + w.str() + " must be (out, " + num(x[1]) + ", " + num(g.kh) + ", " + num(g.kw) +
+         ") for the image " + x.str() + " and the geometry's window");
+  }
+  const Shape want{x[0], w[0], g.out_h, g.out_w};
+  if (dy != want) fail(std::string(op) + ": the output gradient is " + dy.str() + ", expected " + want.str());
+}
+
 }  // namespace
 
 Tensor im2col(const Tensor& x, const kernels::WindowGeometry& g) {
@@ -163,6 +215,18 @@ Tensor col2im(const Tensor& cols, const kernels::WindowGeometry& g, const Shape&
   return record("col2im", image, {cols}, [g](const Node&, const Tensor& grad, const std::vector<bool>&) {
     return std::vector<Tensor>{im2col(grad, g)};
   });
+}
+
+Tensor conv2d_input_grad(const Tensor& dy, const Tensor& weight, const kernels::WindowGeometry& g, const Shape& x_shape) {
+  check_conv_grad_shapes("conv2d_input_grad", x_shape, weight.shape(), dy.shape(), g);
+  detail::check_same_dtype("conv2d_input_grad", dy, weight);
+  return input_grad_op(dy, weight, g, x_shape);
+}
+
+Tensor conv2d_weight_grad(const Tensor& x, const Tensor& dy, const kernels::WindowGeometry& g, const Shape& w_shape) {
+  check_conv_grad_shapes("conv2d_weight_grad", x.shape(), w_shape, dy.shape(), g);
+  detail::check_same_dtype("conv2d_weight_grad", x, dy);
+  return weight_grad_op(x, dy, g, w_shape);
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::int64_t stride, std::int64_t padding,

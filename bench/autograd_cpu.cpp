@@ -1,7 +1,7 @@
 // CPU benchmarks of the autodiff core: tape overhead per recorded op, linear/matmul throughput at the
 // W1 sizes of BENCHMARKS.md, one W1 adaptation composed from the raw ops (no nn/ or meta/), and
-// conv2d at a Conv-4 middle layer with the im2col kernels against the earlier layout (an i64 index
-// and one-element index_select / index_add), kept here only as the measured "before".
+// conv2d at a Conv-4 middle layer with its kernels against its two earlier forms (kept here only as the
+// measured "before").
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -180,11 +180,22 @@ Tensor conv2d_by_index(const Tensor& x, const Tensor& w, const Tensor& b, std::i
   return reshape(transpose(reshape(y, Shape{n, ho * wo, o})), Shape{n, o, ho, wo});
 }
 
+// The second form of conv2d, also kept as a "before": im2col, then linear and a transpose as tape ops.
+Tensor conv2d_by_im2col(const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t padding) {
+  const std::int64_t n = x.dim(0), o = w.dim(0), k = w.dim(1) * w.dim(2) * w.dim(3);
+  const std::int64_t ho = x.dim(2) + 2 * padding - w.dim(2) + 1, wo = x.dim(3) + 2 * padding - w.dim(3) + 1;
+  const kernels::WindowGeometry g{w.dim(2), w.dim(3), 1, 1, padding, padding, 1, 1, ho, wo};
+  const Tensor y = linear(reshape(im2col(x, g), Shape{n * ho * wo, k}), reshape(w, Shape{o, k}), b);
+  return reshape(transpose(reshape(y, Shape{n, ho * wo, o})), Shape{n, o, ho, wo});
+}
+
 // A Conv-4 middle layer: x (rows, 64, 14, 14), 64 filters 3x3, padding 1, f32. Arg 0: forward only;
-// 1: forward and the first-order backward (data and filter gradients). Arg 1 of the pair: 0 = the
-// im2col kernels (the library's conv2d), 1 = the earlier index layout.
+// 1: forward and the first-order backward (data and filter gradients). Arg 1: 0 = the library's
+// conv2d (its own kernels: per-image im2col + GEMM on the CPU), 1 = the first form (index layout),
+// 2 = the second form (im2col + linear + transpose as tape ops).
 void BM_Conv2dConv4Layer(benchmark::State& state) {
-  const bool backward = state.range(0) != 0, by_index = state.range(1) != 0;
+  const bool backward = state.range(0) != 0;
+  const int form = static_cast<int>(state.range(1));
   const std::int64_t rows = 25;
   Generator gen(1);
   const Tensor x = Tensor::uniform(Shape{rows, 64, 14, 14}, -1, 1, gen).requires_grad_();
@@ -193,7 +204,7 @@ void BM_Conv2dConv4Layer(benchmark::State& state) {
   for (auto _ : state) {
     TapeScope scope;
     GradModeGuard mode(backward);
-    const Tensor y = by_index ? conv2d_by_index(x, w, b, 1) : conv2d(x, w, b, 1, 1, 1);
+    const Tensor y = form == 1 ? conv2d_by_index(x, w, b, 1) : form == 2 ? conv2d_by_im2col(x, w, b, 1) : conv2d(x, w, b, 1, 1, 1);
     if (backward) {
       const auto g = grad({sum(y)}, {x, w, b});
       benchmark::DoNotOptimize(g[1].raw_data());
@@ -203,8 +214,9 @@ void BM_Conv2dConv4Layer(benchmark::State& state) {
   }
   const double gemm_flops = 2.0 * rows * 14 * 14 * 64 * 64 * 9 * (backward ? 3 : 1);
   state.counters["GEMM GFLOP/s"] = benchmark::Counter(gemm_flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(by_index ? "index layout (before)" : "im2col kernels") + (backward ? ", fwd+bwd" : ", fwd"));
+  state.SetLabel(std::string(form == 1 ? "index layout (first form)" : form == 2 ? "im2col + linear ops (second form)" : "conv kernels") +
+                 (backward ? ", fwd+bwd" : ", fwd"));
 }
-BENCHMARK(BM_Conv2dConv4Layer)->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Conv2dConv4Layer)->ArgsProduct({{0, 1}, {0, 1, 2}})->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

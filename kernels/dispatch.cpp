@@ -87,6 +87,15 @@ void im2col(const View& x, const WindowGeometry& g, const View& cols) {
 void col2im(const View& cols, const WindowGeometry& g, const View& x) {
   METATAPE_ROUTE("col2im", col2im(cols, g, x), &cols, &x);
 }
+void conv2d_forward(const View& x, const View& w, const WindowGeometry& g, const View& y) {
+  METATAPE_ROUTE("conv2d", conv2d_forward(x, w, g, y), &x, &w, &y);
+}
+void conv2d_backward_data(const View& dy, const View& w, const WindowGeometry& g, const View& dx) {
+  METATAPE_ROUTE("conv2d_backward_data", conv2d_backward_data(dy, w, g, dx), &dy, &w, &dx);
+}
+void conv2d_backward_filter(const View& x, const View& dy, const WindowGeometry& g, const View& dw) {
+  METATAPE_ROUTE("conv2d_backward_filter", conv2d_backward_filter(x, dy, g, dw), &x, &dy, &dw);
+}
 void index_add_rows(const View& src, const View& index, const View& out) {
   METATAPE_ROUTE("index_add", index_add_rows(src, index, out), &src, &index, &out);
 }

@@ -66,7 +66,7 @@ Tensor cut(const Tensor& x, int axis, std::int64_t begin, std::int64_t end) {
 Tensor sum_tasks_as(const Tensor& per_task, const Tensor& theta) { return reshape(sum(per_task, 0), theta.shape()); }
 
 // The batched options as the algorithm's one definition (meta/algorithm.h), for the fused executor.
-GradientAlgorithm algorithm_of(const BatchedOptions& o, const nn::Mlp& mlp) {
+GradientAlgorithm algorithm_of(const BatchedOptions& o) {
   GradientAlgorithm a;
   a.name = learner_info(o.algorithm).name;
   a.inner_steps = o.inner_steps;
@@ -157,7 +157,7 @@ BatchedStep meta_gradient_single(const nn::Mlp& mlp, const nn::ParameterList& me
   // MAML (second order), Meta-SGD and ANIL: the inner loop on the tape, per-task parameters as one
   // leading dimension.
   // The semantics from the algorithm's one definition (meta/algorithm.h).
-  const GradientAlgorithm a = algorithm_of(o, mlp);
+  const GradientAlgorithm a = algorithm_of(o);
   const bool meta_sgd = a.rates == InnerRates::per_parameter;
   const bool second = a.second_order(0);
   const std::size_t head_first = a.first_adapted_layer(mlp);
@@ -383,7 +383,7 @@ BatchedStep batched_meta_gradient(const nn::Mlp& mlp, const nn::ParameterList& m
                                   const BatchedOptions& options) {
   check_meta(mlp, meta, options);
   if (options.chunk < 0) fail("batched: chunk must be >= 0, got " + std::to_string(options.chunk));
-  if (const GradientAlgorithm a = algorithm_of(options, mlp); fused_meta_gradient_supported(a, mlp, tasks)) {
+  if (const GradientAlgorithm a = algorithm_of(options); fused_meta_gradient_supported(a, mlp, tasks)) {
     FusedStep step = fused_meta_gradient(a, 0, mlp, meta, tasks, options.threads);
     return BatchedStep{std::move(step.grads), step.query_loss};
   }

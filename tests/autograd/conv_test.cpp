@@ -168,3 +168,55 @@ TEST_CASE("conv and pool reject bad shapes and arguments, naming the problem and
                        doctest::Contains("avg_pool2d: input must be (N, C, H, W)"), Error);
   CHECK_THROWS_WITH_AS(flatten(Tensor::scalar(1.0)), doctest::Contains("flatten: input must have rank 1..4"), Error);
 }
+
+TEST_CASE("conv2d's kernels equal the im2col + linear composition, value and first and second derivatives") {
+  // The composition is the previous form of conv2d (autograd/ops_conv.cpp's note): the windows as
+  // columns, one linear with the filter as (O, C*kh*kw), then back to (N, O, Ho, Wo).
+  const auto composed = [](const Tensor& x, const Tensor& w, const Tensor& b, const kernels::WindowGeometry& g) {
+    const std::int64_t n = x.dim(0), o = w.dim(0), k = w.dim(1) * w.dim(2) * w.dim(3), p = g.out_h * g.out_w;
+    const Tensor cols = reshape(im2col(x, g), Shape{n * p, k});
+    const Tensor y = linear(cols, reshape(w, Shape{o, k}), b);
+    return reshape(transpose(reshape(y, Shape{n, p, o})), Shape{n, o, g.out_h, g.out_w});
+  };
+  struct Case {
+    Shape x, w;
+    std::int64_t stride, padding, dilation;
+  };
+  Generator gen(99);
+  for (const Case& c : {Case{Shape{3, 2, 6, 5}, Shape{4, 2, 3, 3}, 1, 1, 1}, Case{Shape{2, 3, 9, 8}, Shape{2, 3, 3, 2}, 2, 1, 2},
+                        Case{Shape{1, 1, 4, 4}, Shape{3, 1, 1, 1}, 1, 0, 1}}) {
+    CAPTURE(c.x.str());
+    const Tensor x = Tensor::uniform(c.x, -1, 1, gen, DType::f64).requires_grad_();
+    const Tensor w = Tensor::uniform(c.w, -1, 1, gen, DType::f64).requires_grad_();
+    const Tensor b = Tensor::uniform(Shape{c.w[0]}, -1, 1, gen, DType::f64).requires_grad_();
+    const Tensor ours = conv2d(x, w, b, c.stride, c.padding, c.dilation);
+    const kernels::WindowGeometry g{c.w[2], c.w[3], c.stride, c.stride, c.padding, c.padding, c.dilation, c.dilation,
+                                    ours.dim(2), ours.dim(3)};
+    const Tensor reference = composed(x, w, b, g);
+    const auto close = [](const Tensor& a, const Tensor& r) {
+      REQUIRE(a.shape() == r.shape());
+      const auto u = a.to_vector<double>(), v = r.to_vector<double>();
+      for (std::size_t i = 0; i < u.size(); ++i) CHECK(u[i] == doctest::Approx(v[i]).epsilon(1e-12));
+    };
+    close(ours, reference);
+    // First order, then the second order through the gradient's squared norm (x-w cross terms).
+    GradOptions keep;
+    keep.create_graph = true;
+    const auto g1 = grad({sum(square(ours))}, {x, w, b}, keep);
+    const auto r1 = grad({sum(square(reference))}, {x, w, b}, keep);
+    for (std::size_t i = 0; i < 3; ++i) close(g1[i], r1[i]);
+    const auto g2 = grad({add(sum(square(g1[0])), sum(square(g1[1])))}, {x, w, b});
+    const auto r2 = grad({add(sum(square(r1[0])), sum(square(r1[1])))}, {x, w, b});
+    for (std::size_t i = 0; i < 3; ++i) close(g2[i], r2[i]);
+  }
+}
+
+TEST_CASE("conv2d's gradient ops reject inconsistent shapes, naming them") {
+  const kernels::WindowGeometry g{3, 3, 1, 1, 1, 1, 1, 1, 4, 4};
+  const Tensor dy = Tensor::zeros(Shape{2, 5, 4, 4});
+  CHECK_THROWS_WITH_AS(conv2d_input_grad(dy, Tensor::zeros(Shape{5, 3, 3, 3}), g, Shape{2, 2, 4, 4}),
+                       doctest::Contains("must be (out, 2, 3, 3)"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_weight_grad(Tensor::zeros(Shape{2, 3, 4, 4}), Tensor::zeros(Shape{2, 5, 3, 4}), g,
+                                          Shape{5, 3, 3, 3}),
+                       doctest::Contains("expected (2, 5, 4, 4)"), Error);
+}

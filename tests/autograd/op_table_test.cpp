@@ -316,6 +316,15 @@ std::vector<OpCase> conv_cases() {
                      {in(Shape{image[0], g.out_h * g.out_w, image[1] * g.kh * g.kw})},
                      [g, image](const std::vector<Tensor>& x) { return square(col2im(x[0], g, image)); }});
   }
+  // conv2d's gradient ops on their own (their backward is the other two; tanh adds curvature).
+  {
+    const kernels::WindowGeometry g{3, 3, 2, 1, 1, 0, 1, 2, 3, 3};  // image (2, 2, 5, 7), weight (3, 2, 3, 3)
+    const Shape image{2, 2, 5, 7}, filter{3, 2, 3, 3};
+    cases.push_back({"conv2d_input_grad s2x1 p1x0 d1x2", {in(Shape{2, 3, 3, 3}), in(filter)},
+                     [g, image](const std::vector<Tensor>& x) { return tanh(conv2d_input_grad(x[0], x[1], g, image)); }});
+    cases.push_back({"conv2d_weight_grad s2x1 p1x0 d1x2", {in(image), in(Shape{2, 3, 3, 3})},
+                     [g, filter](const std::vector<Tensor>& x) { return tanh(conv2d_weight_grad(x[0], x[1], g, filter)); }});
+  }
   // A Conv-4-like block end to end: conv -> tanh -> max_pool -> flatten -> linear.
   cases.push_back({"conv block",
                    {in(Shape{2, 1, 6, 6}), in(Shape{2, 1, 3, 3}), in(Shape{2}), in(Shape{3, 18})},
@@ -390,7 +399,7 @@ TEST_CASE("every op passes gradcheck and gradgradcheck in f64 over the shape tab
 TEST_CASE("every conv and pool op passes gradcheck and gradgradcheck in f64 over its shape table") {
   const int checked = check_cases(conv_cases());
   MESSAGE("conv op table: " << checked << " cases checked at first and second order");
-  CHECK(checked == 28);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 2 x 2 im2col / col2im, 1 block
+  CHECK(checked == 30);  // 6 conv2d, 4 conv1d, 5 x 2 pools, 3 flatten, 2 x 2 im2col / col2im, 2 conv grads, 1 block
 }
 
 TEST_CASE("batch_norm and layer_norm pass gradcheck and gradgradcheck in f64 over their shape table") {

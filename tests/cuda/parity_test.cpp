@@ -146,6 +146,13 @@ std::vector<OpCase> op_table() {
            [](V x) { return conv2d(x[0], x[1], x[2], 2, 1, 2); });
   add_case("conv1d causal d2", {normal({2, 3, 11}), normal({4, 3, 3}), normal({4})},
            [](V x) { return conv1d(pad_axis(x[0], Shape{2, 3, 15}, 2, 4), x[1], x[2], 1, 0, 2); });
+  const kernels::WindowGeometry conv_g{3, 3, 2, 1, 1, 0, 1, 2, 3, 3};  // image (2, 2, 5, 7), filter (3, 2, 3, 3)
+  add_case("conv2d_input_grad (cuDNN backward data)", {normal({2, 3, 3, 3}), normal({3, 2, 3, 3})},
+           [conv_g](V x) { return conv2d_input_grad(x[0], x[1], conv_g, Shape{2, 2, 5, 7}); });
+  add_case("conv2d_weight_grad (cuDNN backward filter)", {normal({2, 2, 5, 7}), normal({2, 3, 3, 3})},
+           [conv_g](V x) { return conv2d_weight_grad(x[0], x[1], conv_g, Shape{3, 2, 3, 3}); });
+  add_case("conv2d empty batch", {normal({0, 2, 5, 5}), normal({3, 2, 3, 3}), normal({3})},
+           [](V x) { return conv2d(x[0], x[1], x[2], 1, 1, 1); });
   add_case("max_pool2d", {normal({2, 3, 7, 6})}, [](V x) { return max_pool2d(x[0], 2); });
   add_case("avg_pool2d s1", {normal({2, 3, 5, 6})}, [](V x) { return avg_pool2d(x[0], 3, 1); });
   add_case("batch_norm (N, C, H, W)", {normal({4, 3, 5, 5}), normal({3}), normal({3})},
@@ -342,4 +349,19 @@ TEST_CASE("cuda parity: every op, its gradient and its second-order gradient mat
   }
   MESSAGE(ran << " of " << table.size() << " op cases compared on " << std::string(kernels::device_name(device)));
   CHECK(ran > 0);
+}
+
+TEST_CASE("cuda: cuDNN convolution and its two gradients are bit-identical run to run (deterministic algorithms)") {
+  if (!gpu_available()) return;
+  Generator gen(5);
+  const Tensor x = Tensor::uniform(Shape{8, 16, 14, 14}, -1, 1, gen).to(Device::cuda).requires_grad_();
+  const Tensor w = Tensor::uniform(Shape{32, 16, 3, 3}, -1, 1, gen).to(Device::cuda).requires_grad_();
+  auto once = [&] {
+    TapeScope scope;
+    const Tensor y = conv2d(x, w, Tensor(), 1, 1, 1);
+    const auto g = grad({sum(square(y))}, {x, w});
+    return std::vector<std::vector<float>>{y.to_vector<float>(), g[0].to_vector<float>(), g[1].to_vector<float>()};
+  };
+  const auto first = once(), second = once();
+  for (std::size_t i = 0; i < first.size(); ++i) CHECK(first[i] == second[i]);
 }
