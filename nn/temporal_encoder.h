@@ -27,7 +27,8 @@
 // autograd's conv1d, which builds im2col columns per call), with dense block copies and one GEMM per
 // layer: a MAML meta-step (8 tasks of 35 rows, 5x32 windows, 16 channels, 4 layers, one inner step,
 // second order) took 12-15 ms against 26-31 ms through conv1d (47 ms before conv's im2col kernels) on
-// the shared 2-core development machine; an MLP 160-64-64-3 on the same rows takes 1.2-1.4 ms.
+// the shared 2-core development machine, and 20-24 ms against 53-59 ms after conv2d got its own
+// kernels (main at 86e9d07, the machine busier); an MLP 160-64-64-3 on the same rows: 1.2-1.4 ms.
 #pragma once
 
 #include <cstdint>
