@@ -13,17 +13,24 @@
 #include "nn/checkpoint.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
+#include "nn/temporal_encoder.h"
 
 namespace metatape::capi {
 namespace {
 
 using nlohmann::json;
 
-// The first object (depth-first) holding a string "model" that starts with "mlp ".
+// Whether `text` is a model description a learner writes: nn::Mlp's "mlp ..." or
+// nn::TemporalEncoder's "temporal ..." (the latter is refused by parse_model, naming it).
+bool is_model_description(const std::string& text) {
+  return text.rfind("mlp ", 0) == 0 || nn::is_temporal_description(text);
+}
+
+// The first object (depth-first) holding a string "model" that is a model description.
 const json* find_options(const json& node) {
   if (node.is_object()) {
     auto it = node.find("model");
-    if (it != node.end() && it->is_string() && it->get<std::string>().rfind("mlp ", 0) == 0) return &node;
+    if (it != node.end() && it->is_string() && is_model_description(it->get<std::string>())) return &node;
     for (const auto& [key, value] : node.items()) {
       if (const json* found = find_options(value)) return found;
     }
@@ -96,6 +103,11 @@ void check_finite_output(const Tensor& t, const std::string& what) {
 
 // "mlp 1-40-40-1 relu f32" -> MlpSpec.
 nn::MlpSpec parse_model(const std::string& text, const std::string& path) {
+  if (nn::is_temporal_description(text)) {
+    throw CheckpointError("metatape: load: " + path + ": model '" + text +
+                          "' is a temporal encoder; the C API and `metatape serve` load MLP checkpoints only "
+                          "(train with model: mlp to deploy through them)");
+  }
   std::istringstream in(text);
   std::string word, sizes, activation, dtype;
   in >> word >> sizes >> activation >> dtype;

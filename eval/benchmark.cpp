@@ -92,13 +92,28 @@ bool learner_fits(const std::string& kind, const FamilySource& family) {
   return !is_metric_learner(kind) || family.kind == tasks::TaskKind::classification;
 }
 
-std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family, bool embedding) {
+std::shared_ptr<const nn::Model> make_network(const BenchmarkConfig& config, const FamilySource& family,
+                                              bool embedding) {
+  if (config.model == "temporal") {
+    if (family.window <= 0 || family.feature_dim % family.window != 0) {
+      fail("benchmark: training.model is temporal but the " + family.name + " rows are " +
+           std::to_string(family.feature_dim) +
+           " indicator features, not raw windows (set tasks.features: raw_window, or training.model: mlp)");
+    }
+    nn::TemporalSpec spec = config.temporal;
+    spec.in_channels = family.feature_dim / family.window;
+    spec.window = family.window;
+    spec.out_features = embedding ? 0 : family.outputs;
+    spec.activation = nn::parse_activation(config.activation);
+    return std::make_shared<const nn::TemporalEncoder>(spec);
+  }
+  if (config.model != "mlp") fail("benchmark: unknown model '" + config.model + "' (training.model: mlp or temporal)");
   nn::MlpSpec spec;
   spec.sizes.push_back(family.feature_dim);
   for (std::int64_t h : config.hidden) spec.sizes.push_back(h);
   if (!embedding) spec.sizes.push_back(family.outputs);
   spec.activation = nn::parse_activation(config.activation);
-  return std::make_shared<nn::Mlp>(spec);
+  return std::make_shared<const nn::Mlp>(spec);
 }
 
 std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind, const BenchmarkConfig& config,

@@ -52,6 +52,7 @@
 #include "eval/walk_forward.h"
 #include "meta/learners.h"
 #include "nn/mlp.h"
+#include "nn/temporal_encoder.h"
 
 namespace metatape::eval {
 
@@ -75,6 +76,13 @@ struct BenchmarkConfig {
   std::int64_t validate_every = 100;
   int validation_episodes = 50;
   bool select_best = true;
+  // The network of every learner and of the scratch / finetune baselines (make_network):
+  //   "mlp":      an MLP with `hidden` layers (any feature set);
+  //   "temporal": nn::TemporalEncoder over raw windows (tasks.features: raw_window); `temporal` gives
+  //               channels, layers and kernel, make_network sets in_channels, window, out_features
+  //               and embedding per family. `activation` applies to both.
+  std::string model = "mlp";
+  nn::TemporalSpec temporal;
   std::vector<std::int64_t> hidden = {64, 64};
   std::string activation = "relu";
   std::string outer_optimizer = "adam";
@@ -205,10 +213,13 @@ struct BenchmarkResult {
   bool interrupted = false;
 };
 
-// Builds the learner `kind` for a family (an MLP with config.hidden layers; the output width is the
-// family's outputs, or the last hidden width for metric learners). Exposed for the CLI's train and
-// adapt commands.
-std::shared_ptr<nn::Mlp> make_network(const BenchmarkConfig& config, const FamilySource& family, bool embedding);
+// The network for a family (config.model): an MLP with config.hidden layers, or a TemporalEncoder
+// over the family's raw windows (family.window; channels = feature_dim / window). The output width is
+// the family's outputs; with `embedding` (metric learners) the MLP ends at its last hidden width and
+// the temporal encoder has no head (its width is temporal.channels). Throws naming the keys when
+// config.model is temporal and the family's rows are not raw windows. Exposed for the CLI and tests.
+std::shared_ptr<const nn::Model> make_network(const BenchmarkConfig& config, const FamilySource& family,
+                                              bool embedding);
 std::unique_ptr<meta::Learner> make_benchmark_learner(const std::string& kind, const BenchmarkConfig& config,
                                                       const FamilySource& family, Generator& gen);
 bool is_metric_learner(const std::string& kind);

@@ -50,6 +50,9 @@ struct FamilySource {
   tasks::TaskKind kind = tasks::TaskKind::classification;
   std::int64_t num_classes = 0;
   std::int64_t feature_dim = 0;
+  // Raw-window rows (tasks.features: raw_window): time steps per row, a row being (feature_dim /
+  // window channels, window) channel-major (tasks/raw_window.h); 0 for indicator features.
+  std::int64_t window = 0;
   std::int64_t outputs = 0;  // model output width: classes, regression outputs or assets
   // A meta-training batch of n tasks (support size set by the training shots), drawn from gen.
   std::function<tasks::TaskBatch(std::int64_t n, Generator& gen)> train_batch;

@@ -97,6 +97,7 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     auto cache = std::make_shared<DistributionCache>(market, c);
     const std::int64_t train_support = support_rows(source, static_cast<int>(options.train_shots));
     source.feature_dim = cache->get(train_support).feature_dim();
+    if (market->feature_config.is_raw_window()) source.window = market->feature_config.raw_window.length;
     source.train_batch = [cache, train_support](std::int64_t n, Generator& gen) {
       return cache->get(train_support).sample_batch(tasks::Split::train, n, gen);
     };

@@ -64,7 +64,7 @@ class LearnerMethod : public Method {
 
 class SgdMethod : public Method {
  public:
-  SgdMethod(std::string name, std::shared_ptr<const nn::Mlp> model, nn::ParameterList start, double lr)
+  SgdMethod(std::string name, std::shared_ptr<const nn::Model> model, nn::ParameterList start, double lr)
       : name_(std::move(name)), model_(std::move(model)), start_(std::move(start)), lr_(lr) {}
   std::string name() const override { return name_; }
   bool is_baseline() const override { return true; }
@@ -77,12 +77,12 @@ class SgdMethod : public Method {
 
  private:
   std::string name_;
-  std::shared_ptr<const nn::Mlp> model_;
+  std::shared_ptr<const nn::Model> model_;
   nn::ParameterList start_;  // empty: a fresh initialisation per episode
   double lr_;
 };
 
-Tensor pooled_loss(const nn::Mlp& model, const nn::ParameterList& params, const tasks::Task& task) {
+Tensor pooled_loss(const nn::Model& model, const nn::ParameterList& params, const tasks::Task& task) {
   const Tensor loss_s = meta::task_loss(task, model.forward(params, task.support_x), task.support_y);
   const Tensor loss_q = meta::task_loss(task, model.forward(params, task.query_x), task.query_y);
   return (loss_s + loss_q) * 0.5;
@@ -149,15 +149,15 @@ FamilySource with_support_classes_only(const FamilySource& family) {
 }
 
 std::unique_ptr<Method> make_learner_method(meta::Learner& learner) { return std::make_unique<LearnerMethod>(learner); }
-std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Mlp> model, double lr) {
+std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Model> model, double lr) {
   return std::make_unique<SgdMethod>("scratch", std::move(model), nn::ParameterList{}, lr);
 }
-std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Mlp> model, nn::ParameterList pretrained,
+std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Model> model, nn::ParameterList pretrained,
                                              double lr) {
   return std::make_unique<SgdMethod>("finetune", std::move(model), std::move(pretrained), lr);
 }
 
-std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const nn::ParameterList& start,
+std::vector<std::vector<double>> sgd_query_outputs(const nn::Model& model, const nn::ParameterList& start,
                                                    const tasks::Task& task, double lr, const std::vector<int>& steps) {
   int max_steps = 0;
   for (int s : steps) {
@@ -196,7 +196,7 @@ std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const n
   return out;
 }
 
-nn::ParameterList pretrain_network(const nn::Mlp& model, nn::ParameterList init, nn::Optimizer& optimizer,
+nn::ParameterList pretrain_network(const nn::Model& model, nn::ParameterList init, nn::Optimizer& optimizer,
                                    const FamilySource& family, std::int64_t steps, std::int64_t batch, Generator& gen) {
   nn::ParameterList params = init.clone(true);
   for (std::int64_t step = 0; step < steps; ++step) {

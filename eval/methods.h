@@ -22,7 +22,7 @@
 #include "autograd/random.h"
 #include "eval/episodes.h"
 #include "meta/learner.h"
-#include "nn/mlp.h"
+#include "nn/model.h"
 #include "nn/optimizer.h"
 #include "nn/parameters.h"
 
@@ -40,8 +40,8 @@ class Method {
 
 // Wraps a trained learner (not owned). Metric learners ("protonet", "matching") do not use steps.
 std::unique_ptr<Method> make_learner_method(meta::Learner& learner);
-std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Mlp> model, double lr);
-std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Mlp> model, nn::ParameterList pretrained,
+std::unique_ptr<Method> make_scratch_method(std::shared_ptr<const nn::Model> model, double lr);
+std::unique_ptr<Method> make_finetune_method(std::shared_ptr<const nn::Model> model, nn::ParameterList pretrained,
                                              double lr);
 
 // Time-series tasks often lack some classes in their support set (regimes persist for dozens of bars).
@@ -60,12 +60,12 @@ FamilySource with_support_classes_only(const FamilySource& family);
 // Trains a network on meta-train tasks jointly: `steps` updates of `optimizer`, each on a batch of
 // `batch` tasks from family.train_batch with support and query rows pooled. Returns the trained
 // parameters (no history). The same budget as meta-training: steps x batch tasks.
-nn::ParameterList pretrain_network(const nn::Mlp& model, nn::ParameterList init, nn::Optimizer& optimizer,
+nn::ParameterList pretrain_network(const nn::Model& model, nn::ParameterList init, nn::Optimizer& optimizer,
                                    const FamilySource& family, std::int64_t steps, std::int64_t batch, Generator& gen);
 
 // SGD (gradient clipped to global norm 1) on the support set from `start`, returning the query outputs after each requested count
 // of steps (sorted or not). Used by scratch and finetune; exposed for tests.
-std::vector<std::vector<double>> sgd_query_outputs(const nn::Mlp& model, const nn::ParameterList& start,
+std::vector<std::vector<double>> sgd_query_outputs(const nn::Model& model, const nn::ParameterList& start,
                                                    const tasks::Task& task, double lr, const std::vector<int>& steps);
 
 }  // namespace metatape::eval

@@ -255,6 +255,24 @@ void check_values(const RunConfig& c) {
     }
   }
 
+  if (c.features.is_raw_window()) at_least("tasks.raw_window.length", c.features.raw_window.length, 2);
+  if (b.model != "mlp" && b.model != "temporal") {
+    throw ConfigError("training.model must be mlp or temporal, got '" + b.model + "'");
+  }
+  if (b.model == "temporal") {
+    if (!c.features.is_raw_window()) {
+      throw ConfigError(
+          "training.model is temporal, which reads raw windows, but tasks.features is indicators; set "
+          "tasks.features: raw_window (or training.model: mlp)");
+    }
+    at_least("training.temporal.channels", b.temporal.channels, 1);
+    at_least("training.temporal.layers", b.temporal.layers, 1);
+    at_least("training.temporal.kernel", b.temporal.kernel, 1);
+    if (b.temporal.layers > 30) {
+      throw ConfigError("training.temporal.layers must be <= 30 (the last dilation is 2^(layers-1)), got " +
+                        std::to_string(b.temporal.layers));
+    }
+  }
   at_least("training.meta_steps", b.meta_steps, 0);
   at_least("training.meta_batch", b.meta_batch, 1);
   at_least("training.train_shots", b.train_shots, 1);
@@ -341,6 +359,18 @@ double mlp_parameters(double inputs, const std::vector<std::int64_t>& hidden, do
   return total + (in + 1.0) * outputs;
 }
 
+// nn::TemporalEncoder's parameter count: conv layers (in * kernel + 1) x channels, then the head
+// (channels + 1) x outputs (outputs 0: the embedding variant, no head).
+double temporal_parameters(const nn::TemporalSpec& t, double in_channels, double outputs) {
+  const double ch = static_cast<double>(t.channels), k = static_cast<double>(t.kernel);
+  double total = 0.0, in = in_channels;
+  for (std::int64_t l = 0; l < t.layers; ++l) {
+    total += (in * k + 1.0) * ch;
+    in = ch;
+  }
+  return total + (ch + 1.0) * outputs;
+}
+
 void check_limits(const RunConfig& c) {
   const BenchmarkConfig& b = c.benchmark;
   const ResourceLimits& l = c.limits;
@@ -353,9 +383,17 @@ void check_limits(const RunConfig& c) {
            "limits.max_bars", "simulate fewer bars");
   }
   // At least one input feature and one output: the exact count is checked once the features are known.
-  within(mlp_parameters(1, b.hidden, 1), l.max_parameters,
-         "parameters per learner with training.hidden " + list_text(b.hidden) + " (at least)", "limits.max_parameters",
-         "use narrower or fewer layers");
+  if (b.model == "temporal") {
+    within(temporal_parameters(b.temporal, 1, 1), l.max_parameters,
+           "parameters per learner with training.temporal (channels " + std::to_string(b.temporal.channels) +
+               ", layers " + std::to_string(b.temporal.layers) + ", kernel " + std::to_string(b.temporal.kernel) +
+               ") (at least)",
+           "limits.max_parameters", "use fewer channels or layers");
+  } else {
+    within(mlp_parameters(1, b.hidden, 1), l.max_parameters,
+           "parameters per learner with training.hidden " + list_text(b.hidden) + " (at least)",
+           "limits.max_parameters", "use narrower or fewer layers");
+  }
   const double query = static_cast<double>(c.distribution.query_size);
   within(static_cast<double>(b.meta_batch) * (static_cast<double>(b.train_shots) + query), l.max_rows,
          "training.meta_batch (" + std::to_string(b.meta_batch) + ") x (training.train_shots (" +
@@ -543,7 +581,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   const YAML::Node t = croot["tasks"];
   check_keys(t, "tasks",
              {"families", "symbols", "query_size", "horizon", "stride", "embargo", "train_end", "validation_end",
-              "holdout_symbols", "direction_threshold", "regime_trend_threshold", "portfolio_assets", "rebalance"});
+              "holdout_symbols", "direction_threshold", "regime_trend_threshold", "portfolio_assets", "rebalance",
+              "features", "raw_window"});
   tasks::DistributionConfig& d = c.distribution;
   std::int64_t horizon = 4;
   read(t, "families", d.families, "tasks");
@@ -560,12 +599,21 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(t, "regime_trend_threshold", d.family.regime_trend_threshold, "tasks");
   read(t, "portfolio_assets", d.family.portfolio_assets, "tasks");
   read(t, "rebalance", d.family.rebalance, "tasks");
+  std::string feature_set = tasks::feature_set_name(c.features.set);
+  read(t, "features", feature_set, "tasks");
+  if (feature_set != "indicators" && feature_set != "raw_window") {
+    throw ConfigError("tasks.features must be indicators or raw_window, got '" + feature_set + "'");
+  }
+  c.features.set = tasks::parse_feature_set(feature_set);
+  const YAML::Node rw = present(t) ? t["raw_window"] : YAML::Node();
+  check_keys(rw, "tasks.raw_window", {"length"});
+  read(rw, "length", c.features.raw_window.length, "tasks.raw_window");
 
   const YAML::Node tr = croot["training"];
   check_keys(tr, "training",
              {"meta_steps", "meta_batch", "train_shots", "outer_optimizer", "outer_lr", "clip_norm", "inner_lr",
-              "inner_steps", "first_order", "recompute_inner", "reptile_steps", "hidden", "activation",
-              "diagnose_every", "validate_every", "validation_episodes", "select_best"});
+              "inner_steps", "first_order", "recompute_inner", "reptile_steps", "model", "hidden", "temporal",
+              "activation", "diagnose_every", "validate_every", "validation_episodes", "select_best"});
   b.meta_steps = 1000;
   b.meta_batch = 8;
   b.hidden = {64, 64};
@@ -575,7 +623,13 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(tr, "outer_optimizer", b.outer_optimizer, "training");
   read(tr, "outer_lr", b.outer_lr, "training");
   read(tr, "clip_norm", b.clip_norm, "training");
+  read(tr, "model", b.model, "training");
   read(tr, "hidden", b.hidden, "training");
+  const YAML::Node tm = present(tr) ? tr["temporal"] : YAML::Node();
+  check_keys(tm, "training.temporal", {"channels", "layers", "kernel"});
+  read(tm, "channels", b.temporal.channels, "training.temporal");
+  read(tm, "layers", b.temporal.layers, "training.temporal");
+  read(tm, "kernel", b.temporal.kernel, "training.temporal");
   read(tr, "activation", b.activation, "training");
   read(tr, "diagnose_every", b.diagnose_every, "training");
   read(tr, "validate_every", b.validate_every, "training");
@@ -723,6 +777,8 @@ std::string resolved_config_yaml(const RunConfig& c) {
   t["regime_trend_threshold"] = scalar(d.family.regime_trend_threshold);
   t["portfolio_assets"] = d.family.portfolio_assets;
   t["rebalance"] = d.family.rebalance;
+  t["features"] = tasks::feature_set_name(c.features.set);
+  t["raw_window"]["length"] = c.features.raw_window.length;
   YAML::Node tr = root["training"];
   tr["meta_steps"] = b.meta_steps;
   tr["meta_batch"] = b.meta_batch;
@@ -735,7 +791,11 @@ std::string resolved_config_yaml(const RunConfig& c) {
   tr["first_order"] = lo.maml.first_order;
   tr["recompute_inner"] = lo.maml.recompute_inner;
   tr["reptile_steps"] = lo.reptile.inner_steps;
+  tr["model"] = b.model;
   tr["hidden"] = sequence(b.hidden);
+  tr["temporal"]["channels"] = b.temporal.channels;
+  tr["temporal"]["layers"] = b.temporal.layers;
+  tr["temporal"]["kernel"] = b.temporal.kernel;
   tr["activation"] = b.activation;
   tr["diagnose_every"] = b.diagnose_every;
   tr["validate_every"] = b.validate_every;
@@ -848,7 +908,7 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
     desc = "market files under " + (config.data.root.empty() ? std::string(".") : config.data.root) + ": " + labels +
            " (" + std::to_string(market.rows()) + " aligned bars)";
   }
-  auto prepared = tasks::PreparedMarket::make(std::move(market));
+  auto prepared = tasks::PreparedMarket::make(std::move(market), config.features);
   MarketSourceOptions options;
   options.train_shots = config.benchmark.train_shots;
   options.query_size = config.distribution.query_size;
@@ -864,6 +924,15 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
   const BenchmarkConfig& b = config.benchmark;
   for (const FamilySource& f : sources) {
     for (const std::string& kind : b.learners) {
+      if (b.model == "temporal") {
+        const double channels = f.window > 0 ? static_cast<double>(f.feature_dim / f.window) : 1.0;
+        within(
+            temporal_parameters(b.temporal, channels, is_metric_learner(kind) ? 0.0 : static_cast<double>(f.outputs)),
+            config.limits.max_parameters,
+            kind + " on " + f.name + " (" + std::to_string(f.feature_dim) + " features, training.temporal) parameters",
+            "limits.max_parameters", "use fewer channels or layers");
+        continue;
+      }
       const double outputs =
           is_metric_learner(kind) ? static_cast<double>(b.hidden.back()) : static_cast<double>(f.outputs);
       std::vector<std::int64_t> hidden = b.hidden;

@@ -10,9 +10,10 @@
 //               simulator: {seed, assets, exchanges, bars}
 //   tasks:      families, symbols, query_size, horizon, stride, embargo, train_end, validation_end,
 //               holdout_symbols, direction_threshold, regime_trend_threshold, portfolio_assets,
-//               rebalance
+//               rebalance, features (indicators | raw_window), raw_window: {length}
 //   training:   meta_steps, meta_batch, train_shots, outer_optimizer, outer_lr, clip_norm, inner_lr,
-//               inner_steps, first_order, reptile_steps, hidden, activation, diagnose_every
+//               inner_steps, first_order, reptile_steps, model (mlp | temporal), hidden (mlp),
+//               temporal: {channels, layers, kernel}, activation, diagnose_every
 //   evaluation: shots, steps, runs, episodes, baseline_lr, bootstrap_resamples, alpha, fee_rate,
 //               slippage_rate, headline_shots, selection_episodes, verdict_against (eval/benchmark.h)
 //   limits:     max_parameters, max_rows, max_inner_steps_x_episodes, max_bars (see ResourceLimits)
@@ -76,6 +77,7 @@ struct ResourceLimits {
 
 struct RunConfig {
   DataConfig data;
+  tasks::FeatureConfig features;  // tasks.features and tasks.raw_window (the indicator lists: defaults)
   tasks::DistributionConfig distribution;
   BenchmarkConfig benchmark;
   ResourceLimits limits;

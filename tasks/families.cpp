@@ -92,13 +92,21 @@ struct Assembled {
 
 Task finish(const PreparedMarket& m, const TaskRequest& q, const Layout& l, Assembled& a, const std::string& family,
             TaskKind kind, std::int64_t num_classes) {
-  std::vector<const double*> rows;
-  for (std::size_t i = 0; i < l.support.size(); ++i)
-    rows.push_back(a.support_x.data() + i * static_cast<std::size_t>(a.dim));
-  const Normalizer norm = Normalizer::fit(rows, a.dim);
+  // Raw windows are normalised per window already (tasks/raw_window.h) and pass through unchanged.
+  const bool fit_normalizer = !m.feature_config.is_raw_window();
+  Normalizer norm;
+  if (fit_normalizer) {
+    std::vector<const double*> rows;
+    for (std::size_t i = 0; i < l.support.size(); ++i)
+      rows.push_back(a.support_x.data() + i * static_cast<std::size_t>(a.dim));
+    norm = Normalizer::fit(rows, a.dim);
+  }
   auto to_tensor = [&](const std::vector<double>& x, std::int64_t n) {
     std::vector<float> out(static_cast<std::size_t>(n * a.dim));
-    for (std::int64_t i = 0; i < n; ++i) norm.apply(x.data() + i * a.dim, out.data() + i * a.dim, a.dim);
+    if (fit_normalizer)
+      for (std::int64_t i = 0; i < n; ++i) norm.apply(x.data() + i * a.dim, out.data() + i * a.dim, a.dim);
+    else
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(x[i]);
     return Tensor::from_vector(out, Shape{n, a.dim});
   };
   Task t;
@@ -243,17 +251,22 @@ class Risk final : public SingleSeriesFamily {
 //   triangular_arbitrage: d = log(close_XQ) - log(close_XB) - log(close_BQ), three pairs on one
 //   exchange (e.g. ETH/USDT, ETH/BTC, BTC/USDT): buying X with Q directly versus through B.
 // Label 1 if |d(u)| exceeds the fees of the round trip (two trades, resp. three) plus the margin at
-// some bar u in t+1..t+h. Features: the first series' features plus 8 deviation features.
+// some bar u in t+1..t+h. Features (indicators): the first series' features plus 8 deviation
+// features over the last 20 bars. Features (raw windows): the first series' 5 channels plus a sixth,
+// d(u) / threshold over the same W bars (|value| > 1: the gap exceeds fees + margin at bar u), so a
+// row still reshapes to (channels, W).
 class Arbitrage final : public TaskFamily {
  public:
   static constexpr int kSpreadFeatures = 8;
+  static constexpr std::int64_t kSpreadWindow = 20;  // bars the 8 deviation features read
   Arbitrage(FamilyConfig c, bool triangular) : c_(std::move(c)), triangular_(triangular) {}
   std::string name() const override { return triangular_ ? "triangular_arbitrage" : "arbitrage"; }
   TaskKind kind() const override { return TaskKind::classification; }
   std::int64_t num_classes() const override { return 2; }
   std::int64_t feature_dim(const PreparedMarket& m) const override {
-    return m.feature_config.count() + kSpreadFeatures;
+    return m.feature_config.count() + spread_columns(m);
   }
+  std::int64_t min_begin(const PreparedMarket& m) const override { return std::max(m.warmup, spread_window(m) - 1); }
   const FamilyConfig& config() const override { return c_; }
   std::vector<std::vector<int>> candidates(const Market& m) const override {
     std::vector<std::vector<int>> out;
@@ -286,34 +299,42 @@ class Arbitrage final : public TaskFamily {
     check_series(s);
     const Layout l = make_layout(m, q, min_begin(m), name());
     const double threshold = arbitrage_threshold(m.market, q.series, c_.arbitrage_margin);
-    // The deviation over every bar a row reads: 19 bars before the first decision row (the 20-bar
-    // statistics) through the last label bar; computed once, not per row.
-    const std::int64_t first = std::min(l.support.front(), l.query.front()) - 19;
-    if (first < 0) fail(name() + ": the first decision row must be >= 19 (20-bar deviation statistics)");
+    // The deviation over every bar a row reads: the window before the first decision row through the
+    // last label bar; computed once, not per row.
+    const std::int64_t window = spread_window(m);
+    const std::int64_t first = std::min(l.support.front(), l.query.front()) - (window - 1);
+    if (first < 0)
+      fail(name() + ": the first decision row must be >= " + std::to_string(window - 1) + " (the " +
+           std::to_string(window) + "-bar deviation features)");
     std::vector<double> deviation(static_cast<std::size_t>(l.last_bar - first + 1));
     for (std::int64_t u = first; u <= l.last_bar; ++u)
       deviation[static_cast<std::size_t>(u - first)] = arbitrage_deviation(m.market, q.series, u);
     auto d = [&](std::int64_t u) { return deviation[static_cast<std::size_t>(u - first)]; };
     const FeatureMatrix& f = m.features[static_cast<std::size_t>(q.series[0])];
+    const bool raw = m.feature_config.is_raw_window();
     Assembled a;
-    a.dim = f.cols + kSpreadFeatures;
+    a.dim = f.cols + spread_columns(m);
     auto row = [&](std::int64_t t, std::vector<double>& x, std::vector<std::int64_t>& cls) {
       append_row(x, f.row(t), f.cols);
-      double mean = 0, sd = 0;
-      for (std::int64_t k = t - 19; k <= t; ++k) mean += d(k);
-      mean /= 20;
-      for (std::int64_t k = t - 19; k <= t; ++k) sd += (d(k) - mean) * (d(k) - mean);
-      sd = std::sqrt(sd / 20);
-      const double now = d(t);
-      const double extra[kSpreadFeatures] = {now * 100,
-                                             std::fabs(now) * 100,
-                                             (now - d(t - 1)) * 100,
-                                             (now - d(t - 4)) * 100,
-                                             mean * 100,
-                                             sd * 100,
-                                             sd > 1e-12 ? (now - mean) / sd : 0.0,
-                                             (std::fabs(now) - threshold) * 100};
-      x.insert(x.end(), extra, extra + kSpreadFeatures);
+      if (raw) {
+        for (std::int64_t u = t - (window - 1); u <= t; ++u) x.push_back(d(u) / threshold);
+      } else {
+        double mean = 0, sd = 0;
+        for (std::int64_t k = t - (window - 1); k <= t; ++k) mean += d(k);
+        mean /= static_cast<double>(window);
+        for (std::int64_t k = t - (window - 1); k <= t; ++k) sd += (d(k) - mean) * (d(k) - mean);
+        sd = std::sqrt(sd / static_cast<double>(window));
+        const double now = d(t);
+        const double extra[kSpreadFeatures] = {now * 100,
+                                               std::fabs(now) * 100,
+                                               (now - d(t - 1)) * 100,
+                                               (now - d(t - 4)) * 100,
+                                               mean * 100,
+                                               sd * 100,
+                                               sd > 1e-12 ? (now - mean) / sd : 0.0,
+                                               (std::fabs(now) - threshold) * 100};
+        x.insert(x.end(), extra, extra + kSpreadFeatures);
+      }
       int hit = 0;
       for (std::int64_t u = t + 1; u <= t + q.horizon && !hit; ++u) hit = std::fabs(d(u)) > threshold;
       cls.push_back(hit);
@@ -324,6 +345,14 @@ class Arbitrage final : public TaskFamily {
   }
 
  private:
+  // Columns appended after the first series' features: 8 deviation features, or a W-bar channel.
+  static std::int64_t spread_columns(const PreparedMarket& m) {
+    return m.feature_config.is_raw_window() ? m.feature_config.raw_window.length : kSpreadFeatures;
+  }
+  // Bars t-window+1 .. t of the deviation that row t reads.
+  static std::int64_t spread_window(const PreparedMarket& m) {
+    return m.feature_config.is_raw_window() ? m.feature_config.raw_window.length : kSpreadWindow;
+  }
   // "ETH/BTC" -> {"ETH", "BTC"}; {"", ""} when the symbol names no quote currency.
   static std::pair<std::string, std::string> split_pair(const std::string& symbol) {
     const auto slash = symbol.find('/');

@@ -10,8 +10,12 @@
 // Task::support_end_ms is the time of s_last, query_begin_ms the time of q_0; hence
 // query_begin_ms - support_end_ms >= (horizon + 1) * interval_ms.
 //
-// Features are normalised with statistics fitted on the support rows only; the same map is applied to
-// the query rows. Tensors are f32 (labels of classification tasks i64).
+// Indicator features are normalised with statistics fitted on the support rows only; the same map is
+// applied to the query rows. Raw windows (FeatureSet::raw_window) are normalised within each window
+// (tasks/raw_window.h) and pass through unchanged. With raw windows every row is (channels, W)
+// flattened channel-major: price_direction, market_regime, risk 5 channels; arbitrage and
+// triangular_arbitrage 6 (the first series' 5 and the deviation channel); portfolio 5 per asset, in
+// the request's asset order. Tensors are f32 (labels of classification tasks i64).
 #pragma once
 
 #include <cstdint>
@@ -66,7 +70,8 @@ struct FamilyConfig {
   double regime_high_vol_ratio = 1.5;
   // arbitrage: label 1 if for some bar u in t+1..t+h, |log(close_a(u) / close_b(u))| > fee_a + fee_b +
   // margin. triangular_arbitrage: the same with the cycle deviation log(XQ) - log(XB) - log(BQ) and the
-  // three pairs' fees. Features: the first series' features plus 8 deviation features.
+  // three pairs' fees. Features: the first series' features plus 8 deviation features (indicators),
+  // or plus one channel d(u) / (fees + margin) over the window's W bars (raw windows).
   double arbitrage_margin = 0.0005;
   // portfolio: assets per task and rebalancing period ("daily", "weekly", or a bar count "12").
   int portfolio_assets = 3;

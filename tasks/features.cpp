@@ -52,7 +52,16 @@ std::vector<double> wilder(const std::vector<double>& x, int p, std::size_t firs
 
 }  // namespace
 
+FeatureSet parse_feature_set(const std::string& name) {
+  if (name == "indicators") return FeatureSet::indicators;
+  if (name == "raw_window") return FeatureSet::raw_window;
+  fail("features: unknown feature set '" + name + "' (choose indicators or raw_window)");
+}
+
+std::string feature_set_name(FeatureSet set) { return set == FeatureSet::raw_window ? "raw_window" : "indicators"; }
+
 std::int64_t FeatureConfig::count() const {
+  if (is_raw_window()) return raw_window.count();
   return static_cast<std::int64_t>(return_lags.size() + vol_windows.size() + rsi_periods.size() + 3 * macd.size() +
                                    bollinger_windows.size() + atr_periods.size() + stochastic_periods.size() +
                                    (stochastic_periods.empty() ? 0 : 1) + volume_z_windows.size() +
@@ -61,6 +70,7 @@ std::int64_t FeatureConfig::count() const {
 }
 
 std::vector<std::string> FeatureConfig::names() const {
+  if (is_raw_window()) return raw_window.names();
   std::vector<std::string> n;
   auto add = [&](const std::string& prefix, const std::vector<int>& ws) {
     for (int w : ws) n.push_back(prefix + std::to_string(w));
@@ -90,6 +100,7 @@ std::vector<std::string> FeatureConfig::names() const {
 }
 
 std::int64_t FeatureConfig::warmup() const {
+  if (is_raw_window()) return raw_window.warmup();
   int m = 1;
   auto upd = [&](const std::vector<int>& ws, int extra) {
     for (int w : ws) m = std::max(m, w + extra);
@@ -112,6 +123,7 @@ std::int64_t FeatureConfig::warmup() const {
 }
 
 FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
+  if (config.is_raw_window()) config.raw_window.check();
   FeatureMatrix fm;
   fm.rows = s.size();
   fm.cols = config.count();
@@ -120,6 +132,11 @@ FeatureMatrix compute_features(const Series& s, const FeatureConfig& config) {
   fm.values.assign(static_cast<std::size_t>(fm.rows * fm.cols), 0.0);
   const std::int64_t n = fm.rows;
   if (n == 0) return fm;
+  if (config.is_raw_window()) {
+    for (std::int64_t t = fm.warmup; t < n; ++t)
+      raw_window_row(s, t, config.raw_window, fm.values.data() + t * fm.cols);
+    return fm;
+  }
   const auto& c = s.close;
   std::vector<double> r(static_cast<std::size_t>(n), 0.0), lv(static_cast<std::size_t>(n));
   for (std::int64_t t = 1; t < n; ++t)

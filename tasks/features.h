@@ -8,6 +8,10 @@
 // %D of the 14 (4); volume z-score at 10,20,50 (3); high-low range / close now and mean over 5,20
 // (3); return skewness at 20,60 (2); return kurtosis at 20,60 (2); price z-score vs SMA 10,20,50 (3);
 // log(SMA ratio) 5/20 and 20/50 (2); up-bar fraction 10,20 (2).
+//
+// The other set, raw windows (FeatureSet::raw_window): row t is the last W bars as 5 normalised
+// channels, flattened channel-major (tasks/raw_window.h). FeatureConfig::set picks one; count(),
+// names(), warmup() and compute_features follow it.
 #pragma once
 
 #include <array>
@@ -16,11 +20,23 @@
 #include <string>
 #include <vector>
 
+#include "tasks/raw_window.h"
 #include "tasks/series.h"
 
 namespace metatape::tasks {
 
+enum class FeatureSet {
+  indicators,  // the hand-made indicator columns below (50 by default)
+  raw_window,  // the last raw_window.length bars as channels (tasks/raw_window.h)
+};
+// "indicators" | "raw_window"; throws naming the option `features` and the choices.
+FeatureSet parse_feature_set(const std::string& name);
+std::string feature_set_name(FeatureSet set);
+
 struct FeatureConfig {
+  FeatureSet set = FeatureSet::indicators;
+  RawWindowConfig raw_window;  // used when set == raw_window; the lists below when set == indicators
+
   std::vector<int> return_lags = {1, 2, 3, 5, 8, 13, 21, 34, 55};
   std::vector<int> vol_windows = {5, 10, 20, 40, 80};
   std::vector<int> rsi_periods = {7, 14, 28};
@@ -36,7 +52,8 @@ struct FeatureConfig {
   std::vector<std::array<int, 2>> sma_ratios = {{5, 20}, {20, 50}};
   std::vector<int> up_fraction_windows = {10, 20};
 
-  std::int64_t count() const;  // number of columns (50 for the default)
+  bool is_raw_window() const { return set == FeatureSet::raw_window; }
+  std::int64_t count() const;  // number of columns (50 for the default, 5 * W for raw windows)
   std::vector<std::string> names() const;
   std::int64_t warmup() const;  // first row with every feature defined
 };

@@ -288,6 +288,11 @@ TEST_CASE("capi: every error path returns a code and a message") {
     cp.config_json = R"({"learner": "maml", "options": {"model": "mlp 2-x-1 relu f32"}})";
     nn::save_checkpoint(plain, cp);
     expect_error(mt_model_load(plain.c_str(), &model), MT_ERR_CHECKPOINT, "bad layer size");
+    // A temporal encoder's checkpoint is named and refused, not misread as an MLP.
+    cp.config_json =
+        R"({"learner": "maml", "options": {"model": "temporal 5x32 channels=16 layers=4 kernel=3 relu head=3 f32"}})";
+    nn::save_checkpoint(plain, cp);
+    expect_error(mt_model_load(plain.c_str(), &model), MT_ERR_CHECKPOINT, "is a temporal encoder");
     cp.config_json = R"({"learner": "nope", "options": {"model": "mlp 2-8-1 relu f32"}})";
     nn::save_checkpoint(plain, cp);
     expect_error(mt_model_load(plain.c_str(), &model), MT_ERR_CHECKPOINT, "nope");

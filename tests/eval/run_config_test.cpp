@@ -268,3 +268,47 @@ TEST_CASE("run config: checkpoint selection keys (training.validate_every, valid
   CHECK_FALSE(back.benchmark.select_best);
   CHECK(resolved_config_yaml(back) == resolved_config_yaml(r));
 }
+
+TEST_CASE("run config: raw-window features and the temporal model (tasks.features, training.model)") {
+  const RunConfig d = parse_run_config("");
+  CHECK(d.features.set == tasks::FeatureSet::indicators);
+  CHECK(d.features.raw_window.length == 32);
+  CHECK(d.benchmark.model == "mlp");
+  CHECK(d.benchmark.temporal.channels == 16);
+  CHECK(d.benchmark.temporal.layers == 4);
+  CHECK(d.benchmark.temporal.kernel == 3);
+  const RunConfig c = parse_run_config(
+      "tasks:\n  features: raw_window\n  raw_window: {length: 24}\ntraining:\n  model: temporal\n"
+      "  temporal: {channels: 8, layers: 3, kernel: 2}\n");
+  CHECK(c.features.is_raw_window());
+  CHECK(c.features.raw_window.length == 24);
+  CHECK(c.benchmark.model == "temporal");
+  CHECK(c.benchmark.temporal.channels == 8);
+  CHECK(c.benchmark.temporal.layers == 3);
+  CHECK(c.benchmark.temporal.kernel == 2);
+  // An MLP on raw windows is a valid configuration too.
+  CHECK(parse_run_config("", {"tasks.features=raw_window"}).benchmark.model == "mlp");
+
+  const RunConfig back = parse_run_config(resolved_config_yaml(c), {}, "resolved");
+  CHECK(back.features.raw_window.length == 24);
+  CHECK(back.benchmark.temporal.layers == 3);
+  CHECK(resolved_config_yaml(back) == resolved_config_yaml(c));
+
+  CHECK(refusal("", {"training.model=temporal"}).find("set tasks.features: raw_window") != std::string::npos);
+  CHECK(refusal("", {"training.model=transformer"}).find("training.model must be mlp or temporal") !=
+        std::string::npos);
+  CHECK(
+      refusal("", {"tasks.features=candles"}).find("tasks.features must be indicators or raw_window, got 'candles'") !=
+      std::string::npos);
+  CHECK(refusal("", {"tasks.features=raw_window", "tasks.raw_window.length=1"})
+            .find("tasks.raw_window.length must be >= 2, got 1") != std::string::npos);
+  CHECK(refusal("", {"tasks.raw_window.width=3"}).find("unknown key 'tasks.raw_window.width'") != std::string::npos);
+  CHECK(refusal("", {"training.temporal.dilation=2"}).find("unknown key 'training.temporal.dilation'") !=
+        std::string::npos);
+  CHECK(refusal("", {"tasks.features=raw_window", "training.model=temporal", "training.temporal.channels=0"})
+            .find("training.temporal.channels must be >= 1, got 0") != std::string::npos);
+  CHECK(refusal("", {"tasks.features=raw_window", "training.model=temporal", "training.temporal.layers=31"})
+            .find("training.temporal.layers must be <= 30") != std::string::npos);
+  CHECK(refusal("", {"tasks.features=raw_window", "training.model=temporal", "training.temporal.channels=100000"})
+            .find("limits.max_parameters") != std::string::npos);
+}
