@@ -78,7 +78,12 @@ struct MarketSourceOptions {
   std::int64_t query_size = 20;
   // How train_batch builds its tasks: workers, prefetch, cache_dir, min_quality, balance_difficulty
   // (seed and split are not used: see make_market_sources).
-  tasks::SamplerConfig sampler{.workers = 0, .prefetch = 0};
+  tasks::SamplerConfig sampler = [] {
+    tasks::SamplerConfig s;
+    s.workers = 0;
+    s.prefetch = 0;
+    return s;
+  }();
 };
 
 // One FamilySource per family in `config.families`, all on the same prepared market. The
