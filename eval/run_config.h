@@ -96,8 +96,8 @@ std::string resolved_config_yaml(const RunConfig& config);
 // Flattens YAML maps to "section.key" -> value (sequences and scalars as flow YAML text).
 std::map<std::string, std::string> flatten_config(const std::string& yaml_text);
 // Whether a key only changes the evaluation (evaluation.*, limits.*, out, data.root) or no result at
-// all (sampler.workers, sampler.prefetch, sampler.cache_dir), so `eval` and a resumed run may take it
-// from the command line instead of the recorded training configuration.
+// all (sampler.workers, sampler.prefetch, sampler.cache_dir), so `eval` may take it from its command
+// line instead of the recorded training configuration.
 bool is_evaluation_key(const std::string& key);
 
 // path empty: the built-in defaults (those of configs/main.yaml). Throws ConfigError naming the file,
