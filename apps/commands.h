@@ -58,6 +58,10 @@ eval::ProgressMode progress_mode(const RunOptions& options);
 // Writes <out>/config.resolved.yaml (eval/run_config.h), atomically; train and run call it before
 // training so that `metatape eval` reads what the checkpoints were trained with.
 void write_resolved_config(const eval::RunConfig& config);
+// Writes <out>/sampler_stats.json, {family: {built, memory_hits, disk_hits, disk_rebuilt,
+// skipped_quality}} of the task samplers behind meta-training in this process (tasks::SamplerStats),
+// and prints one line per family to stderr.
+void write_sampler_stats(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources);
 // The configuration recorded at <out>/config.resolved.yaml (recorded_path) with the evaluation keys
 // and learner / family subsets of `requested` (the command line's); throws ConfigError listing every
 // training key that differs from the recorded value (apps/eval_command.cpp; eval and adapt use it).

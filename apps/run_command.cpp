@@ -10,6 +10,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "apps/commands.h"
 #include "eval/report.h"
 #include "meta/registry.h"
@@ -58,6 +60,28 @@ eval::ProgressMode progress_mode(const RunOptions& o) {
   if (o.no_progress) return eval::ProgressMode::off;
   if (isatty(fileno(stderr))) return eval::ProgressMode::bar;
   return o.progress ? eval::ProgressMode::lines : eval::ProgressMode::off;
+}
+
+void write_sampler_stats(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const eval::FamilySource& f : sources) {
+    if (!f.train_sampler_stats) continue;
+    const tasks::SamplerStats s = f.train_sampler_stats();
+    j[f.name] = {{"built", s.built},
+                 {"memory_hits", s.memory_hits},
+                 {"disk_hits", s.disk_hits},
+                 {"disk_rebuilt", s.disk_rebuilt},
+                 {"skipped_quality", s.skipped_quality}};
+    std::fprintf(stderr,
+                 "metatape: sampler %s: %lld tasks built, %lld from memory, %lld from the disk cache, %lld "
+                 "skipped below min_quality\n",
+                 f.name.c_str(), static_cast<long long>(s.built), static_cast<long long>(s.memory_hits),
+                 static_cast<long long>(s.disk_hits), static_cast<long long>(s.skipped_quality));
+  }
+  const std::filesystem::path path = std::filesystem::path(config.benchmark.out_dir) / "sampler_stats.json";
+  std::ofstream out(path, std::ios::trunc);
+  out << j.dump(2) << '\n';
+  if (!out) throw Error("metatape: cannot write " + path.string() + " (check that --out is a writable directory)");
 }
 
 void write_resolved_config(const eval::RunConfig& config) {
@@ -134,6 +158,7 @@ int run_and_report(const RunOptions& o, const char* what) {
   eval::ProgressBar bar(1, what, progress_mode(o));
   eval::BenchmarkResult result = eval::run_benchmark(config.benchmark, sources, &bar, &interrupt_requested());
   bar.finish(result.interrupted ? "interrupted" : "done");
+  write_sampler_stats(config, sources);
   result.data_description = description;
   const std::string out = config.benchmark.out_dir.empty() ? std::string("runs/main") : config.benchmark.out_dir;
   const std::string report_dir = (std::filesystem::path(out) / "report").string();

@@ -54,6 +54,7 @@ void train(const TrainArgs& args) {
     }
   }
   bar.finish("done");
+  write_sampler_stats(config, sources);
 }
 
 }  // namespace

@@ -19,11 +19,8 @@
 
 #include "autograd/random.h"
 #include "tasks/families.h"
+#include "tasks/sampler.h"
 #include "tasks/task.h"
-
-namespace metatape::tasks {
-struct DistributionConfig;
-}  // namespace metatape::tasks
 
 namespace metatape::eval {
 
@@ -56,6 +53,9 @@ struct FamilySource {
   std::int64_t outputs = 0;  // model output width: classes, regression outputs or assets
   // A meta-training batch of n tasks (support size set by the training shots), drawn from gen.
   std::function<tasks::TaskBatch(std::int64_t n, Generator& gen)> train_batch;
+  // Market sources: the counters of the tasks::Sampler behind train_batch, summed over its restarts
+  // (empty function for synthetic sources).
+  std::function<tasks::SamplerStats()> train_sampler_stats;
   // One test episode with `shots` support rows per class (per output for regression), from gen.
   std::function<Episode(int shots, Generator& gen)> test_episode;
   // The same from the validation split (model selection); empty for synthetic sources.
@@ -79,10 +79,23 @@ std::int64_t support_rows(const FamilySource& family, int shots);
 struct MarketSourceOptions {
   std::int64_t train_shots = 5;  // support rows of meta-training tasks follow support_rows()
   std::int64_t query_size = 20;
+  // How train_batch builds its tasks: workers, prefetch, cache_dir, min_quality, balance_difficulty
+  // (seed and split are not used: see make_market_sources).
+  tasks::SamplerConfig sampler = [] {
+    tasks::SamplerConfig s;
+    s.workers = 0;
+    s.prefetch = 0;
+    return s;
+  }();
 };
 
 // One FamilySource per family in `config.families`, all on the same prepared market. The
 // distribution's own support_size is ignored: it is set per shots value.
+// train_batch(n, gen) draws through a tasks::Sampler with a sequential key stream started at gen (so
+// the tasks are the draws of gen, whatever options.sampler's workers and prefetch) and leaves gen
+// where the sampler's consumed keys end: with min_quality 0 and no balancing, the same tasks in the
+// same order and the same gen state as TaskDistribution::sample_batch(train, n, gen). The sampler
+// reads ahead while gen is the one it left; a call with any other gen state restarts it there.
 std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::PreparedMarket> market,
                                               const tasks::DistributionConfig& config,
                                               const MarketSourceOptions& options);

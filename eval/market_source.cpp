@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
+#include <mutex>
 
 #include "kernels/error.h"
 #include "tasks/families.h"
@@ -28,11 +30,56 @@ class DistributionCache {
     }
     return *it->second;
   }
+  std::shared_ptr<const tasks::TaskDistribution> share(std::int64_t support) {
+    get(support);
+    return cache_.at(support);
+  }
 
  private:
   std::shared_ptr<const tasks::PreparedMarket> market_;
   tasks::DistributionConfig config_;
   std::map<std::int64_t, std::shared_ptr<tasks::TaskDistribution>> cache_;
+};
+
+// The meta-training batches of a source: one tasks::Sampler with a sequential key stream, kept while
+// the caller hands back the generator state it left (see make_market_sources).
+class TrainBatches {
+ public:
+  TrainBatches(std::shared_ptr<const tasks::TaskDistribution> dist, tasks::SamplerConfig config)
+      : dist_(std::move(dist)), config_(std::move(config)) {
+    config_.split = tasks::Split::train;
+  }
+
+  tasks::TaskBatch operator()(std::int64_t n, Generator& gen) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!sampler_ || !same_state(sampler_->consumed_keys().state(), gen.state())) {
+      if (sampler_) finished_ += sampler_->stats();
+      sampler_.reset();
+      sampler_ = std::make_unique<tasks::Sampler>(dist_, config_, gen);
+    }
+    tasks::TaskBatch batch = sampler_->next_batch(n);
+    gen.set_state(sampler_->consumed_keys().state());
+    return batch;
+  }
+
+  tasks::SamplerStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks::SamplerStats s = finished_;
+    if (sampler_) s += sampler_->stats();
+    return s;
+  }
+
+ private:
+  static bool same_state(const Generator::State& a, const Generator::State& b) {
+    return a.words == b.words && a.has_spare_normal == b.has_spare_normal &&
+           (!a.has_spare_normal || a.spare_normal == b.spare_normal);
+  }
+
+  std::shared_ptr<const tasks::TaskDistribution> dist_;
+  tasks::SamplerConfig config_;
+  std::mutex mutex_;
+  std::unique_ptr<tasks::Sampler> sampler_;
+  tasks::SamplerStats finished_;
 };
 
 // The episode of one request: the task (what TaskDistribution::build makes of the same request), its
@@ -98,9 +145,9 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     const std::int64_t train_support = support_rows(source, static_cast<int>(options.train_shots));
     source.feature_dim = cache->get(train_support).feature_dim();
     if (market->feature_config.is_raw_window()) source.window = market->feature_config.raw_window.length;
-    source.train_batch = [cache, train_support](std::int64_t n, Generator& gen) {
-      return cache->get(train_support).sample_batch(tasks::Split::train, n, gen);
-    };
+    auto batches = std::make_shared<TrainBatches>(cache->share(train_support), options.sampler);
+    source.train_batch = [batches](std::int64_t n, Generator& gen) { return (*batches)(n, gen); };
+    source.train_sampler_stats = [batches] { return batches->stats(); };
     const std::shared_ptr<const tasks::TaskFamily> fam = std::move(family);
     FamilySource shape;  // what support_rows() reads: name, kind, classes
     shape.name = source.name;

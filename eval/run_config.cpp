@@ -517,6 +517,29 @@ void check_market_fits(const RunConfig& config, const tasks::Market& market,
   }
 }
 
+// Section `sampler:` (how training builds its tasks; no key changes which tasks, except the
+// filters min_quality and balance_difficulty).
+void read_sampler(const YAML::Node& node, tasks::SamplerConfig& s) {
+  check_keys(node, "sampler", {"workers", "prefetch", "cache_dir", "balance_difficulty", "min_quality"});
+  read(node, "workers", s.workers, "sampler");
+  read(node, "prefetch", s.prefetch, "sampler");
+  read(node, "cache_dir", s.cache_dir, "sampler");
+  read(node, "balance_difficulty", s.balance_difficulty, "sampler");
+  read(node, "min_quality", s.min_quality, "sampler");
+  if (s.workers < 0 || s.workers > 256) {
+    throw ConfigError("sampler.workers must be from 0 to 256, got " + std::to_string(s.workers) +
+                      " (0 builds tasks on the training thread; about the number of idle cores is enough)");
+  }
+  if (s.prefetch < 0 || s.prefetch > 4096) {
+    throw ConfigError("sampler.prefetch must be from 0 to 4096, got " + std::to_string(s.prefetch) +
+                      " (tasks built ahead of the meta-batch; a few meta-batches' worth is enough)");
+  }
+  if (!std::isfinite(s.min_quality) || s.min_quality < 0.0 || s.min_quality > 1.0) {
+    throw ConfigError("sampler.min_quality must be a number in [0, 1], got " + num(s.min_quality) +
+                      " (tasks with a lower quality score are skipped; 0 keeps every task)");
+  }
+}
+
 }  // namespace
 
 RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
@@ -533,7 +556,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   for (const auto& o : overrides) root = apply_override(root, o);
 
   const YAML::Node& croot = root;
-  check_keys(root, "", {"seed", "out", "learners", "data", "tasks", "training", "evaluation", "limits"});
+  check_keys(root, "",
+             {"seed", "out", "learners", "data", "tasks", "training", "sampler", "evaluation", "limits"});
   RunConfig c;
   BenchmarkConfig& b = c.benchmark;
   b.learners = meta::learner_names();
@@ -683,6 +707,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   read(wf, "block_length", b.walk_forward.block_length, "evaluation.walk_forward");
   read(wf, "resamples", b.walk_forward.resamples, "evaluation.walk_forward");
 
+  read_sampler(croot["sampler"], c.sampler);
+
   const YAML::Node lim = croot["limits"];
   check_keys(lim, "limits", {"max_parameters", "max_rows", "max_inner_steps_x_episodes", "max_bars"});
   read(lim, "max_parameters", c.limits.max_parameters, "limits");
@@ -801,6 +827,12 @@ std::string resolved_config_yaml(const RunConfig& c) {
   tr["validate_every"] = b.validate_every;
   tr["validation_episodes"] = b.validation_episodes;
   tr["select_best"] = b.select_best;
+  YAML::Node sm = root["sampler"];
+  sm["workers"] = c.sampler.workers;
+  sm["prefetch"] = c.sampler.prefetch;
+  sm["cache_dir"] = c.sampler.cache_dir;
+  sm["balance_difficulty"] = c.sampler.balance_difficulty;
+  sm["min_quality"] = scalar(c.sampler.min_quality);
   YAML::Node ev = root["evaluation"];
   ev["shots"] = sequence(b.shots);
   ev["steps"] = sequence(b.steps);
@@ -850,7 +882,8 @@ std::map<std::string, std::string> flatten_config(const std::string& yaml_text_i
 }
 
 bool is_evaluation_key(const std::string& key) {
-  return key.rfind("evaluation.", 0) == 0 || key.rfind("limits.", 0) == 0 || key == "out" || key == "data.root";
+  return key.rfind("evaluation.", 0) == 0 || key.rfind("limits.", 0) == 0 || key == "out" || key == "data.root" ||
+         key == "sampler.workers" || key == "sampler.prefetch" || key == "sampler.cache_dir";
 }
 
 std::vector<FamilySource> build_sources(const RunConfig& config, std::string* description) {
@@ -912,6 +945,7 @@ std::vector<FamilySource> build_sources(const RunConfig& config, std::string* de
   MarketSourceOptions options;
   options.train_shots = config.benchmark.train_shots;
   options.query_size = config.distribution.query_size;
+  options.sampler = config.sampler;
   if (description != nullptr) *description = desc;
   std::vector<FamilySource> sources;
   try {

@@ -16,6 +16,8 @@
 //               temporal: {channels, layers, kernel}, activation, diagnose_every
 //   evaluation: shots, steps, runs, episodes, baseline_lr, bootstrap_resamples, alpha, fee_rate,
 //               slippage_rate, headline_shots, selection_episodes, verdict_against (eval/benchmark.h)
+//   sampler:    workers, prefetch, cache_dir, balance_difficulty, min_quality (how training builds its
+//               tasks, tasks::Sampler; see make_market_sources)
 //   limits:     max_parameters, max_rows, max_inner_steps_x_episodes, max_bars (see ResourceLimits)
 // Every value is range-checked here, so a bad one is refused before anything runs, naming its key.
 // A key given twice in one map, or an empty value (`inner_lr:` or --set training.inner_lr=), is an
@@ -80,6 +82,7 @@ struct RunConfig {
   tasks::FeatureConfig features;  // tasks.features and tasks.raw_window (the indicator lists: defaults)
   tasks::DistributionConfig distribution;
   BenchmarkConfig benchmark;
+  tasks::SamplerConfig sampler = MarketSourceOptions{}.sampler;  // seed and split unused
   ResourceLimits limits;
   std::string source_text;  // the YAML after overrides (only the keys given), stored with results
 };
@@ -94,8 +97,9 @@ std::string resolved_config_path(const std::string& out_dir);
 std::string resolved_config_yaml(const RunConfig& config);
 // Flattens YAML maps to "section.key" -> value (sequences and scalars as flow YAML text).
 std::map<std::string, std::string> flatten_config(const std::string& yaml_text);
-// Whether a key only changes the evaluation (evaluation.*, limits.*, out, data.root), so `eval` may
-// take it from its command line instead of the recorded training configuration.
+// Whether a key only changes the evaluation (evaluation.*, limits.*, out, data.root) or no result at
+// all (sampler.workers, sampler.prefetch, sampler.cache_dir), so `eval` may take it from its command
+// line instead of the recorded training configuration.
 bool is_evaluation_key(const std::string& key);
 
 // path empty: the built-in defaults (those of configs/main.yaml). Throws ConfigError naming the file,

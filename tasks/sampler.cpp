@@ -390,9 +390,21 @@ bool read_task_file(const std::string& path, const std::string& fingerprint, con
 
 Sampler::Sampler(std::shared_ptr<const TaskDistribution> distribution, SamplerConfig config)
     : dist_(std::move(distribution)), config_(std::move(config)) {
+  start_workers();
+}
+
+Sampler::Sampler(std::shared_ptr<const TaskDistribution> distribution, SamplerConfig config, const Generator& keys)
+    : dist_(std::move(distribution)), config_(std::move(config)), sequential_(true), key_gen_(keys) {
+  consumed_state_ = key_gen_.state();
+  start_workers();
+}
+
+void Sampler::start_workers() {
   if (!dist_) fail("Sampler: no distribution given");
-  if (config_.workers < 0) fail("Sampler: workers must be >= 0");
-  if (config_.prefetch < 1) config_.prefetch = 1;
+  if (config_.workers < 0)
+    fail("Sampler: workers is " + std::to_string(config_.workers) + "; use 0 (build on the calling thread) or more");
+  if (config_.prefetch < 0)
+    fail("Sampler: prefetch is " + std::to_string(config_.prefetch) + "; use 0 (no read-ahead) or more");
   if (config_.difficulty_bins < 1) fail("Sampler: difficulty_bins must be >= 1");
   if (!config_.cache_dir.empty()) {
     std::error_code ec;
@@ -413,6 +425,7 @@ Sampler::~Sampler() {
 }
 
 TaskKey Sampler::key_at(std::uint64_t index) const {
+  if (sequential_) fail("Sampler::key_at: this sampler draws its keys from a generator, in order; use next()");
   Generator gen(splitmix64(config_.seed ^ splitmix64(index + 1) ^ (static_cast<std::uint64_t>(config_.split) << 56)));
   return dist_->draw(config_.split, gen);
 }
@@ -471,7 +484,30 @@ Task Sampler::load_or_build(const TaskKey& key) {
   return task;
 }
 
-Task Sampler::produce(std::uint64_t index) { return load_or_build(key_at(index)); }
+Generator Sampler::consumed_keys() const {
+  if (!sequential_) fail("Sampler::consumed_keys: this sampler derives its keys from a seed; there is no generator");
+  std::lock_guard<std::mutex> lock(mutex_);
+  Generator g;
+  g.set_state(consumed_state_);
+  return g;
+}
+
+TaskKey Sampler::draw_next_key_locked() {
+  TaskKey key = dist_->draw(config_.split, key_gen_);
+  state_after_.emplace(next_to_schedule_, key_gen_.state());
+  return key;
+}
+
+Task Sampler::produce(std::uint64_t index) {
+  if (!sequential_) return load_or_build(key_at(index));
+  TaskKey key;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    key = std::move(drawn_keys_.at(index));
+    drawn_keys_.erase(index);
+  }
+  return load_or_build(key);
+}
 
 void Sampler::worker_loop() {
   while (true) {
@@ -479,10 +515,22 @@ void Sampler::worker_loop() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       work_cv_.wait(lock, [this] {
-        return stopping_ || next_to_schedule_ < next_to_consume_ + static_cast<std::uint64_t>(config_.prefetch);
+        return stopping_ ||
+               next_to_schedule_ < std::max(demand_, next_to_consume_ + static_cast<std::uint64_t>(config_.prefetch));
       });
       if (stopping_) return;
-      index = next_to_schedule_++;
+      index = next_to_schedule_;
+      if (sequential_) {
+        try {
+          drawn_keys_.emplace(index, draw_next_key_locked());
+        } catch (const std::exception& e) {
+          failed_.emplace(index, e.what());
+          ++next_to_schedule_;
+          done_cv_.notify_all();
+          continue;
+        }
+      }
+      ++next_to_schedule_;
     }
     try {
       Task t = produce(index);
@@ -497,11 +545,34 @@ void Sampler::worker_loop() {
 }
 
 Task Sampler::next_in_stream() {
-  if (threads_.empty()) return produce(next_to_consume_++);
+  if (threads_.empty()) {
+    const std::uint64_t index = next_to_consume_++;
+    if (!sequential_) return produce(index);
+    TaskKey key;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      next_to_schedule_ = index;
+      key = draw_next_key_locked();
+      next_to_schedule_ = index + 1;
+      consumed_state_ = state_after_.at(index);
+      state_after_.erase(index);
+    }
+    return load_or_build(key);
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   const std::uint64_t index = next_to_consume_;
+  if (demand_ <= index) {
+    demand_ = index + 1;
+    work_cv_.notify_all();
+  }
   done_cv_.wait(lock, [&] { return ready_.count(index) > 0 || failed_.count(index) > 0; });
   ++next_to_consume_;
+  if (sequential_) {
+    if (const auto s = state_after_.find(index); s != state_after_.end()) {
+      consumed_state_ = s->second;
+      state_after_.erase(s);
+    }
+  }
   work_cv_.notify_all();
   if (const auto f = failed_.find(index); f != failed_.end()) {
     const std::string what = f->second;
@@ -553,9 +624,23 @@ Task Sampler::next() {
 }
 
 TaskBatch Sampler::next_batch(std::int64_t n) {
+  if (!threads_.empty() && n > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    demand_ = std::max(demand_, next_to_consume_ + static_cast<std::uint64_t>(n));
+  }
+  work_cv_.notify_all();
   TaskBatch out;
   for (std::int64_t i = 0; i < n; ++i) out.push_back(next());
   return out;
+}
+
+SamplerStats& SamplerStats::operator+=(const SamplerStats& other) {
+  built += other.built;
+  memory_hits += other.memory_hits;
+  disk_hits += other.disk_hits;
+  disk_rebuilt += other.disk_rebuilt;
+  skipped_quality += other.skipped_quality;
+  return *this;
 }
 
 SamplerStats Sampler::stats() const {

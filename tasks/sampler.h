@@ -5,9 +5,13 @@
 // every row a task touches (features, labels) lies inside its split's range. Symbols listed in
 // holdout_symbols appear only in the test split (whole-asset hold-out).
 //
-// Sampler: draws task i from a generator derived from (seed, i) only, so the sequence of tasks is the
-// same whatever the number of worker threads. Workers build tasks ahead (prefetch); results are
-// consumed in index order. Quality filtering and difficulty balancing are deterministic filters over
+// Sampler: the key of stream index i is a pure function of i and where the stream started, so the
+// sequence of tasks is the same whatever the number of worker threads and the prefetch depth. Two key
+// streams: derived (the default constructor: key i from a generator seeded with (seed, split, i)) and
+// sequential (the constructor taking a Generator: key i is the i-th TaskDistribution::draw from that
+// generator, exactly what sample_batch would draw from it; keys are drawn in index order under the
+// sampler's lock, only the building runs in parallel). Workers build the tasks the consumer is waiting
+// for (a whole next_batch at once) plus `prefetch` beyond them; results are consumed in index order. Quality filtering and difficulty balancing are deterministic filters over
 // that sequence. Built tasks are kept in an in-memory LRU cache (hits return deep copies of the
 // tensors) and, optionally, an on-disk cache
 // whose entries carry a format version, the distribution fingerprint, the task key and a CRC-32; an
@@ -96,7 +100,7 @@ struct SamplerConfig {
   std::uint64_t seed = 1;
   Split split = Split::train;
   int workers = 2;    // 0 = build on the calling thread
-  int prefetch = 16;  // tasks built ahead of the consumer
+  int prefetch = 16;  // tasks built ahead of those the consumer waits for (workers > 0 only)
   std::size_t lru_capacity = 256;
   std::string cache_dir;            // empty = no disk cache
   double min_quality = 0.0;         // tasks below are skipped
@@ -107,11 +111,15 @@ struct SamplerConfig {
 
 struct SamplerStats {
   std::int64_t built = 0, memory_hits = 0, disk_hits = 0, disk_rebuilt = 0, skipped_quality = 0;
+  SamplerStats& operator+=(const SamplerStats& other);
 };
 
 class Sampler {
  public:
+  // Derived key stream (config.seed, config.split).
   Sampler(std::shared_ptr<const TaskDistribution> distribution, SamplerConfig config);
+  // Sequential key stream: the draws of `keys` (config.seed is unused; config.split is the split).
+  Sampler(std::shared_ptr<const TaskDistribution> distribution, SamplerConfig config, const Generator& keys);
   ~Sampler();
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
@@ -120,12 +128,20 @@ class Sampler {
   TaskBatch next_batch(std::int64_t n);
   SamplerStats stats() const;
 
-  // The key of stream index i (pure function of seed, split and i).
+  // The key of stream index i (pure function of seed, split and i); derived key stream only.
   TaskKey key_at(std::uint64_t index) const;
+  // Sequential key stream only: the key generator after the draws of every task taken from the stream
+  // so far (handed out, skipped by the quality filter or held back by difficulty balancing), whatever
+  // has been drawn ahead for prefetching. After next_batch(n) with no filtering this is the state
+  // sample_batch(split, n, gen) leaves in gen, so a caller can store it (checkpoints) and resume.
+  Generator consumed_keys() const;
   // The disk-cache file of a key (under config.cache_dir).
   std::string cache_path(const TaskKey& key) const;
 
  private:
+  void start_workers();
+  // Draws the key of next_to_schedule_ (sequential stream; caller holds mutex_).
+  TaskKey draw_next_key_locked();
   Task produce(std::uint64_t index);
   Task load_or_build(const TaskKey& key);
   Task next_in_stream();
@@ -137,6 +153,14 @@ class Sampler {
   mutable std::mutex mutex_;
   std::condition_variable work_cv_, done_cv_;
   std::uint64_t next_to_schedule_ = 0, next_to_consume_ = 0;
+  std::uint64_t demand_ = 0;  // indices below are awaited by the consumer (a batch, a skipped task)
+  // Sequential key stream: the generator at next_to_schedule_, the keys drawn but not yet built (index
+  // -> key) and the generator state after each drawn index not yet consumed.
+  bool sequential_ = false;
+  Generator key_gen_;
+  std::map<std::uint64_t, TaskKey> drawn_keys_;
+  std::map<std::uint64_t, Generator::State> state_after_;
+  Generator::State consumed_state_{};
   std::map<std::uint64_t, Task> ready_;
   std::map<std::uint64_t, std::string> failed_;
   bool stopping_ = false;

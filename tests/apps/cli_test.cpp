@@ -294,6 +294,46 @@ TEST_CASE("cli: train checkpoints, resumes bit-identically; eval and adapt use t
   fs::remove_all(dir);
 }
 
+TEST_CASE("cli: sampler keys: the same checkpoints whatever workers and prefetch; a cache_dir serves a second run") {
+  const fs::path dir = fresh_dir("sampler");
+  const std::string cache = (dir / "cache").string();
+  auto train = [&](const std::string& name, std::vector<std::string> sets) {
+    auto a = tiny({"train"}, dir / name, "4");
+    for (const std::string& s : sets) {
+      a.push_back("--set");
+      a.push_back(s);
+    }
+    return cli(a);
+  };
+  auto bytes = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  auto stats = [&](const std::string& name) {
+    std::ifstream in(dir / name / "sampler_stats.json");
+    return nlohmann::json::parse(in).at("price_direction");
+  };
+  CHECK(train("serial", {"sampler.workers=1", "sampler.prefetch=0"}) == apps::ok);
+  CHECK(train("parallel", {"sampler.workers=3", "sampler.prefetch=4", "sampler.cache_dir=" + cache}) == apps::ok);
+  CHECK(train("cached", {"sampler.workers=2", "sampler.cache_dir=" + cache}) == apps::ok);
+  const fs::path ckpt = fs::path("run0") / "price_direction" / "maml.ckpt";
+  REQUIRE(fs::exists(dir / "serial" / ckpt));
+  CHECK(bytes(dir / "serial" / ckpt) == bytes(dir / "parallel" / ckpt));
+  CHECK(bytes(dir / "serial" / ckpt) == bytes(dir / "cached" / ckpt));
+  CHECK(stats("parallel")["disk_hits"] == 0);
+  CHECK(stats("cached")["built"] == 0);
+  CHECK(stats("cached")["disk_hits"].get<int>() > 0);
+  // "parallel" read ahead (prefetch 4) past the tasks it trained on; "cached" reads nothing ahead.
+  CHECK(stats("cached")["disk_hits"].get<int>() <= stats("parallel")["built"].get<int>());
+  // The filter changes the tasks (and is recorded as a training key); a bad value is named.
+  CHECK(train("filtered", {"sampler.min_quality=0.9"}) == apps::ok);
+  CHECK(stats("filtered")["skipped_quality"].get<int>() > 0);
+  CHECK(bytes(dir / "serial" / ckpt) != bytes(dir / "filtered" / ckpt));
+  CHECK(train("x", {"sampler.workers=-1"}) == apps::bad_usage);
+  CHECK(train("x", {"sampler.prefetchh=2"}) == apps::bad_usage);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("cli: Ctrl-C during train saves a checkpoint and exits 130; --resume continues") {
   const fs::path dir = fresh_dir("sigint");
   auto args = tiny({"train"}, dir / "out", "1000000");

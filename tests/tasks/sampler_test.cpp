@@ -110,6 +110,38 @@ TEST_CASE("sampler: same seed, same tasks whatever the number of workers") {
   CHECK_FALSE(same(different.next(), reference[0]));
 }
 
+TEST_CASE("sampler: a sequential key stream draws what sample_batch draws, whatever workers and prefetch") {
+  auto dist = std::make_shared<const TaskDistribution>(market(), all_families());
+  Generator reference_gen(41);
+  const TaskBatch first = dist->sample_batch(Split::train, 7, reference_gen);
+  const Generator::State after_first = reference_gen.state();
+  const TaskBatch second = dist->sample_batch(Split::train, 5, reference_gen);
+  for (const auto& [workers, prefetch] : std::vector<std::pair<int, int>>{{0, 0}, {1, 0}, {3, 0}, {1, 4}, {3, 4}}) {
+    CAPTURE(workers);
+    CAPTURE(prefetch);
+    SamplerConfig sc;
+    sc.workers = workers;
+    sc.prefetch = prefetch;
+    Sampler sampler(dist, sc, Generator(41));
+    const TaskBatch a = sampler.next_batch(7);
+    // The consumed position is where sample_batch left its generator, whatever was drawn ahead.
+    CHECK(sampler.consumed_keys().state().words == after_first.words);
+    const TaskBatch b = sampler.next_batch(5);
+    CHECK(sampler.consumed_keys().state().words == reference_gen.state().words);
+    REQUIRE(a.size() == first.size());
+    REQUIRE(b.size() == second.size());
+    for (std::size_t i = 0; i < a.size(); ++i) CHECK(same(a[i], first[i]));
+    for (std::size_t i = 0; i < b.size(); ++i) CHECK(same(b[i], second[i]));
+  }
+  SamplerConfig bad;
+  bad.prefetch = -1;
+  CHECK_THROWS_WITH_AS(Sampler(dist, bad, Generator(1)), doctest::Contains("prefetch is -1"), Error);
+  Sampler sequential(dist, SamplerConfig{}, Generator(1));
+  CHECK_THROWS_WITH_AS(sequential.key_at(0), doctest::Contains("in order"), Error);
+  Sampler derived(dist, SamplerConfig{});
+  CHECK_THROWS_WITH_AS(derived.consumed_keys(), doctest::Contains("derives its keys"), Error);
+}
+
 TEST_CASE("sampler: min quality, balance by difficulty, LRU") {
   auto dist = std::make_shared<const TaskDistribution>(market(), all_families());
   SamplerConfig sc;
