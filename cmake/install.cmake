@@ -49,11 +49,12 @@ if(TARGET metatape)
 endif()
 
 # The static archive holds the CUDA kernels when the backend is built: its users link the CUDA
-# runtime and cuBLAS too.
+# runtime, cuBLAS and cuDNN (the convolutions; by the path this build found, kernels/CMakeLists.txt) too.
 if(METATAPE_WITH_CUDA)
+  get_filename_component(_metatape_cudnn_dir ${METATAPE_CUDNN_LIBRARY} DIRECTORY)
   set(METATAPE_STATIC_CUDA_FIND "find_dependency(CUDAToolkit)")
-  set(METATAPE_STATIC_CUDA_LIBS ";CUDA::cublas;CUDA::cudart")
-  set(METATAPE_PC_CUDA_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -lcublas -lcudart -ldl -lrt")
+  set(METATAPE_STATIC_CUDA_LIBS ";CUDA::cublas;CUDA::cudart;${METATAPE_CUDNN_LIBRARY}")
+  set(METATAPE_PC_CUDA_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -L${_metatape_cudnn_dir} -lcudnn -lcublas -lcudart -ldl -lrt")
 else()
   set(METATAPE_STATIC_CUDA_FIND "")
   set(METATAPE_STATIC_CUDA_LIBS "")
