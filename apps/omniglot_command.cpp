@@ -104,9 +104,8 @@ std::string cell_name(std::int64_t ways, std::int64_t shots) {
 // "pixels": each query is given the class whose mean support image is nearest (squared Euclidean).
 double pixel_accuracy(const tasks::Task& t) {
   NoGradGuard off;
-  Tensor protos = Tensor::zeros(Shape{t.num_classes, t.support_x.dim(1)});
   const Tensor onehot = one_hot(t.support_y, t.num_classes);  // (rows, classes)
-  protos = div(gemm(onehot, true, t.support_x, false), transpose(reshape(sum(onehot, 0), Shape{1, t.num_classes})));
+  const Tensor protos = div(gemm(onehot, true, t.support_x, false), transpose(reshape(sum(onehot, 0), Shape{1, t.num_classes})));
   return meta::accuracy(neg(pairwise_sqdist(t.query_x, protos)), t.query_y);
 }
 

@@ -18,7 +18,6 @@
 #include <climits>
 #include <map>
 #include <string>
-#include <tuple>
 
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -98,11 +97,22 @@ decltype(Perf::algo) pick(const Perf* perf, int count, const char* call, const s
   fail(std::string("conv2d: ") + call + " offered no deterministic algorithm [" + detail + "]");
 }
 
-using AlgoKey = std::tuple<int, std::string>;  // (op, shapes + geometry + dtype)
 
 std::string key_of(const View& x, const View& w, const WindowGeometry& g) {
   return x.shape.str() + w.shape.str() + dtype_name(x.dtype) + std::to_string(g.sh) + "," + std::to_string(g.sw) + "," +
          std::to_string(g.ph) + "," + std::to_string(g.pw) + "," + std::to_string(g.dh) + "," + std::to_string(g.dw);
+}
+
+// The algorithm this thread chose for `key` (shapes + geometry + dtype) among cuDNN's heuristic list of
+// Perf entries; query(perf, count, &returned) fills the list the first time a key is seen.
+template <class Perf, int Count, class Query>
+decltype(Perf::algo) chosen_algorithm(const std::string& key, const char* call, const std::string& detail, Query query) {
+  thread_local std::map<std::string, decltype(Perf::algo)> chosen;  // one map per Perf type, i.e. per op
+  if (const auto it = chosen.find(key); it != chosen.end()) return it->second;
+  Perf perf[Count];
+  int returned = 0;
+  check(query(perf, Count, &returned), call, detail);
+  return chosen.emplace(key, pick(perf, returned, call, detail)).first->second;
 }
 
 // Runs `call(workspace, bytes)` with `bytes` of stream-ordered workspace.
@@ -139,22 +149,16 @@ void conv2d_forward(const View& x, const View& w, const WindowGeometry& g, const
   const std::string detail = shapes("conv2d forward", x, w, y);
   const Descriptors d(x, w, y, g, detail);
   cudnnHandle_t h = handle_for(current_stream(), detail);
-  thread_local std::map<AlgoKey, cudnnConvolutionFwdAlgo_t> chosen;
-  const AlgoKey key{0, key_of(x, w, g)};
-  auto it = chosen.find(key);
-  if (it == chosen.end()) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int count = 0;
-    check(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf),
-          "cudnnGetConvolutionForwardAlgorithm_v7", detail);
-    it = chosen.emplace(key, pick(perf, count, "cudnnGetConvolutionForwardAlgorithm_v7", detail)).first;
-  }
+  const auto algo = chosen_algorithm<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+      key_of(x, w, g), "cudnnGetConvolutionForwardAlgorithm_v7", detail, [&](auto* perf, int n, int* returned) {
+        return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, n, returned, perf);
+      });
   std::size_t bytes = 0;
-  check(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, it->second, &bytes),
+  check(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, algo, &bytes),
         "cudnnGetConvolutionForwardWorkspaceSize", detail);
   const Scalars s;
   with_workspace(bytes, [&](void* ws, std::size_t n) {
-    check(cudnnConvolutionForward(h, s.one(x.dtype), d.x, x.data, d.w, w.data, d.conv, it->second, ws, n,
+    check(cudnnConvolutionForward(h, s.one(x.dtype), d.x, x.data, d.w, w.data, d.conv, algo, ws, n,
                                   s.zero(x.dtype), d.y, y.data),
           "cudnnConvolutionForward", detail);
   });
@@ -166,23 +170,16 @@ void conv2d_backward_data(const View& dy, const View& w, const WindowGeometry& g
   const std::string detail = shapes("conv2d backward data", dy, w, dx);
   const Descriptors d(dx, w, dy, g, detail);
   cudnnHandle_t h = handle_for(current_stream(), detail);
-  thread_local std::map<AlgoKey, cudnnConvolutionBwdDataAlgo_t> chosen;
-  const AlgoKey key{1, key_of(dx, w, g)};
-  auto it = chosen.find(key);
-  if (it == chosen.end()) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int count = 0;
-    check(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                      &count, perf),
-          "cudnnGetConvolutionBackwardDataAlgorithm_v7", detail);
-    it = chosen.emplace(key, pick(perf, count, "cudnnGetConvolutionBackwardDataAlgorithm_v7", detail)).first;
-  }
+  const auto algo = chosen_algorithm<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+      key_of(dx, w, g), "cudnnGetConvolutionBackwardDataAlgorithm_v7", detail, [&](auto* perf, int n, int* returned) {
+        return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, n, returned, perf);
+      });
   std::size_t bytes = 0;
-  check(cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, it->second, &bytes),
+  check(cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, algo, &bytes),
         "cudnnGetConvolutionBackwardDataWorkspaceSize", detail);
   const Scalars s;
   with_workspace(bytes, [&](void* ws, std::size_t n) {
-    check(cudnnConvolutionBackwardData(h, s.one(dx.dtype), d.w, w.data, d.y, dy.data, d.conv, it->second, ws, n,
+    check(cudnnConvolutionBackwardData(h, s.one(dx.dtype), d.w, w.data, d.y, dy.data, d.conv, algo, ws, n,
                                        s.zero(dx.dtype), d.x, dx.data),
           "cudnnConvolutionBackwardData", detail);
   });
@@ -198,23 +195,16 @@ void conv2d_backward_filter(const View& x, const View& dy, const WindowGeometry&
   const std::string detail = shapes("conv2d backward filter", x, dy, dw);
   const Descriptors d(x, dw, dy, g, detail);
   cudnnHandle_t h = handle_for(current_stream(), detail);
-  thread_local std::map<AlgoKey, cudnnConvolutionBwdFilterAlgo_t> chosen;
-  const AlgoKey key{2, key_of(x, dw, g)};
-  auto it = chosen.find(key);
-  if (it == chosen.end()) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int count = 0;
-    check(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w,
-                                                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf),
-          "cudnnGetConvolutionBackwardFilterAlgorithm_v7", detail);
-    it = chosen.emplace(key, pick(perf, count, "cudnnGetConvolutionBackwardFilterAlgorithm_v7", detail)).first;
-  }
+  const auto algo = chosen_algorithm<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+      key_of(x, dw, g), "cudnnGetConvolutionBackwardFilterAlgorithm_v7", detail, [&](auto* perf, int n, int* returned) {
+        return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, n, returned, perf);
+      });
   std::size_t bytes = 0;
-  check(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, it->second, &bytes),
+  check(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, algo, &bytes),
         "cudnnGetConvolutionBackwardFilterWorkspaceSize", detail);
   const Scalars s;
   with_workspace(bytes, [&](void* ws, std::size_t n) {
-    check(cudnnConvolutionBackwardFilter(h, s.one(x.dtype), d.x, x.data, d.y, dy.data, d.conv, it->second, ws, n,
+    check(cudnnConvolutionBackwardFilter(h, s.one(x.dtype), d.x, x.data, d.y, dy.data, d.conv, algo, ws, n,
                                          s.zero(x.dtype), d.w, dw.data),
           "cudnnConvolutionBackwardFilter", detail);
   });
