@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "apps/commands.h"
+#include "dist/communicator.h"
 #include "eval/report.h"
 
 namespace metatape::apps {
@@ -183,9 +184,11 @@ void evaluate(const RunOptions& options) {
   bar.finish(result.interrupted ? "interrupted" : "done");
   result.data_description = description;
   const std::string dir = (fs::path(out) / "report").string();
-  eval::write_report(result, dir);
-  if (!options.quiet) std::cout << eval::report_markdown(result) << std::flush;
-  std::fprintf(stderr, "metatape: report written to %s\n", dir.c_str());
+  if (dist::world().writes_files()) {  // every process has the same result; rank 0 writes it
+    eval::write_report(result, dir);
+    if (!options.quiet) std::cout << eval::report_markdown(result) << std::flush;
+    std::fprintf(stderr, "metatape: report written to %s\n", dir.c_str());
+  }
   if (result.interrupted) throw CommandExit{interrupted};
 }
 

@@ -1,4 +1,5 @@
 // The top-level metatape command: registers every subcommand, parses, and maps errors to exit codes.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -6,6 +7,7 @@
 #include <string>
 
 #include "apps/commands.h"
+#include "dist/communicator.h"
 #include "eval/run_config.h"
 #include "kernels/error.h"
 
@@ -65,6 +67,20 @@ SigintScope::SigintScope() {
 
 SigintScope::~SigintScope() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_); }
 
+namespace {
+
+// An error of a job of several processes names the process it happened on.
+void print_error(const char* message) {
+  const dist::Communicator& comm = dist::world();
+  if (comm.size() > 1) {
+    std::fprintf(stderr, "[rank %d of %d] %s\n", comm.rank(), comm.size(), message);
+  } else {
+    std::fprintf(stderr, "%s\n", message);
+  }
+}
+
+}  // namespace
+
 int run_cli(const std::vector<std::string>& args) {
   CLI::App app{"metatape: few-shot meta-learning on market data, with exact second-order gradients", "metatape"};
   app.require_subcommand(1);
@@ -87,6 +103,17 @@ int run_cli(const std::vector<std::string>& args) {
     std::fprintf(stderr, "%s\n", message.c_str());
     return bad_usage;
   }
+  // Under mpirun only the commands that split their work run (dist/communicator.h); any other would run
+  // whole on every process and write the same files.
+  if (dist::world().size() > 1) {
+    const auto command = std::find_if(args.begin(), args.end(), [](const std::string& a) { return a[0] != '-'; });
+    const std::string name = command == args.end() ? std::string() : *command;
+    if (name != "run" && name != "train" && name != "bench" && name != "eval") {
+      print_error(("metatape: `" + name + "` does not run data-parallel; under mpirun use run, train, bench or eval, "
+                   "or start it without mpirun").c_str());
+      return bad_usage;
+    }
+  }
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them in reverse
   try {
     app.parse(reversed);
@@ -95,19 +122,19 @@ int run_cli(const std::vector<std::string>& args) {
   } catch (const CommandExit& e) {
     return e.code;
   } catch (const eval::ConfigError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    print_error(e.what());
     return bad_usage;
   } catch (const eval::DataError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    print_error(e.what());
     return bad_data;
   } catch (const metatape::Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    print_error(e.what());
     return runtime_failure;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "%s\n", out_of_memory_message().c_str());
+    print_error(out_of_memory_message().c_str());
     return runtime_failure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "metatape: unexpected error: %s\n", e.what());
+    print_error((std::string("metatape: unexpected error: ") + e.what()).c_str());
     return runtime_failure;
   }
   return ok;

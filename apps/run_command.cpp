@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "dist/communicator.h"
 #include "eval/report.h"
 #include "meta/registry.h"
 #include "tasks/families.h"
@@ -57,12 +58,13 @@ void add_run_options(CLI::App& cmd, RunOptions& o) {
 }
 
 eval::ProgressMode progress_mode(const RunOptions& o) {
-  if (o.no_progress) return eval::ProgressMode::off;
+  if (o.no_progress || dist::world().rank() > 0) return eval::ProgressMode::off;
   if (isatty(fileno(stderr))) return eval::ProgressMode::bar;
   return o.progress ? eval::ProgressMode::lines : eval::ProgressMode::off;
 }
 
 void write_sampler_stats(const eval::RunConfig& config, const std::vector<eval::FamilySource>& sources) {
+  if (!dist::world().writes_files()) return;  // rank 0 writes the job's files
   nlohmann::json j = nlohmann::json::object();
   for (const eval::FamilySource& f : sources) {
     if (!f.train_sampler_stats) continue;
@@ -85,6 +87,7 @@ void write_sampler_stats(const eval::RunConfig& config, const std::vector<eval::
 }
 
 void write_resolved_config(const eval::RunConfig& config) {
+  if (!dist::world().writes_files()) return;  // rank 0 writes the job's files
   const std::string path = eval::resolved_config_path(config.benchmark.out_dir);
   std::error_code ec;
   std::filesystem::create_directories(config.benchmark.out_dir, ec);
@@ -162,16 +165,18 @@ int run_and_report(const RunOptions& o, const char* what) {
   result.data_description = description;
   const std::string out = config.benchmark.out_dir.empty() ? std::string("runs/main") : config.benchmark.out_dir;
   const std::string report_dir = (std::filesystem::path(out) / "report").string();
-  eval::write_report(result, report_dir);
-  {
-    std::ofstream cfg(std::filesystem::path(out) / "config.yaml");
-    cfg << config.source_text << '\n';
+  if (dist::world().writes_files()) {  // every process has the same result; rank 0 writes it
+    eval::write_report(result, report_dir);
+    {
+      std::ofstream cfg(std::filesystem::path(out) / "config.yaml");
+      cfg << config.source_text << '\n';
+    }
+    if (!o.quiet) std::cout << eval::report_markdown(result) << std::flush;
+    std::fprintf(stderr,
+                 "metatape: report written to %s (report.md, report.json, *.csv); plot with "
+                 "python3 scripts/plot_report.py %s\n",
+                 report_dir.c_str(), report_dir.c_str());
   }
-  if (!o.quiet) std::cout << eval::report_markdown(result) << std::flush;
-  std::fprintf(stderr,
-               "metatape: report written to %s (report.md, report.json, *.csv); plot with "
-               "python3 scripts/plot_report.py %s\n",
-               report_dir.c_str(), report_dir.c_str());
   if (result.interrupted) {
     std::fprintf(stderr,
                  "metatape: interrupted; checkpoints are in %s, continue with the same command "

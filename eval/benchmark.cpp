@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "autograd/hash.h"
 #include "autograd/random.h"
+#include "dist/communicator.h"
 #include "eval/baselines.h"
 #include "eval/methods.h"
 #include "eval/scoring.h"
@@ -196,12 +198,16 @@ std::unique_ptr<meta::Learner> train_benchmark_learner(const BenchmarkConfig& co
   topt.jsonl_path = learner_log_path(config, run, family.name, kind);
   SelectionState selection;
   if (!topt.checkpoint_path.empty()) {
-    std::filesystem::create_directories(std::filesystem::path(topt.checkpoint_path).parent_path());
-    remove_stale_checkpoint_temporaries(topt.checkpoint_path);
+    // Every process resumes from the checkpoint; only rank 0 (which writes the files) tidies them.
+    const bool writer = dist::world().writes_files();
+    if (writer) {
+      std::filesystem::create_directories(std::filesystem::path(topt.checkpoint_path).parent_path());
+      remove_stale_checkpoint_temporaries(topt.checkpoint_path);
+    }
     if (config.resume && std::filesystem::exists(topt.checkpoint_path)) {
       resume_learner(topt.checkpoint_path, *learner, task_gen, &selection);
-      cut_log_to_step(topt.jsonl_path, learner->meta_steps());
-    } else if (std::filesystem::exists(topt.jsonl_path)) {
+      if (writer) cut_log_to_step(topt.jsonl_path, learner->meta_steps());
+    } else if (writer && std::filesystem::exists(topt.jsonl_path)) {
       std::filesystem::remove(topt.jsonl_path);
     }
   }
@@ -252,7 +258,22 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
   }
   if (progress != nullptr) progress->set_total(total_units * config.runs);
   std::int64_t units_done = 0;
-  auto stopped = [&] { return interrupt != nullptr && interrupt->load(); };
+  // Data parallelism (dist/communicator.h): every process runs this function; the learners' training
+  // splits each meta-batch, and the scoring below splits the episodes (spread): each process adapts on
+  // its share and every process records all results in episode order. Stopping is agreed by all.
+  const dist::Communicator& comm = dist::world();
+  auto stopped = [&] { return comm.any(interrupt != nullptr && interrupt->load()); };
+  // compute(i) for this process's share of n items, then every item's values in item order. In one
+  // process an interruption ends the loop early: the items computed so far are returned.
+  auto spread = [&](std::int64_t n, const std::function<std::vector<double>(std::size_t)>& compute) {
+    const dist::Share share = comm.share(n);
+    std::vector<std::vector<double>> mine;
+    for (std::int64_t i = share.begin; i < share.end; ++i) {
+      if (comm.size() == 1 && i > share.begin && interrupt != nullptr && interrupt->load()) break;
+      mine.push_back(compute(static_cast<std::size_t>(i)));
+    }
+    return comm.size() == 1 ? mine : comm.all_gather_items(mine, n);
+  };
 
   // (family, shots, steps, method) -> cell, with values pooled across runs.
   std::map<std::tuple<std::string, int, int, std::string>, CellResult> cells;
@@ -336,19 +357,26 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
         std::vector<Episode> val;
         for (int e = 0; e < config.selection_episodes; ++e) val.push_back(family.validation_episode(shots, val_gen));
         for (auto& method : methods) {
-          if (method->is_baseline() || !method->uses_steps()) continue;
+          if (method->is_baseline() || !method->uses_steps() || stopped()) continue;
           auto& sums = validation[{family.name, method->name()}];
-          for (std::size_t e = 0; e < val.size() && !stopped(); ++e) {
+          // Per episode: the primary metric for each steps value.
+          const auto values = spread(static_cast<std::int64_t>(val.size()), [&](std::size_t e) {
+            std::vector<double> v;
             for (int steps : config.steps) {
               Generator g(derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 5000, e}));
               std::vector<double> out = method->predict(val[e], {steps}, g).front();
-              if (!std::all_of(out.begin(), out.end(), [](double v) { return std::isfinite(v); })) {
+              if (!std::all_of(out.begin(), out.end(), [](double x) { return std::isfinite(x); })) {
                 Generator unused(0);
                 out = fallback->predict(val[e], {steps}, unused).front();
               }
-              const MetricMap m = score_episode(family, val[e], out, config.trading);
-              auto& [sum, n] = sums[steps];
-              sum += m.at(metric);
+              v.push_back(score_episode(family, val[e], out, config.trading).at(metric));
+            }
+            return v;
+          });
+          for (const auto& v : values) {
+            for (std::size_t k = 0; k < config.steps.size(); ++k) {
+              auto& [sum, n] = sums[config.steps[k]];
+              sum += v[k];
               ++n;
             }
           }
@@ -368,10 +396,34 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
                                                   t.support_end_ms, t.query_begin_ms, t.query_end_ms});
         }
         for (auto& method : methods) {
-          for (std::size_t e = 0; e < episodes.size(); ++e) {
-            if (stopped()) break;
+          if (stopped()) break;
+          // Per episode, for each steps value: the adaptation's seconds, its output count, its outputs.
+          const auto computed = spread(static_cast<std::int64_t>(episodes.size()), [&](std::size_t e) {
             const std::uint64_t episode_seed =
                 derive_seed(config.seed, {static_cast<std::uint64_t>(run), fi, 3000, si, e});
+            std::vector<double> packed;
+            auto pack = [&](const std::vector<double>& outputs, double seconds) {
+              packed.push_back(seconds);
+              packed.push_back(static_cast<double>(outputs.size()));
+              packed.insert(packed.end(), outputs.begin(), outputs.end());
+            };
+            if (method->uses_steps()) {
+              for (int steps : config.steps) {
+                Generator g(episode_seed);
+                const auto a0 = std::chrono::steady_clock::now();
+                const auto out = method->predict(episodes[e], {steps}, g);
+                pack(out.front(), std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count());
+              }
+            } else {
+              Generator g(episode_seed);
+              const auto a0 = std::chrono::steady_clock::now();
+              const auto out = method->predict(episodes[e], config.steps, g);
+              const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count();
+              for (std::size_t k = 0; k < config.steps.size(); ++k) pack(out[k], sec);
+            }
+            return packed;
+          });
+          for (std::size_t e = 0; e < computed.size(); ++e) {
             auto record = [&](int steps, std::vector<double> outputs, double seconds) {
               if (!std::all_of(outputs.begin(), outputs.end(), [](double v) { return std::isfinite(v); })) {
                 // A diverged adaptation: counted, and scored as the zero-skill prediction.
@@ -416,20 +468,13 @@ BenchmarkResult run_benchmark(const BenchmarkConfig& config, const std::vector<F
               }
               adapt_seconds[{family.name, shots, steps, method->name()}] += seconds;
             };
-            if (method->uses_steps()) {
-              for (int steps : config.steps) {
-                Generator g(episode_seed);
-                const auto a0 = std::chrono::steady_clock::now();
-                const auto out = method->predict(episodes[e], {steps}, g);
-                record(steps, out.front(),
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count());
-              }
-            } else {
-              Generator g(episode_seed);
-              const auto a0 = std::chrono::steady_clock::now();
-              const auto out = method->predict(episodes[e], config.steps, g);
-              const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count();
-              for (std::size_t k = 0; k < config.steps.size(); ++k) record(config.steps[k], out[k], sec);
+            std::size_t at = 0;
+            for (int steps : config.steps) {
+              const double seconds = computed[e][at];
+              const auto count = static_cast<std::size_t>(computed[e][at + 1]);
+              const auto first = computed[e].begin() + static_cast<std::ptrdiff_t>(at + 2);
+              record(steps, std::vector<double>(first, first + static_cast<std::ptrdiff_t>(count)), seconds);
+              at += 2 + count;
             }
             ++units_done;
             if (progress != nullptr) {

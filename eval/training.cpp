@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/tape.h"
+#include "dist/communicator.h"
 #include "eval/benchmark.h"
 #include "eval/methods.h"
 #include "eval/scoring.h"
@@ -217,19 +218,34 @@ double validation_value(meta::Learner& learner, const FamilySource& family, cons
   const std::string metric = primary_metric(family);
   const auto method = make_learner_method(learner);
   const int steps = learner.default_adapt_steps();
-  double sum = 0.0;
-  std::int64_t bad = 0;
-  for (std::size_t e = 0; e < episodes.size(); ++e) {
+  // Each process scores its share of the episodes (dist/communicator.h); the values are summed in
+  // episode order, so every process and every process count gets the same number.
+  const dist::Communicator& comm = dist::world();
+  const auto n = static_cast<std::int64_t>(episodes.size());
+  const dist::Share share = comm.share(n);
+  std::vector<double> values;  // the metric, NaN for a diverged adaptation
+  for (std::int64_t e = share.begin; e < share.end; ++e) {
+    const auto ue = static_cast<std::size_t>(e);
     Generator g(derive_seed(seed, {static_cast<std::uint64_t>(e)}));
-    const std::vector<double> out = method->predict(episodes[e], {steps}, g).front();
+    const std::vector<double> out = method->predict(episodes[ue], {steps}, g).front();
     if (!std::all_of(out.begin(), out.end(), [](double v) { return std::isfinite(v); })) {
-      ++bad;
+      values.push_back(std::nan(""));
       continue;
     }
-    const MetricMap m = score_episode(family, episodes[e], out, trading);
+    const MetricMap m = score_episode(family, episodes[ue], out, trading);
     const auto it = m.find(metric);
     if (it == m.end()) fail("validation: " + family.name + " episodes do not score " + metric);
-    sum += it->second;
+    values.push_back(it->second);
+  }
+  if (comm.size() > 1) values = comm.all_gather(values);
+  double sum = 0.0;
+  std::int64_t bad = 0;
+  for (double v : values) {
+    if (std::isnan(v)) {
+      ++bad;
+    } else {
+      sum += v;
+    }
   }
   if (diverged != nullptr) *diverged = bad;
   if (bad > 0 || episodes.empty()) return std::nan("");
@@ -336,6 +352,14 @@ std::unique_ptr<meta::Learner> load_benchmark_learner(const BenchmarkConfig& con
 TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, Generator& gen,
                            const TrainOptions& options, SelectionState* selection) {
   if (options.meta_batch < 1) fail("train: meta_batch must be >= 1, got " + std::to_string(options.meta_batch));
+  // Data parallelism (dist/communicator.h): every process runs this loop on the same batches, computes
+  // its share of each meta-batch and applies the same update; only rank 0 writes files.
+  const dist::Communicator& comm = dist::world();
+  if (options.meta_batch < comm.size()) {
+    fail("train: a meta_batch of " + std::to_string(options.meta_batch) + " tasks cannot be split over " +
+         std::to_string(comm.size()) + " processes (each needs at least one task); raise training.meta_batch "
+         "or start fewer processes");
+  }
   const ValidationOptions& vopt = options.validation;
   if (vopt.every < 0)
     fail("train: validate_every must be >= 0 (0 turns validation off), got " + std::to_string(vopt.every));
@@ -373,12 +397,12 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
     outcome.validation_metric = metric;
   }
   const bool lower = validating && lower_is_better(sel.metric);
-  JsonLines log(options.jsonl_path);
+  JsonLines log(comm.writes_files() ? options.jsonl_path : std::string());
   const auto t0 = std::chrono::steady_clock::now();
   std::int64_t tasks_seen = 0;
   double adapt_ms = 0.0;
   auto checkpoint = [&](const nn::ParameterList* training_params = nullptr) {
-    if (!options.checkpoint_path.empty()) {
+    if (!options.checkpoint_path.empty() && comm.writes_files()) {
       save_learner_checkpoint(options.checkpoint_path, learner, gen, options.config_json, validating ? &sel : nullptr,
                               training_params);
     }
@@ -411,15 +435,18 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
                {"seconds", seconds}});
   };
   while (learner.meta_steps() < options.meta_steps) {
-    if (options.interrupt != nullptr && options.interrupt->load()) {
+    // Every process stops at the same step: one stops when any was interrupted.
+    if (comm.any(options.interrupt != nullptr && options.interrupt->load())) {
       checkpoint();
       outcome.interrupted = true;
       break;
     }
     const auto step_t0 = std::chrono::steady_clock::now();
     const tasks::TaskBatch batch = family.train_batch(options.meta_batch, gen);
-    const bool diagnose = options.diagnose_every > 0 && (learner.meta_steps() % options.diagnose_every == 0 ||
-                                                         learner.meta_steps() + 1 == options.meta_steps);
+    // Diagnostics only go to the log, which rank 0 writes.
+    const bool diagnose = comm.writes_files() && options.diagnose_every > 0 &&
+                          (learner.meta_steps() % options.diagnose_every == 0 ||
+                           learner.meta_steps() + 1 == options.meta_steps);
     nn::ParameterList before;
     if (diagnose) before = learner.meta_parameters().clone(false);
     meta::StepMetrics m;

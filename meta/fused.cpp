@@ -162,7 +162,8 @@ bool fused_meta_gradient_supported(const GradientAlgorithm& a, const nn::Mlp& ml
 }
 
 FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_steps, const nn::Mlp& mlp,
-                              const nn::ParameterList& meta, const StackedTasks& tasks, int threads) {
+                              const nn::ParameterList& meta, const StackedTasks& tasks, int threads,
+                              const TaskRowGather& gather) {
   std::string why;
   if (!fused_meta_gradient_supported(a, mlp, tasks, &why)) fail(why);
   if (threads < 1) fail("fused meta-gradient: threads must be >= 1, got " + std::to_string(threads));
@@ -172,6 +173,10 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
     fail("fused meta-gradient: expected " + std::to_string(count + rate_count) + " meta-parameters (" +
          std::to_string(count) + " of " + mlp.describe() + " and " + std::to_string(rate_count) +
          " learned rates), got " + std::to_string(meta.size()));
+  }
+  if (body > 0 && gather) {
+    fail("fused meta-gradient: ANIL with a body cannot be split across processes (its body's gradient is not "
+         "a per-task row); the learner runs it on the tape instead");
   }
   GradModeGuard enable(true);  // ANIL's body runs on the tape, whatever the caller's grad mode
   TapeScope scope;
@@ -251,13 +256,15 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
   out.grads.resize(meta.size());
   {
     NoGradGuard no_grad;
-    const std::vector<Tensor> g_head = mean_split(grad_init, head);
+    auto whole_batch = [&](const Tensor& rows) { return gather ? gather(rows) : rows; };
+    const std::vector<Tensor> g_head = mean_split(whole_batch(grad_init), head);
     for (std::size_t i = 0; i < g_head.size(); ++i) out.grads[body + i] = g_head[i];
     if (grad_rates.defined()) {
-      const std::vector<Tensor> g_rates = mean_split(grad_rates, rates);
+      const std::vector<Tensor> g_rates = mean_split(whole_batch(grad_rates), rates);
       for (std::size_t i = 0; i < g_rates.size(); ++i) out.grads[count + i] = g_rates[i];
     }
-    const std::vector<Tensor> loss_means = mean_split(losses, {Tensor::scalar(0.0), Tensor::scalar(0.0)});
+    const std::vector<Tensor> loss_means =
+        mean_split(whole_batch(losses), {Tensor::scalar(0.0), Tensor::scalar(0.0)});
     out.support_loss = loss_means[0];
     out.query_loss = loss_means[1];
     out.query_out = query_out;

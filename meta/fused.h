@@ -12,6 +12,7 @@
 // one parameter-shaped "alpha.<name>" per adapted tensor.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,9 +41,18 @@ struct FusedStep {
   Tensor query_out;                 // (T, m, out): the adapted models' outputs on the query rows
 };
 
+// Data parallelism (meta/task_rows.h): `tasks` are this process's share of the batch, and
+// gather(rows) turns this call's per-task rows (tasks, width) into the whole batch's rows in task order
+// (dist::Communicator::all_gather_rows); the means are then over the whole batch, in one fixed-order
+// reduction, so every process gets the same result as one process with the whole batch. Empty: the
+// tasks are the whole batch. ANIL with a body is not split (its body's gradient is not per-task rows).
+using TaskRowGather = std::function<Tensor(const Tensor& rows)>;
+
 // The meta-step after `meta_steps` completed steps (MAML++'s schedules). `meta` as laid out above;
-// threads >= 1 splits the tasks on the CPU. Throws when not supported (with the reason).
+// threads >= 1 splits the tasks on the CPU. Throws when not supported (with the reason). FusedStep's
+// query_out holds this call's tasks only.
 FusedStep fused_meta_gradient(const GradientAlgorithm& algorithm, std::int64_t meta_steps, const nn::Mlp& mlp,
-                              const nn::ParameterList& meta, const StackedTasks& tasks, int threads = 1);
+                              const nn::ParameterList& meta, const StackedTasks& tasks, int threads = 1,
+                              const TaskRowGather& gather = {});
 
 }  // namespace metatape::meta

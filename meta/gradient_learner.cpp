@@ -15,6 +15,7 @@
 #include "meta/algorithm.h"
 #include "meta/batched.h"
 #include "meta/fused.h"
+#include "meta/task_rows.h"
 #include "meta/learners.h"
 
 namespace metatape::meta {
@@ -65,31 +66,35 @@ class GradientLearner final : public Learner {
 
   MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
     if (batch.empty()) fail(config_.name + ": meta_gradient got an empty task batch");
-    if (fused_meta_gradient_supported(config_, *model_, batch)) return fused_gradient(batch, options);
+    // Split across processes, ANIL (its body's gradient is not a per-task row) runs on the tape: equal to
+    // the one-process fused result to rounding, not bit for bit (docs/scale.md).
+    if (fused_meta_gradient_supported(config_, *model_, batch) && (dist::world().size() == 1 || !config_.head_only)) {
+      return fused_gradient(batch, options);
+    }
     const bool second = config_.second_order(meta_steps_);
     const std::vector<double> weights = config_.query_weights(meta_steps_);
-    std::vector<Tensor> total(meta_.size());
-    Tensor query_sum, support_sum;
-    double accuracy_sum = 0.0;
-    for (const tasks::Task& task : batch) {
+    // This process's share of the tasks, one row each; summed over the whole batch in task order.
+    TaskRows rows(batch, meta_.tensors(), 2);
+    for (std::int64_t k = rows.share().begin; k < rows.share().end; ++k) {
+      const tasks::Task& task = batch[static_cast<std::size_t>(k)];
       const TaskGradient t = config_.recompute_inner ? task_gradient_recomputed(task, second, weights)
                                                      : task_gradient_taped(task, second, weights);
-      for (std::size_t i = 0; i < t.grads.size(); ++i) accumulate(total[i], t.grads[i]);
-      if (options.metrics) {
-        accumulate(support_sum, t.support_loss);
-        accumulate(query_sum, t.query_loss);
-        if (task.kind == tasks::TaskKind::classification) accuracy_sum += accuracy(t.query_output, task.query_y);
+      double task_accuracy = 0.0;
+      if (options.metrics && task.kind == tasks::TaskKind::classification) {
+        task_accuracy = accuracy(t.query_output, task.query_y);
       }
+      rows.add(t.grads, options.metrics ? std::vector<Tensor>{t.support_loss, t.query_loss} : std::vector<Tensor>{},
+               task_accuracy);
     }
+    const TaskRows::Sums sums = rows.sum();
     const double inv = 1.0 / static_cast<double>(batch.size());
+    std::vector<Tensor> total(meta_.size());
     {
       NoGradGuard no_grad;
-      for (std::size_t i = 0; i < total.size(); ++i) {
-        total[i] = total[i].defined() ? affine(total[i], inv, 0.0) : defined_or_zeros(total[i], meta_[i]);
-      }
+      for (std::size_t i = 0; i < total.size(); ++i) total[i] = affine(sums.tensors[i], inv, 0.0);
     }
     MetaGradient out;
-    out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, total);
+    out.metrics = step_metrics(options, batch, sums.scalars[1], sums.scalars[0], sums.host, total);
     out.grads = std::move(total);
     return out;
   }
@@ -352,25 +357,42 @@ class GradientLearner final : public Learner {
   // The fused executor (meta/fused.h) on the whole batch, stacked. The metrics' sums are over tasks
   // (step_metrics takes means).
   MetaGradient fused_gradient(const tasks::TaskBatch& batch, const StepOptions& options) {
-    const StackedTasks tasks = stack_tasks(batch, meta_[0].device());
+    // This process's share of the tasks; the per-task rows are gathered inside (meta/fused.h).
+    const dist::Communicator& comm = dist::world();
+    const dist::Share share = comm.share(static_cast<std::int64_t>(batch.size()));
+    if (share.size() == 0) {
+      fail(config_.name + ": a meta-batch of " + std::to_string(batch.size()) + " tasks split over " +
+           std::to_string(comm.size()) + " processes leaves rank " + std::to_string(comm.rank()) +
+           " without a task; raise training.meta_batch or start fewer processes");
+    }
+    const tasks::TaskBatch mine(batch.begin() + share.begin, batch.begin() + share.end);
+    const StackedTasks tasks = stack_tasks(mine, meta_[0].device());
     // fused_meta_gradient_supported accepted the model: it is an MLP.
     const auto& mlp = dynamic_cast<const nn::Mlp&>(*model_);
-    FusedStep step = fused_meta_gradient(config_, meta_steps_, mlp, meta_, tasks);
+    TaskRowGather gather;
+    if (comm.size() > 1) {
+      const auto n = static_cast<std::int64_t>(batch.size());
+      gather = [&comm, n](const Tensor& rows) { return comm.all_gather_rows(rows, n); };
+    }
+    FusedStep step = fused_meta_gradient(config_, meta_steps_, mlp, meta_, tasks, 1, gather);
     MetaGradient out;
-    double accuracy_sum = 0.0;
     Tensor query_sum, support_sum;
+    double accuracy_sum = 0.0;
     if (options.metrics) {
       NoGradGuard no_grad;
       const double t = static_cast<double>(batch.size());
       query_sum = affine(step.query_loss, t, 0.0);
       support_sum = affine(step.support_loss, t, 0.0);
       if (tasks.kind == tasks::TaskKind::classification) {
-        for (std::size_t i = 0; i < batch.size(); ++i) {
+        std::vector<double> accuracies;
+        for (std::size_t i = 0; i < mine.size(); ++i) {
           const auto k = static_cast<std::int64_t>(i);
           const Tensor logits = reshape(slice(step.query_out, 0, k, k + 1),
                                         Shape{step.query_out.dim(1), step.query_out.dim(2)});
-          accuracy_sum += accuracy(logits, batch[i].query_y);
+          accuracies.push_back(accuracy(logits, mine[i].query_y));
         }
+        if (comm.size() > 1) accuracies = comm.all_gather(accuracies);  // in task order
+        for (double a : accuracies) accuracy_sum += a;
       }
     }
     out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, step.grads);

@@ -7,6 +7,7 @@
 #include "autograd/tape.h"
 #include "kernels/error.h"
 #include "meta/learners.h"
+#include "meta/task_rows.h"
 #include "nn/losses.h"
 
 namespace metatape::meta {
@@ -53,10 +54,11 @@ class MetricLearner : public Learner {
 
   MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
     if (batch.empty()) fail(name() + ": meta_gradient got an empty task batch");
-    std::vector<Tensor> total(meta_.size());
-    Tensor loss_sum;
-    double accuracy_sum = 0.0;
-    for (const tasks::Task& task : batch) {
+    // This process's share of the tasks, one row each; summed over the whole batch in task order
+    // (meta/task_rows.h).
+    TaskRows rows(batch, meta_.tensors(), 1);
+    for (std::int64_t k = rows.share().begin; k < rows.share().end; ++k) {
+      const tasks::Task& task = batch[static_cast<std::size_t>(k)];
       check_support(name().c_str(), task);
       TapeScope scope;
       const Tensor support = support_state(meta_, task);
@@ -64,16 +66,17 @@ class MetricLearner : public Learner {
       const Tensor l = loss(task, output, task.query_y);
       const std::vector<Tensor> g = grad({l}, meta_.tensors());
       NoGradGuard no_grad;
-      for (std::size_t i = 0; i < g.size(); ++i) total[i] = total[i].defined() ? add(total[i], g[i]) : g[i];
-      if (options.metrics) {
-        loss_sum = loss_sum.defined() ? add(loss_sum, l.detach()) : l.detach();
-        accuracy_sum += accuracy(output.detach(), task.query_y);
-      }
+      rows.add(g, {options.metrics ? l.detach() : Tensor()},
+               options.metrics ? accuracy(output.detach(), task.query_y) : 0.0);
     }
+    const TaskRows::Sums sums = rows.sum();
+    const Tensor& loss_sum = sums.scalars[0];
+    const double accuracy_sum = sums.host;
     const double inv = 1.0 / static_cast<double>(batch.size());
+    std::vector<Tensor> total(meta_.size());
     {
       NoGradGuard no_grad;
-      for (auto& t : total) t = affine(t, inv, 0.0);
+      for (std::size_t i = 0; i < total.size(); ++i) total[i] = affine(sums.tensors[i], inv, 0.0);
     }
     // No inner loop: the support loss reported is the query loss (no separate pre-adaptation loss).
     MetaGradient out;

@@ -7,6 +7,7 @@
 #include "kernels/error.h"
 #include "meta/algorithm.h"
 #include "meta/learners.h"
+#include "meta/task_rows.h"
 
 namespace metatape::meta {
 namespace {
@@ -38,43 +39,43 @@ class Reptile final : public Learner {
 
   MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
     if (batch.empty()) fail("reptile: meta_gradient got an empty task batch");
-    std::vector<Tensor> phi_sum(meta_.size());
-    Tensor query_sum, support_sum;
-    double accuracy_sum = 0.0;
-    for (const tasks::Task& task : batch) {
+    // This process's share of the tasks, one row each (the adapted parameters and the two losses);
+    // summed over the whole batch in task order (meta/task_rows.h).
+    TaskRows rows(batch, meta_.tensors(), 2);
+    for (std::int64_t k = rows.share().begin; k < rows.share().end; ++k) {
+      const tasks::Task& task = batch[static_cast<std::size_t>(k)];
       tasks::Task inner = task;
       if (options_.use_query_in_inner) {
         NoGradGuard no_grad;
         inner.support_x = concat({task.support_x, task.query_x}, 0);
         inner.support_y = concat({task.support_y, task.query_y}, 0);
       }
+      Tensor support_loss, query_loss;
       if (options.metrics) {
         NoGradGuard no_grad;
-        const Tensor l = task_loss(task, model_->forward(meta_, task.support_x), task.support_y);
-        support_sum = support_sum.defined() ? add(support_sum, l) : l;
+        support_loss = task_loss(task, model_->forward(meta_, task.support_x), task.support_y);
       }
       const nn::ParameterList phi = run_inner(inner, options_.inner_steps);
       NoGradGuard no_grad;
-      for (std::size_t i = 0; i < phi.size(); ++i) {
-        phi_sum[i] = phi_sum[i].defined() ? add(phi_sum[i], phi[i]) : phi[i];
-      }
+      double task_accuracy = 0.0;
       if (options.metrics) {
         const Tensor out = model_->forward(phi, task.query_x);
-        const Tensor l = task_loss(task, out, task.query_y);
-        query_sum = query_sum.defined() ? add(query_sum, l) : l;
-        if (task.kind == tasks::TaskKind::classification) accuracy_sum += accuracy(out, task.query_y);
+        query_loss = task_loss(task, out, task.query_y);
+        if (task.kind == tasks::TaskKind::classification) task_accuracy = accuracy(out, task.query_y);
       }
+      rows.add(phi.tensors(), {support_loss, query_loss}, task_accuracy);
     }
+    const TaskRows::Sums sums = rows.sum();
     const double inv = 1.0 / static_cast<double>(batch.size());
     std::vector<Tensor> pseudo(meta_.size());
     {
       NoGradGuard no_grad;
       for (std::size_t i = 0; i < meta_.size(); ++i) {
-        pseudo[i] = sub(meta_[i].detach(), affine(phi_sum[i], inv, 0.0));
+        pseudo[i] = sub(meta_[i].detach(), affine(sums.tensors[i], inv, 0.0));
       }
     }
     MetaGradient out;
-    out.metrics = step_metrics(options, batch, query_sum, support_sum, accuracy_sum, pseudo);
+    out.metrics = step_metrics(options, batch, sums.scalars[1], sums.scalars[0], sums.host, pseudo);
     out.grads = std::move(pseudo);
     return out;
   }
