@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev libyaml-cpp-dev zlib1g-dev libpng-dev libcpp-httplib-dev python3)
+          nlohmann-json3-dev libyaml-cpp-dev zlib1g-dev libpng-dev libcpp-httplib-dev python3
+          libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do
