@@ -56,27 +56,26 @@ class MpiCommunicator final : public Communicator {
   }
 
   Tensor all_gather_rows(const Tensor& local, std::int64_t n) const override {
-    const Share mine = share(n);
-    if (!local.defined() || local.rank() != 2 || local.dim(0) != mine.size()) {
-      fail("all_gather_rows: rank " + std::to_string(rank_) + " computes rows [" + std::to_string(mine.begin) + ", " +
-           std::to_string(mine.end) + ") of " + std::to_string(n) + " but passed " +
-           (local.defined() ? describe(local) : std::string("no tensor")));
-    }
-    const std::int64_t width = local.dim(1);
-    // Every rank's (rows, width, dtype, device) must agree with the shares: one small gather first, so a
-    // mismatch is an error naming the ranks instead of a hang or a torn buffer.
-    const std::vector<double> meta = all_gather({static_cast<double>(local.dim(0)), static_cast<double>(width),
-                                                 static_cast<double>(static_cast<int>(local.dtype())),
-                                                 static_cast<double>(static_cast<int>(local.device()))});
+    // Every rank's (rows, width, dtype, device) must agree with the shares: one small gather first, so
+    // a mismatch on any rank is an error on every rank, naming it, instead of a hang or a torn buffer.
+    const bool shaped = local.defined() && local.rank() == 2;
+    const std::int64_t width = shaped ? local.dim(1) : -1;
+    const std::vector<double> meta = all_gather(
+        {shaped ? static_cast<double>(local.dim(0)) : -1.0, static_cast<double>(width),
+         shaped ? static_cast<double>(static_cast<int>(local.dtype())) : -1.0,
+         shaped ? static_cast<double>(static_cast<int>(local.device())) : -1.0});
     for (int r = 0; r < size_; ++r) {
       const double* m = &meta[static_cast<std::size_t>(4 * r)];
-      if (m[0] != static_cast<double>(share_of(n, r, size_).size()) || m[1] != static_cast<double>(width) ||
-          m[2] != meta[2] || m[3] != meta[3]) {
-        fail("all_gather_rows: rank " + std::to_string(r) + " passed " + std::to_string(static_cast<long long>(m[0])) +
-             " rows of width " + std::to_string(static_cast<long long>(m[1])) + ", rank " + std::to_string(rank_) +
-             " expected " + std::to_string(share_of(n, r, size_).size()) + " of width " + std::to_string(width) +
-             " with the same dtype and device (the processes disagree about the batch: same config and data on "
-             "every rank?)");
+      const std::int64_t expected = share_of(n, r, size_).size();
+      if (m[0] != static_cast<double>(expected) || m[1] != meta[1] || m[1] < 0 || m[2] != meta[2] ||
+          m[3] != meta[3]) {
+        fail("all_gather_rows: rank " + std::to_string(r) + " passed " +
+             (m[0] < 0 ? std::string("no (rows, width) tensor")
+                       : std::to_string(static_cast<long long>(m[0])) + " rows of width " +
+                             std::to_string(static_cast<long long>(m[1]))) +
+             " where its share of " + std::to_string(n) + " items is " + std::to_string(expected) +
+             " rows of the width, dtype and device of rank 0's (" + std::to_string(static_cast<long long>(meta[1])) +
+             " columns); the processes disagree about the batch: same config and data on every rank?");
       }
     }
 #ifdef METATAPE_WITH_NCCL

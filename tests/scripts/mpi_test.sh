@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Data parallelism under mpirun (dist/communicator.h), on loopback, oversubscribed:
+#  0. The collectives (tests/dist/mpi_collectives.cpp) at 1, 2 and 3 processes.
 #  1. `train` for 20 meta-steps with 1, 2 and 4 processes: the checkpoints of MAML, Meta-SGD, Reptile
 #     and ProtoNet are byte-identical (validation on, so the selection history is included).
 #  2. `run` (training, validation selection, evaluation, report) with 1 and 2 processes: report.json is
@@ -10,10 +11,11 @@
 #     rank 1 and a non-zero exit; the last checkpoint loads, and resuming it on 1 process to the same
 #     final step equals the uninterrupted run.
 #  5. A command that does not split its work is refused under mpirun, naming the fix.
-# Usage: mpi_test.sh <metatape binary> <mpirun>
+# Usage: mpi_test.sh <metatape binary> <mpirun> <test_dist_mpi binary>
 set -euo pipefail
 metatape=$1
 mpirun=$2
+collectives=$3
 work=$(mktemp -d "${TMPDIR:-/tmp}/metatape-mpi.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -28,6 +30,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 small=(--set data.simulator.bars=800 --set training.validate_every=10 --set training.validation_episodes=8
        --families price_direction --no-progress)
 learners=maml,meta-sgd,reptile,protonet
+
+echo "== 0. the collectives at 1, 2 and 3 processes"
+for n in 1 2 3; do
+  mpi "$n" "$collectives" > "collectives$n.log" 2>&1 || { cat "collectives$n.log"; fail "collectives on $n processes"; }
+  grep -h "all collectives checked" "collectives$n.log" | sort | sed 's/^/  /'
+done
 
 echo "== 1. checkpoints after 20 meta-steps, 1 vs 2 vs 4 processes"
 "$metatape" train "${small[@]}" --learners $learners --set training.meta_steps=20 --out one > one.log 2>&1 ||
