@@ -13,9 +13,9 @@
 #  5. A command that does not split its work is refused under mpirun, naming the fix.
 # Usage: mpi_test.sh <metatape binary> <mpirun> <test_dist_mpi binary>
 set -euo pipefail
-metatape=$1
+metatape=$(realpath "$1")
 mpirun=$2
-collectives=$3
+collectives=$(realpath "$3")
 work=$(mktemp -d "${TMPDIR:-/tmp}/metatape-mpi.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
