@@ -1,5 +1,6 @@
-// Internal to dist/: the MPI communicator (dist/mpi_backend.cpp, built with METATAPE_WITH_MPI) and
-// the NCCL gather it uses for CUDA tensors (dist/nccl_gather.cpp, built with METATAPE_WITH_NCCL).
+// Internal to dist/ (and its tests): the MPI communicator (dist/mpi_backend.cpp, built with
+// METATAPE_WITH_MPI) and the NCCL gather it uses for CUDA tensors (dist/nccl_gather.cpp, built with
+// METATAPE_WITH_NCCL, which needs no MPI: a one-rank NcclRows broadcasts nothing).
 #pragma once
 
 #include <cstdint>

@@ -99,6 +99,16 @@ else
   STEP_NAMES+=("test_cuda"); STEP_STATUS+=("NOT BUILT"); STEP_SECONDS+=("0")
 fi
 
+# The NCCL row gather of data-parallel training (dist/), with a one-rank communicator (this machine has
+# one GPU and no MPI): ncclAllGather on the stream, captured into a CUDA graph and replayed.
+run_step build_nccl 180 cmake --build "$BUILD_DIR" -j "$JOBS" --target test_dist_nccl
+if [ -x "$BUILD_DIR/tests/test_dist_nccl" ]; then
+  run_step nccl_one_rank 60 "$BUILD_DIR/tests/test_dist_nccl"
+  no_skips "$LOG_DIR/nccl_one_rank.log" || { FAILED=1; STEP_STATUS[${#STEP_STATUS[@]}-1]="FAIL(skipped)"; }
+else
+  STEP_NAMES+=("nccl_one_rank"); STEP_STATUS+=("NOT BUILT (no NCCL found?)"); STEP_SECONDS+=("0")
+fi
+
 # The benchmark programs link every layer built (bench/CMakeLists.txt), so this builds most of the rest.
 run_step build_bench_cuda 240 cmake --build "$BUILD_DIR" -j "$JOBS" --target bench_cuda_kernels
 BENCH_JSON="$LOG_DIR/bench_cuda_kernels.json"

@@ -19,64 +19,22 @@
 #include "dist/launch.h"
 #include "kernels/error.h"
 #include "kernels/kernels.h"
-#ifdef METATAPE_WITH_CUDA
-#include "kernels/cuda/graph.h"
-#include "kernels/cuda/runtime.h"
-#endif
+#include "tests/dist/rows_check.h"
 
 namespace mt = metatape;
 
 namespace {
 
-int failures = 0;
+std::vector<std::string> failures;
 
 void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "[rank %d] FAILED: %s\n", mt::dist::world().rank(), what.c_str());
-  }
-}
-
-// The value of column c of item i: distinct for every (item, column), exact in f32.
-double value_of(std::int64_t item, std::int64_t column, double salt) {
-  return static_cast<double>(item * 1000 + column) + salt;
-}
-
-mt::Tensor local_rows(std::int64_t n, std::int64_t width, mt::DType dtype, mt::Device device, double salt) {
-  const mt::dist::Share s = mt::dist::world().share(n);
-  std::vector<double> v;
-  for (std::int64_t i = s.begin; i < s.end; ++i) {
-    for (std::int64_t c = 0; c < width; ++c) v.push_back(value_of(i, c, salt));
-  }
-  return mt::Tensor::from_vector(v, mt::Shape{s.size(), width}, dtype, device);
-}
-
-bool rows_are_all_items(const mt::Tensor& all, std::int64_t n, std::int64_t width, double salt) {
-  if (all.rank() != 2 || all.dim(0) != n || all.dim(1) != width) return false;
-  const std::vector<double> v = all.to_vector<double>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t c = 0; c < width; ++c) {
-      if (v[static_cast<std::size_t>(i * width + c)] != value_of(i, c, salt)) return false;
-    }
-  }
-  return true;
+  if (!ok) failures.push_back(what);
 }
 
 void check_rows(mt::Device device) {
   const mt::dist::Communicator& comm = mt::dist::world();
-  const char* where = device == mt::Device::cpu ? "cpu" : "cuda";
-  for (mt::DType dtype : {mt::DType::f64, mt::DType::f32}) {
-    for (std::int64_t n : {std::int64_t{1}, std::int64_t{comm.size()}, std::int64_t{2 * comm.size() + 1},
-                           std::int64_t{7}}) {
-      const std::int64_t width = 5;
-      const mt::Tensor all = comm.all_gather_rows(local_rows(n, width, dtype, device, 0.25), n);
-      expect(all.device() == device && all.dtype() == dtype,
-             std::string(where) + ": gathered rows keep their dtype and device");
-      expect(rows_are_all_items(all, n, width, 0.25),
-             std::string(where) + " " + mt::kernels::dtype_name(dtype) + ": all " + std::to_string(n) +
-                 " rows in item order");
-    }
-  }
+  const auto gather = [&comm](const mt::Tensor& local, std::int64_t n) { return comm.all_gather_rows(local, n); };
+  mt::dist_test::check_gathers(gather, comm.rank(), comm.size(), device, failures);
   if (comm.size() > 1) {  // a share of the wrong size: an error on every rank, not a hang
     const std::int64_t n = 2 * comm.size();
     const std::int64_t rows = comm.rank() == 1 ? 1 : 2;
@@ -86,36 +44,9 @@ void check_rows(mt::Device device) {
     } catch (const mt::Error& e) {
       threw = std::string(e.what()).find("rank 1") != std::string::npos;
     }
-    expect(threw, std::string(where) + ": a wrong share size throws an error naming rank 1 on every rank");
+    expect(threw, "a wrong share size throws an error naming rank 1 on every rank");
   }
 }
-
-#ifdef METATAPE_WITH_CUDA
-// The gather captured into a CUDA graph and replayed: the replay gathers the values the rows hold at
-// replay time, with no host work beyond the launch.
-void check_graph_capture() {
-  const mt::dist::Communicator& comm = mt::dist::world();
-  const std::int64_t n = 2 * comm.size() + 1, width = 4;
-  mt::Tensor local = local_rows(n, width, mt::DType::f32, mt::Device::cuda, 0.0);
-  (void)comm.all_gather_rows(local, n);  // warm-up: communicator and allocator blocks exist before capture
-  cudaStream_t stream = mt::kernels::cuda::current_stream();
-  mt::Tensor all;
-  cudaGraph_t graph = nullptr;
-  {
-    mt::kernels::cuda::GraphCapture capture(stream);
-    all = comm.all_gather_rows(local, n);
-    graph = capture.end();
-  }
-  cudaGraphExec_t exec = nullptr;
-  expect(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess, "cuda: the captured gather instantiates");
-  local.assign(local_rows(n, width, mt::DType::f32, mt::Device::cuda, 0.5));
-  expect(cudaGraphLaunch(exec, stream) == cudaSuccess, "cuda: the captured gather launches");
-  mt::kernels::cuda::synchronize();
-  expect(rows_are_all_items(all, n, width, 0.5), "cuda: the replayed graph gathers the new values");
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-}
-#endif
 
 }  // namespace
 
@@ -159,20 +90,23 @@ int main(int argc, char** argv) {
     if (mt::kernels::cuda_available()) {
 #ifdef METATAPE_WITH_CUDA
       check_rows(mt::Device::cuda);
-      check_graph_capture();
+      mt::dist_test::check_graph_capture(
+          [&comm](const mt::Tensor& local, std::int64_t n) { return comm.all_gather_rows(local, n); }, comm.rank(),
+          comm.size(), failures);
       std::printf("[rank %d] CUDA rows checked (%s)\n", comm.rank(),
                   mt::dist::nccl_compiled() ? "NCCL" : "staged through the host");
 #endif
     } else if (comm.rank() == 0) {
       std::printf("CUDA rows SKIPPED: no GPU on this machine (scripts/gpu-check.sh runs them)\n");
     }
-    std::printf("[rank %d of %d, %s] %s\n", comm.rank(), comm.size(), comm.backend().c_str(),
-                failures == 0 ? "all collectives checked" : "FAILURES");
   } catch (const mt::Error& e) {
-    std::fprintf(stderr, "[rank %d] error: %s\n", mt::dist::world().rank(), e.what());
-    ++failures;
+    failures.push_back(std::string("error: ") + e.what());
   }
-  const int code = failures == 0 ? 0 : 1;
+  const mt::dist::Communicator& comm = mt::dist::world();
+  for (const std::string& f : failures) std::fprintf(stderr, "[rank %d] FAILED: %s\n", comm.rank(), f.c_str());
+  std::printf("[rank %d of %d, %s] %s\n", comm.rank(), comm.size(), comm.backend().c_str(),
+              failures.empty() ? "all collectives checked" : "FAILURES");
+  const int code = failures.empty() ? 0 : 1;
   mt::dist::finalize(code);
   return code;
 }
