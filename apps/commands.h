@@ -24,8 +24,9 @@ struct CommandExit {
   int code = ok;
 };
 
-// Set by the SIGINT handler while a SigintScope is alive; long-running work polls it, saves a
-// checkpoint and ends with ExitCode::interrupted. A second Ctrl-C while the flag is set exits at once.
+// Set by the SIGINT (and SIGUSR1, which mpirun forwards) handler while a SigintScope is alive;
+// long-running work polls it, saves a checkpoint and ends with ExitCode::interrupted. A second signal
+// while the flag is set exits at once.
 std::atomic<bool>& interrupt_requested();
 class SigintScope {
  public:
@@ -36,6 +37,7 @@ class SigintScope {
 
  private:
   void (*previous_)(int) = nullptr;
+  void (*previous_usr1_)(int) = nullptr;
 };
 
 // Options shared by run, bench, train and eval (apps/run_command.cpp).

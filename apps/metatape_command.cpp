@@ -63,9 +63,15 @@ std::string out_of_memory_message() {
 SigintScope::SigintScope() {
   g_interrupt.store(false);
   previous_ = std::signal(SIGINT, on_sigint);
+  // mpirun ends its processes on SIGINT but forwards SIGUSR1 to them: the way to stop a data-parallel
+  // job with a checkpoint (docs/scale.md, "Faults").
+  previous_usr1_ = std::signal(SIGUSR1, on_sigint);
 }
 
-SigintScope::~SigintScope() { std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_); }
+SigintScope::~SigintScope() {
+  std::signal(SIGINT, previous_ == SIG_ERR ? SIG_DFL : previous_);
+  std::signal(SIGUSR1, previous_usr1_ == SIG_ERR ? SIG_DFL : previous_usr1_);
+}
 
 namespace {
 

@@ -10,7 +10,9 @@
 #  4. A killed rank: rank 1 gets SIGKILL mid-training; the job ends within 60 s with a message naming
 #     rank 1 and a non-zero exit; the last checkpoint loads, and resuming it on 1 process to the same
 #     final step equals the uninterrupted run.
-#  5. A command that does not split its work is refused under mpirun, naming the fix.
+#  5. SIGUSR1 to mpirun (which forwards it; SIGINT it does not) stops every rank at the same step with
+#     a checkpoint; resuming it on 1 process equals the uninterrupted run.
+#  6. A command that does not split its work is refused under mpirun, naming the fix.
 # Usage: mpi_test.sh <metatape binary> <mpirun> <test_dist_mpi binary>
 set -euo pipefail
 metatape=$(realpath "$1")
@@ -82,7 +84,7 @@ done
 
 echo "== 4. a killed rank"
 long=("${small[@]}" --learners maml --set training.meta_steps=4000 --set training.validate_every=0)
-mpi 2 "$metatape" train "${long[@]}" --checkpoint-every 10 --out killed > killed.log 2>&1 &
+"$mpirun" --oversubscribe -np 2 "$metatape" train "${long[@]}" --checkpoint-every 10 --out killed > killed.log 2>&1 &
 job=$!
 ckpt=killed/run0/price_direction/maml.ckpt
 for _ in $(seq 600); do [[ -s $ckpt ]] && break; sleep 0.05; done
@@ -108,7 +110,23 @@ grep "rank 1" killed.log | head -2 | sed 's/^/  /'
 cmp "$ckpt" straight/run0/price_direction/maml.ckpt || fail "killed + resumed differs from uninterrupted"
 echo "  killed at a checkpoint, resumed on 1 process: byte-identical to the uninterrupted run"
 
-echo "== 5. a command that does not split its work is refused"
+echo "== 5. SIGUSR1 to mpirun (forwarded to the ranks): stop at the same step with a checkpoint, resume"
+"$mpirun" --oversubscribe -np 2 "$metatape" train "${long[@]}" --checkpoint-every 100000 --out stopped \
+  > stopped.log 2>&1 &
+job=$!
+for _ in $(seq 600); do [[ -s stopped/run0/price_direction/maml.jsonl ]] && break; sleep 0.05; done
+kill -USR1 "$job"
+set +e; wait "$job"; code=$?; set -e
+grep -q "interrupted at price_direction/maml step" stopped.log || { cat stopped.log; fail "no interruption message"; }
+[[ -s stopped/run0/price_direction/maml.ckpt ]] || fail "no checkpoint after SIGUSR1"
+echo "  $(grep -m1 'interrupted at' stopped.log | cut -c1-90)... (mpirun exit $code)"
+"$metatape" train "${long[@]}" --out stopped --resume > stopped-resume.log 2>&1 ||
+  { cat stopped-resume.log; fail "resume after SIGUSR1"; }
+cmp stopped/run0/price_direction/maml.ckpt straight/run0/price_direction/maml.ckpt ||
+  fail "stopped + resumed differs from uninterrupted"
+echo "  stopped on 2 processes, resumed on 1: byte-identical to the uninterrupted run"
+
+echo "== 6. a command that does not split its work is refused"
 set +e; mpi 2 "$metatape" sinusoid > refused.log 2>&1; code=$?; set -e
 [[ $code -ne 0 ]] && grep -q "does not run data-parallel" refused.log || { cat refused.log; fail "sinusoid ran under mpirun"; }
 echo "  refused: $(grep -m1 'does not run' refused.log)"
