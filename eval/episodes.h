@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "autograd/random.h"
+#include "dist/communicator.h"
 #include "tasks/families.h"
 #include "tasks/sampler.h"
 #include "tasks/task.h"
@@ -53,6 +54,11 @@ struct FamilySource {
   std::int64_t outputs = 0;  // model output width: classes, regression outputs or assets
   // A meta-training batch of n tasks (support size set by the training shots), drawn from gen.
   std::function<tasks::TaskBatch(std::int64_t n, Generator& gen)> train_batch;
+  // Data parallelism: train_batch with only tasks [share.begin, share.end) built, the others shells
+  // (tasks::SamplerConfig::share: kind and num_classes set, tensors undefined); the same draws and the
+  // same gen state as train_batch. Empty when the source cannot (no sampler, or a quality filter or
+  // difficulty balancing that must build every task to decide): callers then use train_batch.
+  std::function<tasks::TaskBatch(std::int64_t n, dist::Share share, Generator& gen)> train_share_batch;
   // Market sources: the counters of the tasks::Sampler behind train_batch, summed over its restarts
   // (empty function for synthetic sources).
   std::function<tasks::SamplerStats()> train_sampler_stats;

@@ -50,17 +50,24 @@ class TrainBatches {
     config_.split = tasks::Split::train;
   }
 
-  tasks::TaskBatch operator()(std::int64_t n, Generator& gen) {
+  // The batch of n tasks from gen; with a share (share.batch == n), only its tasks are built.
+  tasks::TaskBatch operator()(std::int64_t n, Generator& gen, tasks::SamplerConfig::BatchShare share = {}) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!sampler_ || !same_state(sampler_->consumed_keys().state(), gen.state())) {
+    const tasks::SamplerConfig::BatchShare& now = config_.share;
+    if (!sampler_ || !same_state(sampler_->consumed_keys().state(), gen.state()) || now.batch != share.batch ||
+        now.begin != share.begin || now.end != share.end) {
       if (sampler_) finished_ += sampler_->stats();
       sampler_.reset();
+      config_.share = share;
       sampler_ = std::make_unique<tasks::Sampler>(dist_, config_, gen);
     }
     tasks::TaskBatch batch = sampler_->next_batch(n);
     gen.set_state(sampler_->consumed_keys().state());
     return batch;
   }
+
+  // Whether a share of each batch can be built alone (no filter that builds tasks to decide).
+  bool can_share() const { return config_.min_quality <= 0.0 && !config_.balance_difficulty; }
 
   tasks::SamplerStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -147,6 +154,11 @@ std::vector<FamilySource> make_market_sources(std::shared_ptr<const tasks::Prepa
     if (market->feature_config.is_raw_window()) source.window = market->feature_config.raw_window.length;
     auto batches = std::make_shared<TrainBatches>(cache->share(train_support), options.sampler);
     source.train_batch = [batches](std::int64_t n, Generator& gen) { return (*batches)(n, gen); };
+    if (batches->can_share()) {
+      source.train_share_batch = [batches](std::int64_t n, dist::Share share, Generator& gen) {
+        return (*batches)(n, gen, {n, share.begin, share.end});
+      };
+    }
     source.train_sampler_stats = [batches] { return batches->stats(); };
     const std::shared_ptr<const tasks::TaskFamily> fam = std::move(family);
     FamilySource shape;  // what support_rows() reads: name, kind, classes

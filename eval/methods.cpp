@@ -145,6 +145,8 @@ FamilySource with_support_classes_only(const FamilySource& family) {
     }
     return batch;
   };
+  // Which tasks are kept depends on their content: every process builds whole batches.
+  out.train_share_batch = nullptr;
   return out;
 }
 

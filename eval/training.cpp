@@ -442,7 +442,12 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
       break;
     }
     const auto step_t0 = std::chrono::steady_clock::now();
-    const tasks::TaskBatch batch = family.train_batch(options.meta_batch, gen);
+    // In a job of several processes each builds only its share of the batch where the source can
+    // (the other tasks are shells, meta/task_rows.h); the draws and the generator state are the same.
+    const tasks::TaskBatch batch =
+        comm.size() > 1 && family.train_share_batch
+            ? family.train_share_batch(options.meta_batch, comm.share(options.meta_batch), gen)
+            : family.train_batch(options.meta_batch, gen);
     // Diagnostics only go to the log, which rank 0 writes.
     const bool diagnose = comm.writes_files() && options.diagnose_every > 0 &&
                           (learner.meta_steps() % options.diagnose_every == 0 ||
@@ -477,7 +482,12 @@ TrainOutcome train_learner(meta::Learner& learner, const FamilySource& family, G
         (void)learner.adapt(batch.front());
       }
       adapt_ms = seconds_since(a0) * 1e3;
-      const GradientDiagnostics d = diagnose_gradients(learner, batch, &before);
+      // Rank 0's share when the batch holds shells (the diagnostics are log lines, not results).
+      tasks::TaskBatch built;
+      for (const tasks::Task& t : batch) {
+        if (t.support_x.defined()) built.push_back(t);
+      }
+      const GradientDiagnostics d = diagnose_gradients(learner, built, &before);
       outcome.vanishing_flags += static_cast<std::int64_t>(d.vanishing.size());
       outcome.exploding_flags += static_cast<std::int64_t>(d.exploding.size());
       log.write({{"diagnostics", true},

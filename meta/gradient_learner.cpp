@@ -66,11 +66,7 @@ class GradientLearner final : public Learner {
 
   MetaGradient meta_gradient(const tasks::TaskBatch& batch, const StepOptions& options) override {
     if (batch.empty()) fail(config_.name + ": meta_gradient got an empty task batch");
-    // Split across processes, ANIL (its body's gradient is not a per-task row) runs on the tape: equal to
-    // the one-process fused result to rounding, not bit for bit (docs/scale.md).
-    if (fused_meta_gradient_supported(config_, *model_, batch) && (dist::world().size() == 1 || !config_.head_only)) {
-      return fused_gradient(batch, options);
-    }
+    if (use_fused(batch)) return fused_gradient(batch, options);
     const bool second = config_.second_order(meta_steps_);
     const std::vector<double> weights = config_.query_weights(meta_steps_);
     // This process's share of the tasks, one row each; summed over the whole batch in task order.
@@ -132,6 +128,41 @@ class GradientLearner final : public Learner {
     if (!value.defined()) return;
     NoGradGuard no_grad;
     sum_so_far = sum_so_far.defined() ? add(sum_so_far, value) : value;
+  }
+
+  // Whether the fused executor runs this batch: fused_meta_gradient_supported on the whole batch. In a
+  // job of several processes the tasks outside this process's share may be shells (tasks/sampler.h),
+  // so each process checks its share and they agree: fused only when every share is supported and
+  // every share's first task has the same kind, classes, dtype and shapes, which is the one-process
+  // condition (all tasks alike, and supported). ANIL (its body's gradient is not a per-task row) runs
+  // on the tape when split: equal to the one-process fused result to rounding, not bit for bit.
+  bool use_fused(const tasks::TaskBatch& batch) const {
+    const dist::Communicator& comm = dist::world();
+    if (comm.size() == 1) return fused_meta_gradient_supported(config_, *model_, batch);
+    if (config_.head_only) return false;
+    const dist::Share share = comm.share(static_cast<std::int64_t>(batch.size()));
+    const tasks::TaskBatch mine(batch.begin() + share.begin, batch.begin() + share.end);
+    const bool supported = !mine.empty() && fused_meta_gradient_supported(config_, *model_, mine);
+    constexpr std::size_t kSignature = 4 + 4 * (1 + kernels::max_rank);
+    std::vector<double> signature(kSignature, 0.0);
+    if (supported) {
+      const tasks::Task& t = mine.front();
+      std::size_t at = 0;
+      signature[at++] = 1.0;
+      signature[at++] = static_cast<double>(static_cast<int>(t.kind));
+      signature[at++] = static_cast<double>(t.num_classes);
+      signature[at++] = static_cast<double>(static_cast<int>(t.support_x.dtype()));
+      for (const Tensor* x : {&t.support_x, &t.support_y, &t.query_x, &t.query_y}) {
+        signature[at++] = x->rank();
+        for (int d = 0; d < kernels::max_rank; ++d) signature[at++] = d < x->rank() ? static_cast<double>(x->dim(d)) : 0.0;
+      }
+    }
+    const std::vector<double> all = comm.all_gather(signature);
+    for (int r = 0; r < comm.size(); ++r) {
+      const auto first = all.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(r) * kSignature);
+      if (*first != 1.0 || !std::equal(first, first + static_cast<std::ptrdiff_t>(kSignature), all.begin())) return false;
+    }
+    return true;
   }
 
   // A fresh leaf holding t's values, for differentiating a recomputed piece of the graph.

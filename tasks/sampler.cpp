@@ -406,6 +406,16 @@ void Sampler::start_workers() {
   if (config_.prefetch < 0)
     fail("Sampler: prefetch is " + std::to_string(config_.prefetch) + "; use 0 (no read-ahead) or more");
   if (config_.difficulty_bins < 1) fail("Sampler: difficulty_bins must be >= 1");
+  if (const SamplerConfig::BatchShare& s = config_.share; s.batch > 0) {
+    if (s.begin < 0 || s.end < s.begin || s.end > s.batch) {
+      fail("Sampler: share [" + std::to_string(s.begin) + ", " + std::to_string(s.end) + ") of batches of " +
+           std::to_string(s.batch) + " is outside the batch");
+    }
+    if (config_.min_quality > 0.0 || config_.balance_difficulty) {
+      fail("Sampler: a share of each batch cannot be built with min_quality or balance_difficulty set (they "
+           "decide which tasks are used by building them); build whole batches");
+    }
+  }
   if (!config_.cache_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(config_.cache_dir, ec);
@@ -499,12 +509,28 @@ TaskKey Sampler::draw_next_key_locked() {
 }
 
 Task Sampler::produce(std::uint64_t index) {
-  if (!sequential_) return load_or_build(key_at(index));
+  if (!sequential_) return make(index, key_at(index));
   TaskKey key;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     key = std::move(drawn_keys_.at(index));
     drawn_keys_.erase(index);
+  }
+  return make(index, key);
+}
+
+Task Sampler::make(std::uint64_t index, const TaskKey& key) {
+  const SamplerConfig::BatchShare& s = config_.share;
+  if (s.batch > 0) {
+    const auto position = static_cast<std::int64_t>(index % static_cast<std::uint64_t>(s.batch));
+    if (position < s.begin || position >= s.end) {
+      const TaskFamily& family = dist_->family(key.family);
+      Task shell;
+      shell.kind = family.kind();
+      shell.num_classes = family.num_classes();
+      shell.family = family.name();
+      return shell;
+    }
   }
   return load_or_build(key);
 }
@@ -557,7 +583,7 @@ Task Sampler::next_in_stream() {
       consumed_state_ = state_after_.at(index);
       state_after_.erase(index);
     }
-    return load_or_build(key);
+    return make(index, key);
   }
   std::unique_lock<std::mutex> lock(mutex_);
   const std::uint64_t index = next_to_consume_;

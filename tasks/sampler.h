@@ -107,6 +107,14 @@ struct SamplerConfig {
   bool balance_difficulty = false;  // cycle through difficulty_bins equal-width bins of [0, 1]
   int difficulty_bins = 4;
   int max_skips = 1000;  // consecutive skipped tasks before giving up with an error
+  // Data parallelism (dist/communicator.h): when batch > 0, the stream is consumed in batches of
+  // `batch` tasks and only positions [begin, end) of each batch (this process's share) are built; the
+  // others are shells: kind, num_classes and family set, tensors undefined, never cached or counted.
+  // Keys are drawn for every position, so the stream and consumed_keys() are those of a sampler
+  // without a share. Needs min_quality 0 and no difficulty balancing (they judge built tasks).
+  struct BatchShare {
+    std::int64_t batch = 0, begin = 0, end = 0;
+  } share;
 };
 
 struct SamplerStats {
@@ -144,6 +152,8 @@ class Sampler {
   TaskKey draw_next_key_locked();
   Task produce(std::uint64_t index);
   Task load_or_build(const TaskKey& key);
+  // load_or_build, or a shell when stream index `index` is outside config_.share.
+  Task make(std::uint64_t index, const TaskKey& key);
   Task next_in_stream();
   void worker_loop();
 

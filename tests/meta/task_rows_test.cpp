@@ -52,7 +52,8 @@ TEST_CASE("share_of cuts items into contiguous, balanced shares in rank order") 
   CHECK(dist::share_of(1, 0, 2).size() == 0);  // fewer items than ranks: some shares are empty
   CHECK(dist::share_of(1, 1, 2).size() == 1);
   CHECK_THROWS_AS(dist::share_of(4, 2, 2), Error);
-  const dist::Communicator& local = *dist::local_communicator();
+  const std::shared_ptr<const dist::Communicator> owner = dist::local_communicator();
+  const dist::Communicator& local = *owner;
   CHECK(local.size() == 1);
   CHECK(local.backend() == "local");
   const Tensor rows = Tensor::zeros(Shape{3, 2}, DType::f64);

@@ -236,3 +236,42 @@ TEST_CASE("sampler: disk cache hits, and a corrupted or stale entry is detected 
   CHECK(same(scratch, first[0]));
   fs::remove_all(dir);
 }
+
+TEST_CASE("sampler: a share of each batch is built alone, the rest are shells, the stream unchanged") {
+  auto dist = std::make_shared<const TaskDistribution>(market(), all_families());
+  Generator reference_gen(43);
+  const TaskBatch first = dist->sample_batch(Split::train, 6, reference_gen);
+  const TaskBatch second = dist->sample_batch(Split::train, 6, reference_gen);
+  for (const auto& [workers, prefetch] : std::vector<std::pair<int, int>>{{0, 0}, {2, 8}}) {
+    CAPTURE(workers);
+    SamplerConfig sc;
+    sc.workers = workers;
+    sc.prefetch = prefetch;
+    sc.share = {6, 2, 4};  // positions 2 and 3 of every batch of 6
+    Sampler sampler(dist, sc, Generator(43));
+    for (const TaskBatch* reference : {&first, &second}) {
+      const TaskBatch batch = sampler.next_batch(6);
+      REQUIRE(batch.size() == 6);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        CAPTURE(i);
+        CHECK(batch[i].kind == (*reference)[i].kind);
+        CHECK(batch[i].family == (*reference)[i].family);
+        if (i == 2 || i == 3) {
+          CHECK(same(batch[i], (*reference)[i]));
+        } else {
+          CHECK_FALSE(batch[i].support_x.defined());  // a shell: not built
+        }
+      }
+    }
+    CHECK(sampler.consumed_keys().state().words == reference_gen.state().words);
+    // Shells are not built, cached or counted (workers may have built ahead into the next batch).
+    if (workers == 0) CHECK(sampler.stats().built == 4);
+  }
+  SamplerConfig filtered;
+  filtered.share = {6, 0, 3};
+  filtered.min_quality = 0.5;
+  CHECK_THROWS_WITH_AS(Sampler(dist, filtered, Generator(1)), doctest::Contains("min_quality"), Error);
+  SamplerConfig outside;
+  outside.share = {6, 4, 7};
+  CHECK_THROWS_WITH_AS(Sampler(dist, outside, Generator(1)), doctest::Contains("outside the batch"), Error);
+}
