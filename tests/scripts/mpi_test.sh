@@ -3,7 +3,7 @@
 #  0. The collectives (tests/dist/mpi_collectives.cpp) at 1, 2 and 3 processes.
 #  1. `train` for 20 meta-steps with 1, 2 and 4 processes: the checkpoints of MAML, Meta-SGD, Reptile
 #     and ProtoNet are byte-identical (validation on, so the selection history is included).
-#  2. `run` (training, validation selection, evaluation, report) with 1 and 2 processes: report.json is
+#  2. `run` (training, validation selection, evaluation, report) with 1, 2 and 4 processes: report.json is
 #     identical except for wall-clock timings and the output paths.
 #  3. Resume with a different process count: 10 steps on 2 processes, then --resume to 20 on 1, equals
 #     20 steps on 1 process without interruption.
@@ -52,11 +52,12 @@ for n in 2 4; do
   done
 done
 
-echo "== 2. run: the report of 2 processes equals 1 process (timings and paths aside)"
+echo "== 2. run: the reports of 2 and 4 processes equal 1 process's (timings and paths aside)"
 run=("${small[@]}" --learners maml,protonet --set training.meta_steps=20 --episodes 12 --quiet)
 "$metatape" run "${run[@]}" --out r1 > r1.log 2>&1 || { cat r1.log; fail "run on 1 process"; }
-mpi 2 "$metatape" run "${run[@]}" --out r2 > r2.log 2>&1 || { cat r2.log; fail "run on 2 processes"; }
-python3 - r1/report/report.json r2/report/report.json <<'EOF' || fail "the reports differ"
+for n in 2 4; do
+  mpi "$n" "$metatape" run "${run[@]}" --out "r$n" > "r$n.log" 2>&1 || { cat "r$n.log"; fail "run on $n processes"; }
+  python3 - r1/report/report.json "r$n/report/report.json" "$n" <<'EOF' || fail "the reports of 1 and $n processes differ"
 import json, sys
 timing = {"adapt_ms", "adaptation_ms", "seconds", "tasks_per_second"}
 def strip(o):
@@ -68,8 +69,9 @@ def strip(o):
 a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
 if a != b:
     sys.exit("report.json differs")
-print("  report.json identical (%d cells)" % len(a["cells"]))
+print("  %s processes: report.json identical to 1 process (%d cells)" % (sys.argv[3], len(a["cells"])))
 EOF
+done
 
 echo "== 3. resume 2 -> 1 processes equals uninterrupted"
 mpi 2 "$metatape" train "${small[@]}" --learners $learners --set training.meta_steps=10 --out resumed \
