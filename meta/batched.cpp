@@ -20,9 +20,7 @@
 #include "meta/registry.h"
 
 namespace metatape::meta {
-namespace {
 
-// theta (out, in) -> (T, out, in); (out) -> (T, 1, out). Differentiable (the gradient sums over T).
 Tensor expand_tasks(const Tensor& theta, std::int64_t tasks) {
   if (theta.rank() == 2) {
     return expand(reshape(theta, Shape{1, theta.dim(0), theta.dim(1)}), Shape{tasks, theta.dim(0), theta.dim(1)});
@@ -32,6 +30,8 @@ Tensor expand_tasks(const Tensor& theta, std::int64_t tasks) {
   }
   fail("batched: MLP parameters must be weights (out, in) or biases (out), got " + describe(theta));
 }
+
+namespace {
 
 // Values-only concatenation and slicing along `axis` for any dtype (labels are i64, which the
 // differentiable concat and slice refuse). Parts share dtype and device.

@@ -75,6 +75,9 @@ StackedTasks stack_tasks(const tasks::TaskBatch& batch, Device device);
 // Tasks [begin, end) of a stacked batch (copies).
 StackedTasks slice_tasks(const StackedTasks& tasks, std::int64_t begin, std::int64_t end);
 
+// theta (out, in) -> (T, out, in); (out) -> (T, 1, out). Differentiable (the gradient sums over T).
+Tensor expand_tasks(const Tensor& theta, std::int64_t tasks);
+
 // Layers [first, last) of the MLP on (T, rows, in) input with shared or per-task parameters (any
 // mix; `params` has the model's 2 * layers() entries, or the entries of layers [first, last)).
 Tensor batched_forward(const nn::Mlp& mlp, const std::vector<Tensor>& params, const Tensor& x, std::size_t first,

@@ -174,10 +174,6 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
          std::to_string(count) + " of " + mlp.describe() + " and " + std::to_string(rate_count) +
          " learned rates), got " + std::to_string(meta.size()));
   }
-  if (body > 0 && gather) {
-    fail("fused meta-gradient: ANIL with a body cannot be split across processes (its body's gradient is not "
-         "a per-task row); the learner runs it on the tape instead");
-  }
   GradModeGuard enable(true);  // ANIL's body runs on the tape, whatever the caller's grad mode
   TapeScope scope;
   const kernels::FusedMetaGradientConfig config = config_for(a, meta_steps, mlp, tasks.kind);
@@ -188,7 +184,12 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
   std::vector<Tensor> body_leaves;
   Tensor fs = tasks.support_x, fq = tasks.query_x;
   if (body > 0) {
-    for (std::size_t i = 0; i < body; ++i) body_leaves.push_back(meta[i].detach().requires_grad_());
+    // Per-task copies of the body's parameters (T, ...), so its backward below gives one gradient per
+    // task: rows to gather and average like the head's (meta/task_rows.h), whatever the process count.
+    for (std::size_t i = 0; i < body; ++i) {
+      NoGradGuard no_grad;
+      body_leaves.push_back(expand_tasks(meta[i].detach(), T).copy().requires_grad_());
+    }
     fs = batched_forward(mlp, body_leaves, tasks.support_x, 0, a.first_adapted_layer(mlp));
     fq = batched_forward(mlp, body_leaves, tasks.query_x, 0, a.first_adapted_layer(mlp));
   }
@@ -269,20 +270,21 @@ FusedStep fused_meta_gradient(const GradientAlgorithm& a, std::int64_t meta_step
     out.query_loss = loss_means[1];
     out.query_out = query_out;
   }
-  if (body > 0) {  // the features' gradients, through the body (the tape)
-    Tensor seed_s, seed_q;
-    {
-      NoGradGuard no_grad;
-      const double inv = 1.0 / static_cast<double>(T);
-      seed_s = affine(grad_fs, inv, 0.0);
-      seed_q = affine(grad_fq, inv, 0.0);
-    }
+  if (body > 0) {  // the features' gradients, through the body (the tape), one row per task
     GradOptions options;
     options.allow_unused = true;
-    const std::vector<Tensor> g = grad({fs, fq}, body_leaves, options, {seed_s, seed_q});
+    const std::vector<Tensor> g = grad({fs, fq}, body_leaves, options, {grad_fs, grad_fq});
+    NoGradGuard no_grad;
+    std::vector<Tensor> per_task;
     for (std::size_t i = 0; i < body; ++i) {
-      out.grads[i] = g[i].defined() ? g[i] : Tensor::zeros(meta[i].shape(), dtype, device);
+      const Tensor gi = g[i].defined() ? g[i] : Tensor::zeros(body_leaves[i].shape(), dtype, device);
+      per_task.push_back(reshape(gi, Shape{T, meta[i].numel()}));
     }
+    const Tensor rows = concat(per_task, 1);
+    const std::vector<Tensor> body_params(meta.tensors().begin(),
+                                          meta.tensors().begin() + static_cast<std::ptrdiff_t>(body));
+    const std::vector<Tensor> g_body = mean_split(gather ? gather(rows) : rows, body_params);
+    for (std::size_t i = 0; i < body; ++i) out.grads[i] = g_body[i];
   }
   if (a.rates == InnerRates::per_parameter) {  // Meta-SGD's penalty, from its one definition
     std::vector<Tensor> alphas;

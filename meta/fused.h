@@ -45,7 +45,7 @@ struct FusedStep {
 // gather(rows) turns this call's per-task rows (tasks, width) into the whole batch's rows in task order
 // (dist::Communicator::all_gather_rows); the means are then over the whole batch, in one fixed-order
 // reduction, so every process gets the same result as one process with the whole batch. Empty: the
-// tasks are the whole batch. ANIL with a body is not split (its body's gradient is not per-task rows).
+// tasks are the whole batch. ANIL's body gradient is per-task rows too (per-task copies of the body).
 using TaskRowGather = std::function<Tensor(const Tensor& rows)>;
 
 // The meta-step after `meta_steps` completed steps (MAML++'s schedules). `meta` as laid out above;

@@ -134,12 +134,10 @@ class GradientLearner final : public Learner {
   // job of several processes the tasks outside this process's share may be shells (tasks/sampler.h),
   // so each process checks its share and they agree: fused only when every share is supported and
   // every share's first task has the same kind, classes, dtype and shapes, which is the one-process
-  // condition (all tasks alike, and supported). ANIL (its body's gradient is not a per-task row) runs
-  // on the tape when split: equal to the one-process fused result to rounding, not bit for bit.
+  // condition (all tasks alike, and supported).
   bool use_fused(const tasks::TaskBatch& batch) const {
     const dist::Communicator& comm = dist::world();
     if (comm.size() == 1) return fused_meta_gradient_supported(config_, *model_, batch);
-    if (config_.head_only) return false;
     const dist::Share share = comm.share(static_cast<std::int64_t>(batch.size()));
     const tasks::TaskBatch mine(batch.begin() + share.begin, batch.begin() + share.end);
     const bool supported = !mine.empty() && fused_meta_gradient_supported(config_, *model_, mine);

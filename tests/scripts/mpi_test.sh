@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Data parallelism under mpirun (dist/communicator.h), on loopback, oversubscribed:
 #  0. The collectives (tests/dist/mpi_collectives.cpp) at 1, 2 and 3 processes.
-#  1. `train` for 20 meta-steps with 1, 2 and 4 processes: the checkpoints of MAML, Meta-SGD, Reptile
-#     and ProtoNet are byte-identical (validation on, so the selection history is included).
+#  1. `train` for 20 meta-steps with 1, 2 and 4 processes: the checkpoints of MAML, Meta-SGD, Reptile,
+#     ProtoNet and ANIL are byte-identical (validation on, so the selection history is included).
 #  2. `run` (training, validation selection, evaluation, report) with 1, 2 and 4 processes: report.json is
 #     identical except for wall-clock timings and the output paths.
 #  3. Resume with a different process count: 10 steps on 2 processes, then --resume to 20 on 1, equals
@@ -31,7 +31,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 small=(--set data.simulator.bars=800 --set training.validate_every=10 --set training.validation_episodes=8
        --families price_direction --no-progress)
-learners=maml,meta-sgd,reptile,protonet
+learners=maml,meta-sgd,reptile,protonet,anil
 
 echo "== 0. the collectives at 1, 2 and 3 processes"
 for n in 1 2 3; do
